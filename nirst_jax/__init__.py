@@ -1,0 +1,31 @@
+"""nirst-jax: differentiable physics and deep learning for MRI-guided NIRST, in JAX."""
+
+from ._version import __version__
+from .mesh import Mesh, NirfastMesh, disk_mesh, read_nirfast, write_nirfast
+from .physics import (
+    CHROMOPHORES,
+    PAPER_WAVELENGTHS_NM,
+    DiffusionFEM,
+    MeasurementLayout,
+    SpectralForwardModel,
+    disk_boundary_fluence,
+    extinction_spectra,
+    point_fluence,
+)
+
+__all__ = [
+    "CHROMOPHORES",
+    "DiffusionFEM",
+    "MeasurementLayout",
+    "Mesh",
+    "NirfastMesh",
+    "PAPER_WAVELENGTHS_NM",
+    "SpectralForwardModel",
+    "__version__",
+    "disk_boundary_fluence",
+    "disk_mesh",
+    "extinction_spectra",
+    "point_fluence",
+    "read_nirfast",
+    "write_nirfast",
+]

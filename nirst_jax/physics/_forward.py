@@ -1,0 +1,294 @@
+"""The spectral forward model: chromophores → boundary ln-amplitude (and phase)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import equinox as eqx
+import numpy as np
+
+from ..mesh import Mesh
+from ._fem import DiffusionFEM
+from ._optics import (
+    SPEED_OF_LIGHT_MM_PER_S,
+    absorption,
+    boundary_factor,
+    diffusion_coefficient,
+    reduced_scattering,
+)
+from ._optodes import (
+    MeasurementLayout,
+    PointFunctionals,
+    boundary_detectors,
+    move_inward,
+    point_sources,
+    rim_positions,
+)
+from ._sensitivity import field_sensitivities
+from ._spectra import PAPER_WAVELENGTHS_NM, check_wavelengths, extinction_spectra
+
+DEFAULT_SCATTER_AMPLITUDE = 1.0
+"""Default scattering amplitude a (mm⁻¹) in µs' = a·(λ/1000 nm)^(−b) (NIRFAST sample mesh)."""
+DEFAULT_SCATTER_POWER = 1.0
+"""Default scattering power b."""
+
+
+def default_wavelength_batch() -> int | None:
+    """Wavelengths solved at once: one at a time on CPU (cache-friendly), all on accelerators."""
+    return 1 if jax.default_backend() == "cpu" else None
+
+
+def _check_positive(name: str, value) -> None:
+    array = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(array) | (array <= 0)
+    if bad.any():
+        raise ValueError(f"{name} must be finite and positive, got {array[bad].ravel()[0]!r}")
+
+
+class SpectralForwardModel(eqx.Module):
+    """Multi-wavelength diffusion forward model on a fixed mesh and optode set-up.
+
+    Maps chromophore concentrations at the mesh nodes (HbO and Hb in µM, water in %) and the
+    scattering law µs' = a·(λ/1000 nm)^(−b) to ln(amplitude) — and, in the frequency domain,
+    phase lag −arg Φ in radians — for every (wavelength, source, detector slot) of the
+    measurement layout. Build with `SpectralForwardModel.create`; it is a pytree, so it can be
+    closed over or passed through `jit`, `vmap` and `grad`.
+
+    Attributes:
+        fem: the FEM discretisation.
+        extinction: (L, 3) absorption per unit HbO, Hb, water.
+        sources: (L, S) source functionals per wavelength (sources sit one transport length
+            1/µs'(λ) inside the rim unless fixed).
+        detectors: (D,) detector read-outs.
+        layout: the measurement layout (S, K).
+        wavelengths_nm: the wavelengths.
+        refractive_index: tissue refractive index n.
+        frequency_hz: modulation frequency (0: continuous wave).
+        wavelength_batch: wavelengths solved at once (None: all, via vmap).
+    """
+
+    fem: DiffusionFEM
+    extinction: np.ndarray
+    sources: PointFunctionals
+    detectors: PointFunctionals
+    layout: MeasurementLayout
+    wavelengths_nm: tuple[float, ...] = eqx.field(static=True)
+    refractive_index: float = eqx.field(static=True)
+    frequency_hz: float = eqx.field(static=True)
+    wavelength_batch: int | None = eqx.field(static=True)
+
+    @classmethod
+    def create(
+        cls,
+        mesh: Mesh,
+        *,
+        wavelengths_nm=PAPER_WAVELENGTHS_NM,
+        n_fibres: int = 16,
+        angle_offset_deg: float = 0.0,
+        active_fibres=None,
+        source_positions=None,
+        detector_positions=None,
+        layout: MeasurementLayout | None = None,
+        scatter_amplitude: float = DEFAULT_SCATTER_AMPLITUDE,
+        scatter_power: float = DEFAULT_SCATTER_POWER,
+        refractive_index: float = 1.33,
+        frequency_hz: float = 0.0,
+        wavelength_batch: int | None | str = "auto",
+        fem: DiffusionFEM | None = None,
+    ) -> "SpectralForwardModel":
+        """Set up the forward model.
+
+        By default `n_fibres` fibres sit evenly on the rim (fibre 0 at `angle_offset_deg`),
+        each both a detector (read on the boundary) and a source moved one transport length
+        1/µs'(λ) inward, with µs' from the reference scattering (`scatter_amplitude`,
+        `scatter_power`) — a property of the set-up, not of each phantom, as in NIRFAST.
+
+        Arguments:
+            mesh: the mesh (mm).
+            wavelengths_nm: wavelengths in 650–1000 nm (default: the study's nine).
+            n_fibres: fibres on the rim.
+            angle_offset_deg: angle of fibre 0.
+            active_fibres: fibres in use (default all): others are masked in the layout.
+            source_positions: (S, 2) fixed source positions, used as given for every
+                wavelength (e.g. a NIRFAST `fixed` source file).
+            detector_positions: (D, 2) detector positions (default: the rim fibres).
+            layout: measurement layout (default: ring layout when positions are not given).
+            scatter_amplitude, scatter_power: reference scattering for source placement.
+            refractive_index: n (boundary factor and speed of light).
+            frequency_hz: modulation frequency; 0 for continuous wave.
+            wavelength_batch: wavelengths solved at once; "auto" picks 1 on CPU, all on GPU.
+            fem: a prebuilt `DiffusionFEM` for `mesh` (to share it between models).
+
+        Returns:
+            The model.
+        """
+        wavelengths = check_wavelengths(wavelengths_nm)
+        _check_positive("scatter_amplitude", scatter_amplitude)
+        _check_positive("refractive_index", refractive_index)
+        if refractive_index < 1:
+            raise ValueError(f"refractive_index must be ≥ 1, got {refractive_index!r}")
+        if not (np.isfinite(frequency_hz) and frequency_hz >= 0):
+            raise ValueError(f"frequency_hz must be finite and ≥ 0, got {frequency_hz!r}")
+        rim = rim_positions(mesh, n_fibres, angle_offset_deg=angle_offset_deg)
+        if source_positions is None:
+            musp_ref = np.asarray(reduced_scattering(wavelengths, scatter_amplitude, scatter_power))
+            per_wavelength = [point_sources(mesh, move_inward(mesh, rim, 1.0 / m)) for m in musp_ref]
+            sources = PointFunctionals(
+                nodes=np.stack([s.nodes for s in per_wavelength]),
+                weights=np.stack([s.weights for s in per_wavelength]),
+            )
+        else:
+            fixed = point_sources(mesh, source_positions)
+            sources = PointFunctionals(
+                nodes=np.broadcast_to(fixed.nodes, (len(wavelengths),) + fixed.nodes.shape).copy(),
+                weights=np.broadcast_to(fixed.weights, (len(wavelengths),) + fixed.weights.shape).copy(),
+            )
+        detectors = boundary_detectors(mesh, rim if detector_positions is None else detector_positions)
+        if layout is None:
+            if source_positions is not None or detector_positions is not None:
+                if sources.count != n_fibres or detectors.count != n_fibres:
+                    raise ValueError("give a `layout` when sources/detectors are not the ring fibres")
+            layout = MeasurementLayout.ring(n_fibres, active_fibres)
+        if layout.detector_index.shape[0] != sources.count:
+            raise ValueError(
+                f"layout has {layout.detector_index.shape[0]} sources, the set-up {sources.count}"
+            )
+        if layout.detector_index.max() >= detectors.count:
+            raise ValueError(f"layout refers to detector {layout.detector_index.max()} of {detectors.count}")
+        if wavelength_batch == "auto":
+            wavelength_batch = default_wavelength_batch()
+        return cls(
+            fem=DiffusionFEM.from_mesh(mesh) if fem is None else fem,
+            extinction=extinction_spectra(wavelengths),
+            sources=sources,
+            detectors=detectors,
+            layout=layout,
+            wavelengths_nm=tuple(float(w) for w in wavelengths),
+            refractive_index=float(refractive_index),
+            frequency_hz=float(frequency_hz),
+            wavelength_batch=wavelength_batch,
+        )
+
+    @property
+    def n_wavelengths(self) -> int:
+        return len(self.wavelengths_nm)
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """(L, S, K): wavelengths, sources, detector slots."""
+        return (self.n_wavelengths,) + self.layout.shape
+
+    def optical_properties(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
+        """µa and µs' (each (L, N), mm⁻¹) from chromophores (3, N) and the scattering law."""
+        chromophores = jnp.asarray(chromophores)
+        if chromophores.shape != (3, self.fem.n_nodes):
+            raise ValueError(
+                f"chromophores must have shape (3, {self.fem.n_nodes}) (HbO, Hb, water at the "
+                f"nodes), got {chromophores.shape}"
+            )
+        dtype = jnp.result_type(chromophores.dtype, float)
+        chromophores = chromophores.astype(dtype)
+        mua = absorption(self.extinction, chromophores)
+        musp = reduced_scattering(self.wavelengths_nm, jnp.asarray(scatter_amplitude, dtype), jnp.asarray(scatter_power, dtype))
+        musp = jnp.broadcast_to(musp if musp.ndim == 2 else musp[:, None], mua.shape)
+        return mua, musp
+
+    def _wave_number(self):
+        if self.frequency_hz == 0:
+            return None
+        return 2 * np.pi * self.frequency_hz * self.refractive_index / SPEED_OF_LIGHT_MM_PER_S
+
+    def _per_wavelength(self, fn, *arrays):
+        """Map `fn` over the leading (wavelength) axis of `arrays`."""
+        return jax.lax.map(lambda xs: fn(*xs), arrays, batch_size=self.wavelength_batch)
+
+    def _system(self, mua, musp):
+        kappa = diffusion_coefficient(mua, musp)
+        robin = 1.0 / (2.0 * boundary_factor(jnp.asarray(self.refractive_index, mua.dtype)))
+        return self.fem.system_values(mua, kappa, robin, self._wave_number()), kappa
+
+    def fluence_from_optics(self, mua, musp):
+        """Detector fluence Φ (L, S, D) for nodal µa, µs' (each (L, N)); differentiable."""
+        def one(mua_l, musp_l, src_nodes, src_weights):
+            values, _ = self._system(mua_l, musp_l)
+            rhs = PointFunctionals(src_nodes, src_weights).columns(self.fem.n_nodes, mua_l.dtype)
+            fields = self.fem.solve(values, rhs)
+            return self.detectors.apply(fields).T
+
+        return self._per_wavelength(one, mua, musp, self.sources.nodes, self.sources.weights)
+
+    def measurements_from_fluence(self, fluence):
+        """(ln A, phase) or ln A, each (L, S, K), from fluence (L, S, D)."""
+        selected = self.layout.select(fluence)
+        if self.frequency_hz == 0:
+            return jnp.log(jnp.abs(selected))
+        return jnp.log(jnp.abs(selected)), -jnp.angle(selected)
+
+    def __call__(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
+        """Simulate measurements.
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the mesh nodes.
+            scatter_amplitude: a (mm⁻¹), scalar or (N,).
+            scatter_power: b, scalar or (N,).
+
+        Returns:
+            ln A of shape (L, S, K); in the frequency domain the tuple (ln A, phase).
+        """
+        mua, musp = self.optical_properties(chromophores, scatter_amplitude, scatter_power)
+        return self.measurements_from_fluence(self.fluence_from_optics(mua, musp))
+
+    def optics_jacobian(self, mua, musp):
+        """Exact adjoint Jacobian of the measurements w.r.t. nodal µa and µs'.
+
+        One factorisation per wavelength serves the source and the adjoint (detector) solves;
+        dΦ/dθ = −ψᵀ(∂A/∂θ)x, then d ln A = Re(dΦ/Φ) and d phase = −Im(dΦ/Φ).
+
+        Arguments:
+            mua, musp: (L, N) nodal optical properties.
+
+        Returns:
+            (d/dµa, d/dµs'), each (L, S, K, N) for ln A; in the frequency domain each is
+            (L, 2, S, K, N), index 0 for ln A and 1 for phase.
+        """
+
+        def one(mua_l, musp_l, src_nodes, src_weights):
+            values, kappa = self._system(mua_l, musp_l)
+            n = self.fem.n_nodes
+            sources = PointFunctionals(src_nodes, src_weights).columns(n, values.dtype)
+            fields = self.fem.solve(
+                values, jnp.concatenate([sources, self.detectors.columns(n, values.dtype)], 1)
+            )
+            source_fields, adjoint_fields = jnp.split(fields, [self.sources.count], axis=1)
+            fluence = self.detectors.apply(source_fields).T  # (S, D)
+            mass, stiffness = field_sensitivities(self.fem, source_fields, adjoint_fields)
+            # κ = 1/(3(µa + µs')): ∂κ/∂µa = ∂κ/∂µs' = −3κ².
+            d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness
+            d_phi_dmua = d_phi_dmusp - mass
+            relative = [
+                jnp.moveaxis(self.layout.select(d / fluence), 0, -1) for d in (d_phi_dmua, d_phi_dmusp)
+            ]
+            if self.frequency_hz == 0:
+                return tuple(r.real for r in relative)
+            return tuple(jnp.stack([r.real, -r.imag]) for r in relative)
+
+        return self._per_wavelength(one, mua, musp, self.sources.nodes, self.sources.weights)
+
+    def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
+        """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+
+        Returns:
+            (L, S, K, 3, N): the derivative of ln A at each (wavelength, source, slot) with
+            respect to each chromophore at each node (per µM, µM, %). In the frequency domain
+            (L, 2, S, K, 3, N), index 1 of axis 1 being the phase.
+        """
+        mua, musp = self.optical_properties(chromophores, scatter_amplitude, scatter_power)
+        d_mua, _ = self.optics_jacobian(mua, musp)
+        extinction = jnp.asarray(self.extinction, d_mua.dtype)
+        # µa_l = Σ_c E_lc C_c, and µs' does not depend on the chromophores.
+        extinction = extinction.reshape(extinction.shape[:1] + (1,) * (d_mua.ndim - 2) + (3, 1))
+        return d_mua[..., None, :] * extinction

@@ -1,0 +1,15 @@
+"""Shared test configuration: float64 available, fixture paths."""
+
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def nirfast_dir() -> Path:
+    return FIXTURES / "nirfast"

@@ -1,6 +1,10 @@
 """nirst-jax: differentiable physics and deep learning for MRI-guided NIRST, in JAX."""
 
-from ._version import __version__
+from ._xla_flags import configure_xla_cpu
+
+configure_xla_cpu()
+
+from ._version import __version__  # noqa: E402
 from .mesh import Mesh, NirfastMesh, disk_mesh, read_nirfast, write_nirfast
 from .physics import (
     CHROMOPHORES,

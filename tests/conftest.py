@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import nirst_jax  # noqa: F401  (sets the XLA CPU flags before JAX starts its backend)
 import jax
 import pytest
 

@@ -50,13 +50,21 @@ def _trifinder(mesh: Mesh):
     return triangulation.get_trifinder()
 
 
-def as_points(points, what: str = "points") -> np.ndarray:
-    """Validate an (P, 2) array of finite coordinates (a single (2,) point is accepted)."""
+def as_points(points, what: str = "point") -> np.ndarray:
+    """Validate an (P, 2) array of finite coordinates (a single (2,) point is accepted).
+
+    Arguments:
+        points: the coordinates.
+        what: singular name for messages ("source", "detector", ...).
+
+    Returns:
+        (P, 2) float64 array.
+    """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim == 1 and points.shape == (2,):
         points = points[None]
     if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"{what} must have shape (P, 2), got {points.shape}")
+        raise ValueError(f"{what} positions must have shape (P, 2), got {points.shape}")
     bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
     if bad.size:
         raise ValueError(f"{what} {bad[0]} is not finite: {points[bad[0]].tolist()}")
@@ -103,14 +111,26 @@ def project_to_boundary(mesh: Mesh, points) -> BoundaryProjection:
     )
 
 
-def rim_tolerance(mesh: Mesh, points) -> np.ndarray:
-    """A quarter of the length of the boundary edge nearest each point (mm).
+def rim_tolerance(mesh: Mesh, points, fraction: float = 0.25) -> np.ndarray:
+    """`fraction` of the length of the boundary edge nearest each point (mm).
 
-    Points this close outside the mesh count as on its boundary: it covers, for example,
-    points on the true circle of a polygonal disk mesh.
+    Optodes this close outside the mesh (a quarter edge by default) count as on its boundary,
+    which covers, for example, points on the true circle of a polygonal disk mesh.
     """
     edges = mesh.boundary_edges[project_to_boundary(mesh, points).edges]
-    return 0.25 * np.linalg.norm(mesh.nodes[edges[:, 1]] - mesh.nodes[edges[:, 0]], axis=1)
+    return fraction * np.linalg.norm(mesh.nodes[edges[:, 1]] - mesh.nodes[edges[:, 0]], axis=1)
+
+
+def inside_mesh(mesh: Mesh, points, edge_fraction: float = 0.01) -> np.ndarray:
+    """(P,) bool: inside the mesh, or outside it by at most `edge_fraction` of the nearest
+    boundary edge's length (1% covers the gap between a polygonal disk and its circle)."""
+    points = as_points(points)
+    inside = np.asarray(_trifinder(mesh)(points[:, 0], points[:, 1])) >= 0
+    outside = np.flatnonzero(~inside)
+    if outside.size:
+        distance = project_to_boundary(mesh, points[outside]).distance
+        inside[outside] = distance <= rim_tolerance(mesh, points[outside], edge_fraction)
+    return inside
 
 
 def locate_points(
@@ -130,7 +150,7 @@ def locate_points(
     Returns:
         A `PointLocation`.
     """
-    points = as_points(points, what + "s")
+    points = as_points(points, what)
     elements = np.asarray(_trifinder(mesh)(points[:, 0], points[:, 1]), dtype=np.int64)
     outside_distance = np.zeros(len(points))
     outside = np.flatnonzero(elements < 0)

@@ -154,6 +154,9 @@ class Mesh:
     def __setattr__(self, name, value):
         raise AttributeError("Mesh is immutable")
 
+    def __delattr__(self, name):
+        raise AttributeError("Mesh is immutable")
+
     @property
     def n_nodes(self) -> int:
         return len(self.nodes)

@@ -12,7 +12,6 @@ from ._optics import (
 )
 from ._optodes import (
     MeasurementLayout,
-    PointFunctionals,
     boundary_detectors,
     inward_normals,
     move_inward,
@@ -36,7 +35,6 @@ __all__ = [
     "DiffusionFEM",
     "MeasurementLayout",
     "PAPER_WAVELENGTHS_NM",
-    "PointFunctionals",
     "SPEED_OF_LIGHT_MM_PER_S",
     "SpectralForwardModel",
     "absorption",

@@ -16,9 +16,9 @@ from ._optics import (
     diffusion_coefficient,
     reduced_scattering,
 )
+from ..mesh._gather import WeightedGather
 from ._optodes import (
     MeasurementLayout,
-    PointFunctionals,
     boundary_detectors,
     move_inward,
     point_sources,
@@ -26,6 +26,7 @@ from ._optodes import (
 )
 from ._sensitivity import field_sensitivities
 from ._spectra import PAPER_WAVELENGTHS_NM, check_wavelengths, extinction_spectra
+from ._validation import check_array
 
 DEFAULT_SCATTER_AMPLITUDE = 1.0
 """Default scattering amplitude a (mm⁻¹) in µs' = a·(λ/1000 nm)^(−b) (NIRFAST sample mesh)."""
@@ -42,7 +43,7 @@ def _check_positive(name: str, value) -> None:
     array = np.asarray(value, dtype=np.float64)
     bad = ~np.isfinite(array) | (array <= 0)
     if bad.any():
-        raise ValueError(f"{name} must be finite and positive, got {array[bad].ravel()[0]!r}")
+        raise ValueError(f"{name} must be finite and positive, got {array[bad].ravel()[0].item()!r}")
 
 
 class SpectralForwardModel(eqx.Module):
@@ -69,8 +70,8 @@ class SpectralForwardModel(eqx.Module):
 
     fem: DiffusionFEM
     extinction: np.ndarray
-    sources: PointFunctionals
-    detectors: PointFunctionals
+    sources: WeightedGather
+    detectors: WeightedGather
     layout: MeasurementLayout
     wavelengths_nm: tuple[float, ...] = eqx.field(static=True)
     refractive_index: float = eqx.field(static=True)
@@ -133,15 +134,15 @@ class SpectralForwardModel(eqx.Module):
         if source_positions is None:
             musp_ref = np.asarray(reduced_scattering(wavelengths, scatter_amplitude, scatter_power))
             per_wavelength = [point_sources(mesh, move_inward(mesh, rim, 1.0 / m)) for m in musp_ref]
-            sources = PointFunctionals(
-                nodes=np.stack([s.nodes for s in per_wavelength]),
+            sources = WeightedGather(
+                indices=np.stack([s.indices for s in per_wavelength]),
                 weights=np.stack([s.weights for s in per_wavelength]),
             )
         else:
             fixed = point_sources(mesh, source_positions)
-            sources = PointFunctionals(
-                nodes=np.broadcast_to(fixed.nodes, (len(wavelengths),) + fixed.nodes.shape).copy(),
-                weights=np.broadcast_to(fixed.weights, (len(wavelengths),) + fixed.weights.shape).copy(),
+            sources = WeightedGather(
+                indices=np.repeat(fixed.indices[None], len(wavelengths), axis=0),
+                weights=np.repeat(fixed.weights[None], len(wavelengths), axis=0),
             )
         detectors = boundary_detectors(mesh, rim if detector_positions is None else detector_positions)
         if layout is None:
@@ -178,20 +179,40 @@ class SpectralForwardModel(eqx.Module):
         """(L, S, K): wavelengths, sources, detector slots."""
         return (self.n_wavelengths,) + self.layout.shape
 
-    def optical_properties(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
-        """µa and µs' (each (L, N), mm⁻¹) from chromophores (3, N) and the scattering law."""
-        chromophores = jnp.asarray(chromophores)
-        if chromophores.shape != (3, self.fem.n_nodes):
-            raise ValueError(
-                f"chromophores must have shape (3, {self.fem.n_nodes}) (HbO, Hb, water at the "
-                f"nodes), got {chromophores.shape}"
-            )
+    def optical_properties(
+        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+    ):
+        """µa and µs' (each (L, N), mm⁻¹) from chromophores and the scattering law.
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes, ≥ 0.
+            scatter_amplitude: a (mm⁻¹), > 0, scalar or (N,).
+            scatter_power: b, scalar or (N,).
+
+        Returns:
+            (µa, µs'), each (L, N).
+        """
+        n = self.fem.n_nodes
+        chromophores = check_array("chromophores (HbO µM, Hb µM, water %)", chromophores, (3, n))
+        amplitude = jnp.asarray(scatter_amplitude)
+        power = jnp.asarray(scatter_power)
+        amplitude = check_array("scatter_amplitude", amplitude, amplitude.shape, minimum=0.0, strict=True)
+        power = check_array("scatter_power", power, power.shape, minimum=None)
+        for name, value in (("scatter_amplitude", amplitude), ("scatter_power", power)):
+            if value.shape not in ((), (n,)):
+                raise ValueError(f"{name} must be a scalar or have shape ({n},), got {value.shape}")
         dtype = jnp.result_type(chromophores.dtype, float)
-        chromophores = chromophores.astype(dtype)
-        mua = absorption(self.extinction, chromophores)
-        musp = reduced_scattering(self.wavelengths_nm, jnp.asarray(scatter_amplitude, dtype), jnp.asarray(scatter_power, dtype))
+        mua = absorption(self.extinction, chromophores.astype(dtype))
+        musp = reduced_scattering(self.wavelengths_nm, amplitude.astype(dtype), power.astype(dtype))
         musp = jnp.broadcast_to(musp if musp.ndim == 2 else musp[:, None], mua.shape)
         return mua, musp
+
+    def _check_optics(self, mua, musp):
+        shape = (self.n_wavelengths, self.fem.n_nodes)
+        mua = check_array("mua", mua, shape, minimum=0.0)
+        musp = check_array("musp", musp, shape, minimum=0.0, strict=True)
+        dtype = jnp.result_type(mua.dtype, musp.dtype, float)
+        return mua.astype(dtype), musp.astype(dtype)
 
     def _wave_number(self):
         if self.frequency_hz == 0:
@@ -209,22 +230,31 @@ class SpectralForwardModel(eqx.Module):
 
     def fluence_from_optics(self, mua, musp):
         """Detector fluence Φ (L, S, D) for nodal µa, µs' (each (L, N)); differentiable."""
+        return self._fluence(*self._check_optics(mua, musp))
+
+    @eqx.filter_jit
+    def _fluence(self, mua, musp):
         def one(mua_l, musp_l, src_nodes, src_weights):
             values, _ = self._system(mua_l, musp_l)
-            rhs = PointFunctionals(src_nodes, src_weights).columns(self.fem.n_nodes, mua_l.dtype)
-            fields = self.fem.solve(values, rhs)
-            return self.detectors.apply(fields).T
+            rhs = WeightedGather(src_nodes, src_weights).columns(self.fem.n_nodes, values.dtype)
+            return self.detectors(self.fem.solve(values, rhs).T)
 
-        return self._per_wavelength(one, mua, musp, self.sources.nodes, self.sources.weights)
+        return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights)
 
     def measurements_from_fluence(self, fluence):
-        """(ln A, phase) or ln A, each (L, S, K), from fluence (L, S, D)."""
+        """(ln A, phase) or ln A, each (L, S, K), from fluence (L, S, D).
+
+        The phase is the lag −arg Φ in radians, wrapped to [0, 2π) as in NIRFAST (lags pass
+        π across large disks at 100 MHz; they stay well below 2π).
+        """
         selected = self.layout.select(fluence)
         if self.frequency_hz == 0:
             return jnp.log(jnp.abs(selected))
-        return jnp.log(jnp.abs(selected)), -jnp.angle(selected)
+        return jnp.log(jnp.abs(selected)), jnp.mod(-jnp.angle(selected), 2 * jnp.pi)
 
-    def __call__(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
+    def __call__(
+        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+    ):
         """Simulate measurements.
 
         Arguments:
@@ -252,15 +282,19 @@ class SpectralForwardModel(eqx.Module):
             (L, 2, S, K, N), index 0 for ln A and 1 for phase.
         """
 
+        return self._optics_jacobian(*self._check_optics(mua, musp))
+
+    @eqx.filter_jit
+    def _optics_jacobian(self, mua, musp):
         def one(mua_l, musp_l, src_nodes, src_weights):
             values, kappa = self._system(mua_l, musp_l)
             n = self.fem.n_nodes
-            sources = PointFunctionals(src_nodes, src_weights).columns(n, values.dtype)
+            sources = WeightedGather(src_nodes, src_weights).columns(n, values.dtype)
             fields = self.fem.solve(
                 values, jnp.concatenate([sources, self.detectors.columns(n, values.dtype)], 1)
             )
             source_fields, adjoint_fields = jnp.split(fields, [self.sources.count], axis=1)
-            fluence = self.detectors.apply(source_fields).T  # (S, D)
+            fluence = self.detectors(source_fields.T)  # (S, D)
             mass, stiffness = field_sensitivities(self.fem, source_fields, adjoint_fields)
             # κ = 1/(3(µa + µs')): ∂κ/∂µa = ∂κ/∂µs' = −3κ².
             d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness
@@ -272,7 +306,7 @@ class SpectralForwardModel(eqx.Module):
                 return tuple(r.real for r in relative)
             return tuple(jnp.stack([r.real, -r.imag]) for r in relative)
 
-        return self._per_wavelength(one, mua, musp, self.sources.nodes, self.sources.weights)
+        return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights)
 
     def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.

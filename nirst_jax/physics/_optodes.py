@@ -1,4 +1,8 @@
-"""Optodes: point sources, boundary detector read-outs, rim fibres and measurement layouts."""
+"""Optodes: point sources, boundary detector read-outs, rim fibres and measurement layouts.
+
+Sources and detectors are `WeightedGather` functionals on nodal fields: a source's weights
+form its right-hand side (`columns`), a detector reads a field by applying its weights.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..mesh import Mesh
+from ..mesh._gather import WeightedGather
 from ..mesh._locate import as_points, locate_points, project_to_boundary, rim_tolerance
 
 
-class PointFunctionals(eqx.Module):
-    """Linear functionals on nodal (P1) fields, each a weighted sum of three nodal values.
-
-    A point source is the functional's vector used as a right-hand side; a detector reads a
-    field through it.
-
-    Attributes:
-        nodes: (..., P, 3) node indices.
-        weights: (..., P, 3) weights (zero for unused slots).
-    """
-
-    nodes: np.ndarray
-    weights: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return self.nodes.shape[-2]
-
-    def columns(self, n_nodes: int, dtype) -> jnp.ndarray:
-        """(N, P) matrix whose column p is functional p (for one set, no batch dims)."""
-        p = np.arange(self.nodes.shape[-2])[:, None]
-        return (
-            jnp.zeros((n_nodes, self.count), dtype)
-            .at[self.nodes, np.broadcast_to(p, self.nodes.shape)]
-            .add(jnp.asarray(self.weights, dtype))
-        )
-
-    def apply(self, fields: jnp.ndarray) -> jnp.ndarray:
-        """Evaluate on fields (N, K): returns (P, K) (for one set, no batch dims)."""
-        weights = jnp.asarray(self.weights, jnp.result_type(fields.dtype, float))
-        return jnp.einsum("pk,pkj->pj", weights, fields[self.nodes])
-
-
-def point_sources(mesh: Mesh, points) -> PointFunctionals:
+def point_sources(mesh: Mesh, points) -> WeightedGather:
     """Unit point sources at `points`: barycentric weights in the containing elements.
 
     Points on the boundary, or just outside it (within a quarter of the local boundary edge
@@ -54,17 +26,16 @@ def point_sources(mesh: Mesh, points) -> PointFunctionals:
         points: (S, 2) source positions in mm.
 
     Returns:
-        (S,) `PointFunctionals`.
+        (S,) `WeightedGather`.
     """
-    points = as_points(points, "sources")
+    points = as_points(points, "source")
     located = locate_points(mesh, points, outside_tolerance=rim_tolerance(mesh, points), what="source")
-    return PointFunctionals(
-        nodes=mesh.elements[located.elements].astype(np.int32),
-        weights=located.barycentric,
+    return WeightedGather(
+        indices=mesh.elements[located.elements].astype(np.int32), weights=located.barycentric
     )
 
 
-def boundary_detectors(mesh: Mesh, points) -> PointFunctionals:
+def boundary_detectors(mesh: Mesh, points) -> WeightedGather:
     """Boundary read-out of detectors at `points` (NIRFAST's rule).
 
     A detector inside an element that touches the boundary reads the element's boundary
@@ -77,9 +48,9 @@ def boundary_detectors(mesh: Mesh, points) -> PointFunctionals:
         points: (D, 2) detector positions in mm.
 
     Returns:
-        (D,) `PointFunctionals` (weights on boundary nodes only).
+        (D,) `WeightedGather` (weights on boundary nodes only).
     """
-    points = as_points(points, "detectors")
+    points = as_points(points, "detector")
     located = locate_points(mesh, points, outside_tolerance=rim_tolerance(mesh, points), what="detector")
     nodes = mesh.elements[located.elements].astype(np.int32)
     weights = np.where(mesh.is_boundary_node[nodes], located.barycentric, 0.0)
@@ -91,7 +62,7 @@ def boundary_detectors(mesh: Mesh, points) -> PointFunctionals:
         )
     # Outside points were projected onto their nearest edge: barycentric weights there
     # are the linear interpolation along that edge.
-    return PointFunctionals(nodes=nodes, weights=weights / weights.sum(1, keepdims=True))
+    return WeightedGather(indices=nodes, weights=weights / weights.sum(1, keepdims=True))
 
 
 def rim_positions(mesh: Mesh, count: int, *, angle_offset_deg: float = 0.0, center=None) -> np.ndarray:
@@ -162,6 +133,19 @@ def move_inward(mesh: Mesh, boundary_points, depth_mm) -> np.ndarray:
     return points + depth[:, None] * inward_normals(mesh, points)
 
 
+def _indices(what: str, values, limit: int | None) -> np.ndarray:
+    """Validate integer indices in [0, limit) (limit None: just ≥ 0)."""
+    array = np.atleast_1d(np.asarray(values))
+    if array.size and not np.all(np.mod(array, 1) == 0):
+        raise ValueError(f"{what} indices must be integers, got {array.tolist()}")
+    array = array.astype(np.int64)
+    bad = (array < 0) | ((array >= limit) if limit is not None else False)
+    if bad.any():
+        bound = f"0..{limit - 1}" if limit is not None else "≥ 0"
+        raise ValueError(f"{what} index {array[bad][0]} is out of range ({bound})")
+    return array
+
+
 class MeasurementLayout(eqx.Module):
     """Which detector each measurement of each source uses, and which are active.
 
@@ -194,11 +178,9 @@ class MeasurementLayout(eqx.Module):
         index = np.array([[d for d in range(n) if d != s] for s in range(n)], np.int32)
         used = np.ones(n, bool)
         if active_fibres is not None:
-            active_fibres = np.asarray(active_fibres, int)
-            if active_fibres.size and (active_fibres.min() < 0 or active_fibres.max() >= n):
-                raise ValueError(f"active fibres must lie in 0..{n - 1}, got {active_fibres.tolist()}")
+            fibres = _indices("active fibre", active_fibres, n)
             used = np.zeros(n, bool)
-            used[active_fibres] = True
+            used[fibres] = True
         return cls(detector_index=index, active=used[:, None] & used[index])
 
     @classmethod
@@ -214,8 +196,15 @@ class MeasurementLayout(eqx.Module):
             An (S, K) layout, K the largest number of pairs of one source; missing slots
             are inactive.
         """
-        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        pairs = np.asarray(pairs)
+        if pairs.ndim != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"pairs must have shape (L, 2), got {pairs.shape}")
+        sources = _indices("pair source", pairs[:, 0], n_sources)
+        detectors = _indices("pair detector", pairs[:, 1], None)
+        pairs = np.stack([sources, detectors], 1)
         active = np.ones(len(pairs), bool) if active is None else np.asarray(active, bool)
+        if active.shape != (len(pairs),):
+            raise ValueError(f"active must have shape ({len(pairs)},), got {active.shape}")
         per_source = [pairs[pairs[:, 0] == s, 1] for s in range(n_sources)]
         flags = [active[pairs[:, 0] == s] for s in range(n_sources)]
         k = max(1, max(len(p) for p in per_source))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-import jax
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -12,6 +12,7 @@ from ..mesh import Mesh
 from ._fem import DiffusionFEM
 from ._optics import SPEED_OF_LIGHT_MM_PER_S, boundary_factor, diffusion_coefficient
 from ._optodes import boundary_detectors, point_sources
+from ._validation import check_array
 
 
 @functools.lru_cache(maxsize=8)
@@ -20,19 +21,12 @@ def fem_for_mesh(mesh: Mesh) -> DiffusionFEM:
     return DiffusionFEM.from_mesh(mesh)
 
 
-def check_nodal(name: str, values, n_nodes: int, *, positive: bool) -> jnp.ndarray:
-    """Validate a nodal array: shape (N,), and, when concrete, finite and ≥ 0 (or > 0)."""
-    array = jnp.asarray(values)
-    if array.shape != (n_nodes,):
-        raise ValueError(f"{name} must have shape ({n_nodes},) (one value per node), got {array.shape}")
-    if not isinstance(array, jax.core.Tracer):
-        host = np.asarray(array)
-        bad = ~np.isfinite(host) | ((host <= 0) if positive else (host < 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            rule = "positive" if positive else "non-negative"
-            raise ValueError(f"{name} must be finite and {rule}; node {i} has {host[i]!r}")
-    return array
+@eqx.filter_jit
+def _boundary_fluence(fem, sources, detectors, mua, musp, refractive_index, wave_number):
+    robin = 1.0 / (2.0 * boundary_factor(jnp.asarray(refractive_index, mua.dtype)))
+    values = fem.system_values(mua, diffusion_coefficient(mua, musp), robin, wave_number)
+    fields = fem.solve(values, sources.columns(fem.n_nodes, values.dtype))
+    return detectors(fields.T).astype(jnp.result_type(mua.dtype, jnp.complex64))
 
 
 def point_fluence(
@@ -64,22 +58,22 @@ def point_fluence(
     Returns:
         (S, D) complex fluence; the phase lag is −arg Φ.
     """
-    mua = check_nodal("mua", mua, mesh.n_nodes, positive=False)
-    musp = check_nodal("musp", musp, mesh.n_nodes, positive=True)
+    mua = check_array("mua", mua, (mesh.n_nodes,), minimum=0.0)
+    musp = check_array("musp", musp, (mesh.n_nodes,), minimum=0.0, strict=True)
     if not (np.isfinite(refractive_index) and refractive_index >= 1):
         raise ValueError(f"refractive_index must be ≥ 1, got {refractive_index!r}")
     if not (np.isfinite(frequency_hz) and frequency_hz >= 0):
         raise ValueError(f"frequency_hz must be finite and ≥ 0, got {frequency_hz!r}")
     dtype = jnp.result_type(mua.dtype, musp.dtype, float)
-    mua, musp = mua.astype(dtype), musp.astype(dtype)
-    fem = fem_for_mesh(mesh)
-    sources = point_sources(mesh, sources_xy)
-    detectors = boundary_detectors(mesh, detectors_xy)
     wave_number = (
         None if frequency_hz == 0 else 2 * np.pi * frequency_hz * refractive_index / SPEED_OF_LIGHT_MM_PER_S
     )
-    robin = 1.0 / (2.0 * boundary_factor(jnp.asarray(refractive_index, dtype)))
-    values = fem.system_values(mua, diffusion_coefficient(mua, musp), robin, wave_number)
-    fields = fem.solve(values, sources.columns(mesh.n_nodes, values.dtype))
-    complex_dtype = jnp.result_type(dtype, jnp.complex64)
-    return detectors.apply(fields).T.astype(complex_dtype)
+    return _boundary_fluence(
+        fem_for_mesh(mesh),
+        point_sources(mesh, sources_xy),
+        boundary_detectors(mesh, detectors_xy),
+        mua.astype(dtype),
+        musp.astype(dtype),
+        float(refractive_index),
+        wave_number,
+    )

@@ -51,7 +51,7 @@ class SymmetricSparsePattern(eqx.Module):
         return jnp.zeros((self.n, x.shape[1]), products.dtype).at[self.rows].add(products)
 
     def solve(self, values: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
-        """Solve A x = rhs exactly (multifrontal Cholesky, or LDLᵀ for complex A).
+        """Solve A x = rhs exactly (multifrontal block LDLᵀ; see `_multifrontal`).
 
         Differentiable in `values` and `rhs` by implicit differentiation: derivatives reuse the
         factorisation (one more solve), and never differentiate through it.

@@ -53,7 +53,7 @@ def check_wavelengths(wavelengths_nm) -> np.ndarray:
     bad = wavelengths[~((wavelengths >= low) & (wavelengths <= high))]
     if bad.size:
         raise ValueError(
-            f"wavelength {bad[0]!r} nm is outside the tabulated range {low:g}–{high:g} nm"
+            f"wavelength {float(bad[0]):g} nm is outside the tabulated range {low:g}–{high:g} nm"
         )
     return wavelengths
 

@@ -1,0 +1,51 @@
+"""Atomic file writes: write to a temporary file beside the target, then rename it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; on success it replaces `path` atomically.
+
+    Arguments:
+        path: the final file path (its folder is created if needed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_npz(path, **arrays) -> None:
+    """`np.savez_compressed`, atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+
+def save_json(path, data) -> None:
+    """Pretty-printed JSON, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_figure(figure, path, **kwargs) -> None:
+    """`figure.savefig` (format from the suffix of `path`), atomically."""
+    kwargs.setdefault("dpi", 120)
+    kwargs.setdefault("bbox_inches", "tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or "png", **kwargs)

@@ -1,0 +1,35 @@
+"""The `nirst` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _forward
+
+_COMMANDS = {"forward": _forward}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `nirst` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="nirst", description="MRI-guided near-infrared spectral tomography in JAX."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _COMMANDS.items():
+        module.add_parser(commands, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `nirst`; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command].run(args) or 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"nirst {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

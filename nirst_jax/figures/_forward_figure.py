@@ -1,0 +1,89 @@
+"""Figure of one simulated phantom: chromophore maps, optodes and the measurements."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..physics import CHROMOPHORE_UNITS, CHROMOPHORES  # noqa: E402
+
+
+def forward_figure(
+    images: np.ndarray,
+    extent: tuple[float, float],
+    mask: np.ndarray,
+    fibres_xy: np.ndarray,
+    wavelengths_nm,
+    ln_amplitude: np.ndarray,
+    ln_amplitude_background: np.ndarray,
+    phase: np.ndarray | None = None,
+):
+    """Chromophore images with the fibres, ln A against source–detector separation, and the
+    change ΔlnA caused by the phantom relative to its homogeneous background.
+
+    Arguments:
+        images: (3, n, n) HbO (µM), Hb (µM), water (%) on the pixel grid.
+        extent: (low, high) of the grid in mm.
+        mask: (n, n) pixels inside the mesh.
+        fibres_xy: (F, 2) fibre positions in mm.
+        wavelengths_nm: (L,) wavelengths.
+        ln_amplitude: (L, S, K) measurements.
+        ln_amplitude_background: (L, S, K) measurements of the homogeneous background.
+        phase: (L, S, K) phase in radians, or None.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    n_fibres = len(fibres_xy)
+    figure, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+    low, high = extent
+    for ax, image, name, unit in zip(axes[0], images, CHROMOPHORES, CHROMOPHORE_UNITS):
+        shown = np.ma.masked_where(~mask, image)
+        handle = ax.imshow(shown, origin="lower", extent=(low, high, low, high), cmap="viridis")
+        ax.plot(fibres_xy[:, 0], fibres_xy[:, 1], "o", ms=5, mfc="white", mec="black")
+        ax.text(*fibres_xy[0], " 0", fontsize=8)
+        ax.set_title(f"{name} ({unit})")
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("y (mm)")
+        figure.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label=unit)
+
+    separation = (np.arange(1, n_fibres) * 360.0 / n_fibres + 180.0) % 360.0 - 180.0
+    colours = plt.cm.plasma(np.linspace(0, 0.9, len(wavelengths_nm)))
+    ax = axes[1, 0]
+    for colour, wavelength, data in zip(colours, wavelengths_nm, ln_amplitude):
+        order = np.argsort(separation)
+        ax.plot(separation[order], data.mean(0)[order], "-o", ms=3, color=colour, label=f"{wavelength:g} nm")
+    ax.set_xlabel("detector angle from source (°)")
+    ax.set_ylabel("ln A (mean over sources)")
+    ax.set_title("Boundary data")
+    ax.legend(fontsize=7, ncol=2)
+
+    ax = axes[1, 1]
+    change = (ln_amplitude - ln_amplitude_background).reshape(len(wavelengths_nm), -1)
+    bound = max(np.abs(change).max(), 1e-12)
+    handle = ax.imshow(change, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    ax.set_yticks(range(len(wavelengths_nm)), [f"{w:g}" for w in wavelengths_nm])
+    ax.set_xlabel("measurement (source × detector slot)")
+    ax.set_ylabel("wavelength (nm)")
+    ax.set_title("ΔlnA: phantom − homogeneous background")
+    figure.colorbar(handle, ax=ax, label="ΔlnA")
+
+    ax = axes[1, 2]
+    if phase is None:
+        spectrum = ln_amplitude.mean(axis=(1, 2))
+        ax.plot(wavelengths_nm, spectrum, "-o")
+        ax.set_xlabel("wavelength (nm)")
+        ax.set_ylabel("mean ln A")
+        ax.set_title("Mean ln A by wavelength")
+    else:
+        for colour, wavelength, data in zip(colours, wavelengths_nm, phase):
+            order = np.argsort(separation)
+            ax.plot(separation[order], np.degrees(data.mean(0))[order], "-o", ms=3, color=colour)
+        ax.set_xlabel("detector angle from source (°)")
+        ax.set_ylabel("phase lag (°, mean over sources)")
+        ax.set_title("Phase")
+    figure.tight_layout()
+    return figure

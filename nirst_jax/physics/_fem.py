@@ -77,6 +77,19 @@ def edge_mass(lengths: jnp.ndarray, nodal: jnp.ndarray) -> jnp.ndarray:
     return (lengths[:, None, None] / 12.0) * matrix
 
 
+def _node_elements(elements: np.ndarray, n_nodes: int) -> np.ndarray:
+    """(N, V) elements containing each node, padded with len(elements)."""
+    node = elements.ravel()
+    element = np.repeat(np.arange(len(elements)), 3)
+    order = np.argsort(node, kind="stable")
+    node, element = node[order], element[order]
+    counts = np.bincount(node, minlength=n_nodes)
+    slot = np.arange(len(node)) - np.repeat(np.cumsum(counts) - counts, counts)
+    table = np.full((n_nodes, counts.max()), len(elements), np.int32)
+    table[node, slot] = element
+    return table
+
+
 class DiffusionFEM(eqx.Module):
     """P1 discretisation of the diffusion equation on a fixed mesh.
 
@@ -90,6 +103,8 @@ class DiffusionFEM(eqx.Module):
         boundary_edges: (E, 2) node indices.
         edge_lengths: (E,) mm.
         pattern: the sparse pattern (element entries, then edge entries) and its solver plan.
+        node_elements: (N, V) elements around each node, padded with the index M (V: the
+            largest valence), for summing per-element quantities onto nodes by a gather.
     """
 
     elements: np.ndarray
@@ -98,6 +113,7 @@ class DiffusionFEM(eqx.Module):
     boundary_edges: np.ndarray
     edge_lengths: np.ndarray
     pattern: SymmetricSparsePattern
+    node_elements: np.ndarray
 
     @classmethod
     def from_mesh(cls, mesh: Mesh, *, leaf_size: int = 32) -> "DiffusionFEM":
@@ -121,11 +137,17 @@ class DiffusionFEM(eqx.Module):
             boundary_edges=np.asarray(b, np.int32),
             edge_lengths=lengths,
             pattern=SymmetricSparsePattern.build(mesh.nodes, rows, cols, leaf_size=leaf_size),
+            node_elements=_node_elements(e, mesh.n_nodes),
         )
 
     @property
     def n_nodes(self) -> int:
         return self.pattern.n
+
+    def sum_to_nodes(self, per_element: jnp.ndarray) -> jnp.ndarray:
+        """(N, ...) sums over each node's elements of `per_element` (M, ...)."""
+        padded = jnp.concatenate([per_element, jnp.zeros_like(per_element[:1])])
+        return padded[self.node_elements].sum(1)
 
     def system_values(self, mua, kappa, robin, wave_number=None) -> jnp.ndarray:
         """COO values of the system matrix.

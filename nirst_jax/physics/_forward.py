@@ -282,11 +282,13 @@ class SpectralForwardModel(eqx.Module):
             (L, 2, S, K, N), index 0 for ln A and 1 for phase.
         """
 
-        return self._optics_jacobian(*self._check_optics(mua, musp))
+        return self._optics_jacobian(*self._check_optics(mua, musp), chromophores=False)
 
     @eqx.filter_jit
-    def _optics_jacobian(self, mua, musp):
-        def one(mua_l, musp_l, src_nodes, src_weights):
+    def _optics_jacobian(self, mua, musp, chromophores: bool):
+        """(d/dµa, d/dµs') per wavelength; with `chromophores`, only d/d(HbO, Hb, water)."""
+
+        def one(mua_l, musp_l, src_nodes, src_weights, extinction_l):
             values, kappa = self._system(mua_l, musp_l)
             n = self.fem.n_nodes
             sources = WeightedGather(src_nodes, src_weights).columns(n, values.dtype)
@@ -295,18 +297,29 @@ class SpectralForwardModel(eqx.Module):
             )
             source_fields, adjoint_fields = jnp.split(fields, [self.sources.count], axis=1)
             fluence = self.detectors(source_fields.T)  # (S, D)
-            mass, stiffness = field_sensitivities(self.fem, source_fields, adjoint_fields)
+            # The barrier keeps XLA from recomputing the sensitivities inside the gathers below.
+            mass, stiffness, fluence = jax.lax.optimization_barrier(
+                (*field_sensitivities(self.fem, source_fields, adjoint_fields), fluence)
+            )
             # κ = 1/(3(µa + µs')): ∂κ/∂µa = ∂κ/∂µs' = −3κ².
-            d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness
+            d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness  # (N, S, D)
             d_phi_dmua = d_phi_dmusp - mass
-            relative = [
-                jnp.moveaxis(self.layout.select(d / fluence), 0, -1) for d in (d_phi_dmua, d_phi_dmusp)
-            ]
+            if chromophores:
+                # µa_l = Σ_c E_lc C_c, and µs' does not depend on the chromophores.
+                relative = self.layout.select(d_phi_dmua / fluence)  # (N, S, K)
+                relative = [jnp.einsum("nsk,c->skcn", relative, extinction_l.astype(mua_l.dtype))]
+            else:
+                relative = [
+                    jnp.moveaxis(self.layout.select(d / fluence), 0, -1) for d in (d_phi_dmua, d_phi_dmusp)
+                ]
             if self.frequency_hz == 0:
                 return tuple(r.real for r in relative)
             return tuple(jnp.stack([r.real, -r.imag]) for r in relative)
 
-        return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights)
+        extinction = jnp.asarray(self.extinction)
+        return self._per_wavelength(
+            one, mua, musp, self.sources.indices, self.sources.weights, extinction
+        )
 
     def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.
@@ -321,8 +334,5 @@ class SpectralForwardModel(eqx.Module):
             (L, 2, S, K, 3, N), index 1 of axis 1 being the phase.
         """
         mua, musp = self.optical_properties(chromophores, scatter_amplitude, scatter_power)
-        d_mua, _ = self.optics_jacobian(mua, musp)
-        extinction = jnp.asarray(self.extinction, d_mua.dtype)
-        # µa_l = Σ_c E_lc C_c, and µs' does not depend on the chromophores.
-        extinction = extinction.reshape(extinction.shape[:1] + (1,) * (d_mua.ndim - 2) + (3, 1))
-        return d_mua[..., None, :] * extinction
+        (jacobian,) = self._optics_jacobian(*self._check_optics(mua, musp), chromophores=True)
+        return jacobian

@@ -17,13 +17,6 @@ import jax.numpy as jnp
 from ._fem import DiffusionFEM
 
 
-def _scatter_to_nodes(fem: DiffusionFEM, per_element, n_nodes):
-    out = jnp.zeros((n_nodes,) + per_element.shape[1:], per_element.dtype)
-    for corner in range(3):
-        out = out.at[fem.elements[:, corner]].add(per_element)
-    return out
-
-
 def field_sensitivities(fem: DiffusionFEM, source_fields, adjoint_fields):
     """Mass and stiffness sensitivities M_j(s, d), K_j(s, d) (see module docstring).
 
@@ -35,7 +28,6 @@ def field_sensitivities(fem: DiffusionFEM, source_fields, adjoint_fields):
     Returns:
         (mass, stiffness), each (N, S, D).
     """
-    n = fem.n_nodes
     real = jnp.finfo(source_fields.dtype).dtype
     area = jnp.asarray(fem.areas, real)
     x = source_fields[fem.elements]  # (M, 3, S)
@@ -48,13 +40,13 @@ def field_sensitivities(fem: DiffusionFEM, source_fields, adjoint_fields):
         sum_x[:, :, None] * sum_psi[:, None, :] + jnp.einsum("mas,mad->msd", x, psi)
     )
     stiffness_e = jnp.einsum("mab,mad,mbs->msd", jnp.asarray(fem.stiffness, real), psi, x) / 3.0
-    mass = _scatter_to_nodes(fem, shared, n)
-    node_x = _scatter_to_nodes(fem, weight[:, None] * sum_x, n)  # Σ_{e∋j} A/60 Σx
-    node_psi = _scatter_to_nodes(fem, weight[:, None] * sum_psi, n)
-    node_w = _scatter_to_nodes(fem, weight, n)
+    mass = fem.sum_to_nodes(shared)
+    node_x = fem.sum_to_nodes(weight[:, None] * sum_x)  # Σ_{e∋j} A/60 Σx
+    node_psi = fem.sum_to_nodes(weight[:, None] * sum_psi)
+    node_w = fem.sum_to_nodes(weight)
     mass = mass + (
         node_x[:, :, None] * adjoint_fields[:, None, :]
         + source_fields[:, :, None] * node_psi[:, None, :]
         + 2.0 * node_w[:, None, None] * source_fields[:, :, None] * adjoint_fields[:, None, :]
     )
-    return mass, _scatter_to_nodes(fem, stiffness_e, n)
+    return mass, fem.sum_to_nodes(stiffness_e)

@@ -30,44 +30,37 @@ _GAUSS_2 = [(0.5 - 0.5 / np.sqrt(3), 0.5), (0.5 + 0.5 / np.sqrt(3), 0.5)]
 
 def _reference_matrix(nodes, elements, boundary_edges, mua, kappa, robin, wave_number):
     n = len(nodes)
-    rows, cols, vals = [], [], []
-    for tri in elements:
-        p = nodes[tri]
-        jac = np.array([p[1] - p[0], p[2] - p[0]]).T
-        area = abs(np.linalg.det(jac)) / 2
-        grad_ref = np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
-        grads = grad_ref @ np.linalg.inv(jac)
-        local = np.zeros((3, 3), complex)
-        for bary, weight in _QUADRATURE:
-            phi = np.array(bary)
-            k_q = phi @ kappa[tri]
-            a_q = phi @ mua[tri] + 1j * wave_number
-            local += weight * area * (k_q * grads @ grads.T + a_q * np.outer(phi, phi))
-        rows += list(np.repeat(tri, 3))
-        cols += list(np.tile(tri, 3))
-        vals += list(local.ravel())
-    for edge in boundary_edges:
-        length = np.linalg.norm(nodes[edge[1]] - nodes[edge[0]])
-        local = np.zeros((2, 2))
-        for t, weight in _GAUSS_2:
-            phi = np.array([1 - t, t])
-            local += weight * length * (phi @ robin[edge]) * np.outer(phi, phi)
-        rows += list(np.repeat(edge, 2))
-        cols += list(np.tile(edge, 2))
-        vals += list(local.ravel())
+    p = nodes[elements]  # (M, 3, 2)
+    jac = np.stack([p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]], axis=2)  # columns: edge vectors
+    area = np.abs(np.linalg.det(jac)) / 2
+    grads = np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]]) @ np.linalg.inv(jac)  # (M, 3, 2)
+    local = np.zeros((len(elements), 3, 3), complex)
+    for bary, weight in _QUADRATURE:
+        phi = np.array(bary)
+        k_q = kappa[elements] @ phi
+        a_q = mua[elements] @ phi + 1j * wave_number
+        gram = np.einsum("mia,mja->mij", grads, grads)
+        local += (weight * area)[:, None, None] * (k_q[:, None, None] * gram + a_q[:, None, None] * np.outer(phi, phi))
+    edge_local = np.zeros((len(boundary_edges), 2, 2))
+    length = np.linalg.norm(nodes[boundary_edges[:, 1]] - nodes[boundary_edges[:, 0]], axis=1)
+    for t, weight in _GAUSS_2:
+        phi = np.array([1 - t, t])
+        edge_local += (weight * length * (robin[boundary_edges] @ phi))[:, None, None] * np.outer(phi, phi)
+    rows = np.concatenate([np.repeat(elements, 3, axis=1).ravel(), np.repeat(boundary_edges, 2, axis=1).ravel()])
+    cols = np.concatenate([np.tile(elements, (1, 3)).ravel(), np.tile(boundary_edges, (1, 2)).ravel()])
+    vals = np.concatenate([local.ravel(), edge_local.ravel()])
     return sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
 
 
 def _reference_point_source(nodes, elements, point):
-    for tri in elements:
-        p = nodes[tri]
-        t = np.linalg.solve(np.array([p[1] - p[0], p[2] - p[0]]).T, point - p[0])
-        bary = np.array([1 - t.sum(), t[0], t[1]])
-        if (bary >= -1e-12).all():
-            q = np.zeros(len(nodes))
-            q[tri] = bary
-            return q
-    raise AssertionError(f"{point} is outside the mesh")
+    p = nodes[elements]
+    t = np.linalg.solve(np.stack([p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]], axis=2), (point - p[:, 0])[..., None])[..., 0]
+    bary = np.column_stack([1 - t.sum(1), t])
+    holding = np.flatnonzero((bary >= -1e-12).all(1))
+    assert holding.size, f"{point} is outside the mesh"
+    q = np.zeros(len(nodes))
+    q[elements[holding[0]]] = bary[holding[0]]
+    return q
 
 
 @pytest.fixture(scope="module")

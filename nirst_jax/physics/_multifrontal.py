@@ -18,7 +18,6 @@ sequential steps, and `jax.vmap` adds batch dimensions (wavelengths, phantoms) o
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from ._elimination_plan import EliminationPlan

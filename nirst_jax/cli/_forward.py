@@ -59,7 +59,7 @@ def run(args) -> int:
     from ..figures import forward_figure
     from ..mesh import GridInterpolation, PixelGrid, disk_mesh
     from ..phantoms import Circle, node_coverage, pixel_coverage
-    from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, rim_positions
+    from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, rim_positions
 
     if args.noise < 0 or not np.isfinite(args.noise):
         raise ValueError(f"--noise must be ≥ 0, got {args.noise}")
@@ -100,7 +100,7 @@ def run(args) -> int:
     clean = ln_amplitude.copy()
     if args.noise > 0:
         noise = np.random.default_rng(args.seed).normal(size=ln_amplitude.shape)
-        ln_amplitude = clean + np.log(np.abs(1 + args.noise * noise))
+        ln_amplitude = np.asarray(add_amplitude_noise(clean, args.noise, noise))
     elapsed = time.perf_counter() - started
 
     grid = PixelGrid(low=-args.radius, high=args.radius)

@@ -20,6 +20,8 @@ def forward_figure(
     ln_amplitude: np.ndarray,
     ln_amplitude_background: np.ndarray,
     phase: np.ndarray | None = None,
+    mri: np.ndarray | None = None,
+    ln_amplitude_clean: np.ndarray | None = None,
 ):
     """Chromophore images with the fibres, ln A against source–detector separation, and the
     change ΔlnA caused by the phantom relative to its homogeneous background.
@@ -33,12 +35,15 @@ def forward_figure(
         ln_amplitude: (L, S, K) measurements.
         ln_amplitude_background: (L, S, K) measurements of the homogeneous background.
         phase: (L, S, K) phase in radians, or None.
+        mri: (n, n) MRI image to show beside the chromophores, or None.
+        ln_amplitude_clean: (L, S, K) noise-free measurements: adds a histogram of the noise.
 
     Returns:
         The matplotlib Figure.
     """
     n_fibres = len(fibres_xy)
-    figure, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+    extra = mri is not None or ln_amplitude_clean is not None
+    figure, axes = plt.subplots(2, 4 if extra else 3, figsize=(20 if extra else 15, 9.5))
     low, high = extent
     for ax, image, name, unit in zip(axes[0], images, CHROMOPHORES, CHROMOPHORE_UNITS):
         shown = np.ma.masked_where(~mask, image)
@@ -62,13 +67,14 @@ def forward_figure(
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[1, 1]
-    change = (ln_amplitude - ln_amplitude_background).reshape(len(wavelengths_nm), -1)
+    shown_data = ln_amplitude if ln_amplitude_clean is None else ln_amplitude_clean
+    change = (shown_data - ln_amplitude_background).reshape(len(wavelengths_nm), -1)
     bound = max(np.abs(change).max(), 1e-12)
     handle = ax.imshow(change, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
     ax.set_yticks(range(len(wavelengths_nm)), [f"{w:g}" for w in wavelengths_nm])
     ax.set_xlabel("measurement (source × detector slot)")
     ax.set_ylabel("wavelength (nm)")
-    ax.set_title("ΔlnA: phantom − homogeneous background")
+    ax.set_title("ΔlnA: phantom − homogeneous background" + (" (noise-free)" if ln_amplitude_clean is not None else ""))
     figure.colorbar(handle, ax=ax, label="ΔlnA")
 
     ax = axes[1, 2]
@@ -85,5 +91,21 @@ def forward_figure(
         ax.set_xlabel("detector angle from source (°)")
         ax.set_ylabel("phase lag (°, mean over sources)")
         ax.set_title("Phase")
+    if mri is not None:
+        ax = axes[0, 3]
+        handle = ax.imshow(np.ma.masked_where(~mask, mri), origin="lower", extent=(low, high, low, high), cmap="gray")
+        ax.set_title("MRI")
+        ax.set_xlabel("x (mm)")
+        figure.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="grey level")
+    elif extra:
+        axes[0, 3].axis("off")
+    if ln_amplitude_clean is not None:
+        ax = axes[1, 3]
+        noise = (ln_amplitude - ln_amplitude_clean).ravel()
+        ax.hist(noise, bins=40, color="tab:gray")
+        ax.set_xlabel("ln A − ln A (noise-free)")
+        ax.set_title(f"Measurement noise: std {noise.std():.4f}")
+    elif extra:
+        axes[1, 3].axis("off")
     figure.tight_layout()
     return figure

@@ -1,5 +1,38 @@
-"""Phantoms: analytic inclusion shapes and their coverage of mesh nodes and pixels."""
+"""Phantoms: analytic shapes, their coverage of nodes and pixels, random and fixed phantoms, MRI."""
 
-from ._shapes import Circle, node_coverage, pixel_coverage
+from ._config import CONFIGS, MRIConfig, PhantomConfig, phantom_config
+from ._coverage import Coverage, node_coverage, paint, pixel_coverage
+from ._fixed import FIXED_PHANTOMS, benign_lesion, breast, fixed_phantom, malignant_lesion, three_inclusions
+from ._mri import add_mri_noise, mri_image
+from ._phantom import Phantom, Region
+from ._sampling import PhantomParameters, sample_phantom
+from ._shapes import Circle, StarShape, inside_circle
+from ._tissue import TissueTable, read_priors
 
-__all__ = ["Circle", "node_coverage", "pixel_coverage"]
+__all__ = [
+    "CONFIGS",
+    "Circle",
+    "Coverage",
+    "FIXED_PHANTOMS",
+    "MRIConfig",
+    "Phantom",
+    "PhantomConfig",
+    "PhantomParameters",
+    "Region",
+    "StarShape",
+    "TissueTable",
+    "add_mri_noise",
+    "benign_lesion",
+    "breast",
+    "fixed_phantom",
+    "inside_circle",
+    "malignant_lesion",
+    "mri_image",
+    "node_coverage",
+    "paint",
+    "phantom_config",
+    "pixel_coverage",
+    "read_priors",
+    "sample_phantom",
+    "three_inclusions",
+]

@@ -1,22 +1,39 @@
-"""Analytic inclusion shapes and their area-weighted coverage of mesh nodes and pixels.
+"""Analytic inclusion shapes: an indicator `contains(points)` written with `jax.numpy`.
 
-A shape's value on the mesh is never resampled from an image (or vice versa): each node gets
-the fraction of its hat function's mass that lies inside the shape, ∫φ_j χ / ∫φ_j, and each
-pixel the fraction of its area inside the shape, both by exact-enough sub-sampling.
+The indicators accept NumPy or JAX arrays (also traced ones), so the same shape code serves
+the fixed test phantoms (NumPy parameters) and the batched generator (traced parameters).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
-from ..mesh import Mesh, PixelGrid
+
+def inside_circle(points, center, radius):
+    """(...,) bool: `points` (..., 2) within `radius` of `center` (2,)."""
+    offset = jnp.asarray(points) - jnp.asarray(center)
+    return (offset**2).sum(-1) <= jnp.asarray(radius) ** 2
+
+
+def _finite_point(name: str, value) -> tuple[float, float]:
+    point = tuple(float(c) for c in np.ravel(value))
+    if len(point) != 2 or not np.all(np.isfinite(point)):
+        raise ValueError(f"{name} must be two finite numbers (x, y) in mm, got {value!r}")
+    return point
+
+
+def _positive(name: str, value) -> float:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and positive, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class Circle:
-    """A disk-shaped inclusion.
+    """A disk-shaped region.
 
     Attributes:
         center: (x, y) in mm.
@@ -27,70 +44,57 @@ class Circle:
     radius: float
 
     def __post_init__(self):
-        center = tuple(float(c) for c in self.center)
-        if len(center) != 2 or not np.all(np.isfinite(center)):
-            raise ValueError(f"circle centre must be two finite numbers, got {self.center!r}")
-        if not (np.isfinite(self.radius) and self.radius > 0):
-            raise ValueError(f"circle radius must be positive, got {self.radius!r}")
-        object.__setattr__(self, "center", center)
-        object.__setattr__(self, "radius", float(self.radius))
+        object.__setattr__(self, "center", _finite_point("circle centre", self.center))
+        object.__setattr__(self, "radius", _positive("circle radius", self.radius))
 
-    def contains(self, points: np.ndarray) -> np.ndarray:
+    @property
+    def extent(self) -> float:
+        """Largest distance from the centre to the boundary (mm)."""
+        return self.radius
+
+    def contains(self, points):
         """(...,) bool: points (..., 2) inside the circle."""
-        offset = np.asarray(points, float) - np.asarray(self.center)
-        return (offset**2).sum(-1) <= self.radius**2
+        return inside_circle(points, self.center, self.radius)
 
 
-def _subtriangle_barycentrics(level: int) -> np.ndarray:
-    """Centroids (in barycentric coordinates) of the level² congruent sub-triangles."""
-    points = []
-    for i in range(level):
-        for j in range(level - i):
-            # Upright sub-triangle, then the inverted one next to it.
-            points.append(((i + 1 / 3) / level, (j + 1 / 3) / level))
-            if j < level - i - 1:
-                points.append(((i + 2 / 3) / level, (j + 2 / 3) / level))
-    b = np.array(points)
-    return np.stack([1 - b.sum(1), b[:, 0], b[:, 1]], axis=1)
+@dataclass(frozen=True)
+class StarShape:
+    """A star-shaped region with a wavy or spiculated rim, for irregular lesions and tissue.
 
+    The boundary in polar coordinates about `center` is
+    r(θ) = radius · (1 + Σ_k a_k cos(m_k θ + φ_k)).
 
-def node_coverage(mesh: Mesh, shape, level: int = 8) -> np.ndarray:
-    """Fraction ∫φ_j χ / ∫φ_j of each node's hat function inside `shape`.
-
-    Arguments:
-        mesh: the mesh.
-        shape: an object with `contains(points) -> bool`.
-        level: each element is split into level² sub-triangles, sampled at their centroids.
-
-    Returns:
-        (N,) values in [0, 1].
+    Attributes:
+        center: (x, y) in mm.
+        radius: mean radius in mm, > 0.
+        harmonics: tuples (m_k, a_k, φ_k): integer order ≥ 1, amplitude, phase (rad);
+            Σ|a_k| < 1 keeps r(θ) > 0.
     """
-    bary = _subtriangle_barycentrics(level)  # (Q, 3)
-    corners = mesh.nodes[mesh.elements]  # (M, 3, 2)
-    samples = np.einsum("qk,mkd->mqd", bary, corners)
-    inside = shape.contains(samples).astype(float)  # (M, Q)
-    # ∫_e φ_a χ ≈ area/Q · Σ_q φ_a(q) χ(q); ∫_e φ_a = area/3.
-    weighted = mesh.areas[:, None] * (inside @ bary) / len(bary)  # (M, 3)
-    numerator = np.zeros(mesh.n_nodes)
-    np.add.at(numerator, mesh.elements, weighted)
-    denominator = np.zeros(mesh.n_nodes)
-    np.add.at(denominator, mesh.elements, np.repeat(mesh.areas[:, None] / 3, 3, axis=1))
-    return numerator / denominator
 
+    center: tuple[float, float]
+    radius: float
+    harmonics: tuple[tuple[int, float, float], ...] = ()
 
-def pixel_coverage(grid: PixelGrid, shape, samples: int = 8) -> np.ndarray:
-    """Fraction of each pixel's area inside `shape`.
+    def __post_init__(self):
+        object.__setattr__(self, "center", _finite_point("star-shape centre", self.center))
+        object.__setattr__(self, "radius", _positive("star-shape radius", self.radius))
+        harmonics = tuple((int(m), float(a), float(p)) for m, a, p in self.harmonics)
+        if any(m < 1 for m, _, _ in harmonics):
+            raise ValueError(f"harmonic orders must be ≥ 1, got {self.harmonics!r}")
+        if sum(abs(a) for _, a, _ in harmonics) >= 1:
+            raise ValueError(f"harmonic amplitudes must sum (in absolute value) below 1, got {self.harmonics!r}")
+        object.__setattr__(self, "harmonics", harmonics)
 
-    Arguments:
-        grid: the pixel grid.
-        shape: an object with `contains(points) -> bool`.
-        samples: sub-samples per pixel side.
+    @property
+    def extent(self) -> float:
+        """An upper bound of the distance from the centre to the boundary (mm)."""
+        return self.radius * (1 + sum(abs(a) for _, a, _ in self.harmonics))
 
-    Returns:
-        (size, size) values in [0, 1], indexed [iy, ix].
-    """
-    offsets = (np.arange(samples) + 0.5) / samples - 0.5
-    centers = grid.centers()  # (n, n, 2)
-    dx, dy = np.meshgrid(offsets, offsets)
-    sub = centers[:, :, None, :] + grid.pixel_mm * np.stack([dx.ravel(), dy.ravel()], -1)[None, None]
-    return shape.contains(sub).mean(-1)
+    def contains(self, points):
+        """(...,) bool: points (..., 2) inside the shape."""
+        offset = jnp.asarray(points) - jnp.asarray(self.center)
+        angle = jnp.arctan2(offset[..., 1], offset[..., 0])
+        boundary = jnp.ones_like(angle)
+        for order, amplitude, phase in self.harmonics:
+            boundary = boundary + amplitude * jnp.cos(order * angle + phase)
+        return (offset**2).sum(-1) <= (self.radius * boundary) ** 2

@@ -3,6 +3,7 @@
 from ._analytic import disk_boundary_fluence
 from ._fem import DiffusionFEM
 from ._forward import DEFAULT_SCATTER_AMPLITUDE, DEFAULT_SCATTER_POWER, SpectralForwardModel
+from ._noise import add_amplitude_noise
 from ._optics import (
     SPEED_OF_LIGHT_MM_PER_S,
     absorption,
@@ -38,6 +39,7 @@ __all__ = [
     "SPEED_OF_LIGHT_MM_PER_S",
     "SpectralForwardModel",
     "absorption",
+    "add_amplitude_noise",
     "boundary_detectors",
     "boundary_factor",
     "check_wavelengths",

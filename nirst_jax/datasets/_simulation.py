@@ -1,0 +1,176 @@
+"""One random phantom → everything stored for it: truth on mesh and grid, MRI, measurements."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..mesh import GridInterpolation, Mesh, PixelGrid, disk_mesh
+from ..phantoms import Coverage, PhantomConfig, add_mri_noise, inside_circle, mri_image, paint, sample_phantom
+from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, check_wavelengths
+
+PRECISIONS = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines a dataset besides its seed and size.
+
+    Attributes:
+        phantoms: the phantom distribution.
+        wavelengths_nm: measurement wavelengths (650–1000 nm).
+        n_fibres: fibres evenly on the rim, each a source and a detector.
+        mesh_spacing_mm: largest edge of the simulation mesh.
+        noise: relative Gaussian noise on the amplitudes (0.02 = 2 %).
+        image_size: pixels per side of the target and MRI images (grid over the disk).
+        precision: "float32" or "float64" for the forward solves.
+    """
+
+    phantoms: PhantomConfig = field(default_factory=PhantomConfig)
+    wavelengths_nm: tuple[float, ...] = PAPER_WAVELENGTHS_NM
+    n_fibres: int = 16
+    mesh_spacing_mm: float = 2.0
+    noise: float = 0.02
+    image_size: int = 100
+    precision: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "wavelengths_nm", tuple(float(w) for w in check_wavelengths(self.wavelengths_nm)))
+        if isinstance(self.n_fibres, bool) or int(self.n_fibres) != self.n_fibres or self.n_fibres < 2:
+            raise ValueError(f"n_fibres must be an integer ≥ 2, got {self.n_fibres!r}")
+        object.__setattr__(self, "n_fibres", int(self.n_fibres))
+        if not (np.isfinite(self.mesh_spacing_mm) and 0 < self.mesh_spacing_mm < self.phantoms.radius_mm / 2):
+            raise ValueError(f"mesh_spacing_mm must be in (0, radius/2), got {self.mesh_spacing_mm!r}")
+        if not (np.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be finite and ≥ 0, got {self.noise!r}")
+        if isinstance(self.image_size, bool) or int(self.image_size) != self.image_size or self.image_size < 8:
+            raise ValueError(f"image_size must be an integer ≥ 8, got {self.image_size!r}")
+        object.__setattr__(self, "image_size", int(self.image_size))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @property
+    def dtype(self):
+        if self.precision == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError('precision "float64" needs jax.config.update("jax_enable_x64", True)')
+        return jnp.dtype(self.precision)
+
+    def grid(self) -> PixelGrid:
+        """The image grid: `image_size`² pixels over the disk's bounding square."""
+        radius = self.phantoms.radius_mm
+        return PixelGrid(self.image_size, -radius, radius)
+
+    def mesh(self) -> Mesh:
+        """The simulation mesh."""
+        return disk_mesh(self.phantoms.radius_mm, self.mesh_spacing_mm)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description (inverse: `SimulationConfig.from_dict`)."""
+        data = asdict(self)
+        data["phantoms"] = self.phantoms.to_dict()
+        data["wavelengths_nm"] = list(self.wavelengths_nm)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SimulationConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown simulation config keys: {sorted(unknown)}")
+        data = dict(data)
+        if "phantoms" in data:
+            data["phantoms"] = PhantomConfig.from_dict(data["phantoms"])
+        return cls(**data)
+
+
+class PhantomSimulator(eqx.Module):
+    """Maps a `jax.random` key to one simulated phantom (traceable; vmap for batches).
+
+    Attributes:
+        model: the spectral forward model on the simulation mesh.
+        node_coverage: area-weighted coverage of mesh nodes.
+        pixel_coverage: coverage of image pixels.
+        mask: (H, W) pixels inside the disk.
+        config: the simulation config.
+    """
+
+    model: SpectralForwardModel
+    node_coverage: Coverage
+    pixel_coverage: Coverage
+    mask: np.ndarray
+    config: SimulationConfig = eqx.field(static=True)
+
+    @classmethod
+    def create(cls, config: SimulationConfig, mesh: Mesh | None = None) -> "PhantomSimulator":
+        """Build the mesh (unless given), forward model and coverage operators for `config`."""
+        mesh = config.mesh() if mesh is None else mesh
+        grid = config.grid()
+        model = SpectralForwardModel.create(mesh, wavelengths_nm=config.wavelengths_nm, n_fibres=config.n_fibres)
+        return cls(
+            model=model,
+            node_coverage=Coverage.nodes(mesh),
+            pixel_coverage=Coverage.pixels(grid),
+            mask=GridInterpolation.build(mesh, grid).mask,
+            config=config,
+        )
+
+    def _circle_fractions(self, coverage, centers, radii, present):
+        def one(center, radius, here):
+            return coverage(lambda points: inside_circle(points, center, radius)) * here
+
+        return jax.vmap(one)(centers, radii, present)
+
+    def __call__(self, key) -> dict[str, jnp.ndarray]:
+        """Simulate one phantom.
+
+        Arguments:
+            key: `jax.random` key of the phantom.
+
+        Returns:
+            Dict of arrays: `ln_amplitude` (L, S, K) with noise, `ln_amplitude_clean`,
+            `ln_amplitude_background` (the phantom's homogeneous background, noise-free),
+            `mri` (H, W), `targets` (3, H, W) HbO/Hb/water, `chromophores_nodes` (3, N), and
+            the phantom parameters (`centers`, `radii`, `present`, `background`, `lesions`,
+            `scatter`, `mri_centers`, `mri_radii`).
+        """
+        config = self.config
+        k_phantom, k_mri, k_data = jax.random.split(key, 3)
+        p = sample_phantom(config.phantoms, k_phantom)
+        node_fractions = self._circle_fractions(self.node_coverage, p.centers, p.radii, p.present)
+        pixel_fractions = self._circle_fractions(self.pixel_coverage, p.centers, p.radii, p.present)
+        chromophores = paint(p.background, node_fractions, p.lesions)
+        targets = jnp.where(self.mask, paint(p.background, pixel_fractions, p.lesions), 0.0)
+        mri_config = config.phantoms.mri
+        if mri_config.mismatch_mm > 0:
+            mri_fractions = self._circle_fractions(self.pixel_coverage, p.mri_centers, p.mri_radii, p.present)
+        else:
+            mri_fractions = pixel_fractions
+        greys = jnp.full(p.present.shape, mri_config.inclusion_grey)
+        mri = add_mri_noise(mri_image(mri_fractions, greys, mri_config.background_grey, self.mask), mri_config.noise, k_mri)
+
+        dtype = config.dtype
+        amplitude, power = p.scatter.astype(dtype)
+        clean = self.model(chromophores.astype(dtype), amplitude, power)
+        homogeneous = jnp.broadcast_to(p.background[:, None], chromophores.shape).astype(dtype)
+        background = self.model(homogeneous, amplitude, power)
+        noisy = add_amplitude_noise(clean, config.noise, jax.random.normal(k_data, clean.shape, dtype))
+        return dict(
+            ln_amplitude=noisy,
+            ln_amplitude_clean=clean,
+            ln_amplitude_background=background,
+            mri=mri.astype(jnp.float32),
+            targets=targets.astype(jnp.float32),
+            chromophores_nodes=chromophores.astype(jnp.float32),
+            centers=p.centers.astype(jnp.float32),
+            radii=p.radii.astype(jnp.float32),
+            present=p.present,
+            background=p.background.astype(jnp.float32),
+            lesions=p.lesions.astype(jnp.float32),
+            scatter=p.scatter.astype(jnp.float32),
+            mri_centers=p.mri_centers.astype(jnp.float32),
+            mri_radii=p.mri_radii.astype(jnp.float32),
+        )

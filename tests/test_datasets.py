@@ -1,0 +1,215 @@
+"""Dataset generation: noise levels, MRI grey levels, consistency, store integrity, resume,
+device-count independence, the loader and the CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nirst_jax as nj
+from nirst_jax.cli import main
+from nirst_jax.datasets import BatchLoader, Dataset, SimulationConfig, simulate_dataset
+from nirst_jax.datasets import _store
+from nirst_jax.phantoms import Circle, pixel_coverage
+
+# A small store: coarse mesh, 24 phantoms in shards of 8, 4 phantoms per device step.
+CONFIG = SimulationConfig(mesh_spacing_mm=5.0)
+ARGS = dict(count=24, seed=5, shard_size=8, device_batch=4, config_name="paper", progress=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return simulate_dataset(tmp_path_factory.mktemp("store") / "data", CONFIG, **ARGS)
+
+
+@pytest.fixture(scope="module")
+def dataset(store):
+    return Dataset(store)
+
+
+def store_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_amplitude_noise_level_matches_the_setting(dataset):
+    everything = np.arange(dataset.count)
+    noise = dataset.read("ln_amplitude", everything) - dataset.read("ln_amplitude_clean", everything)
+    # ln|1 + 0.02 n| has standard deviation 0.02 to within 0.03 %.
+    assert noise.std() == pytest.approx(CONFIG.noise, rel=0.02)
+    assert abs(noise.mean()) < 3 * CONFIG.noise / np.sqrt(noise.size) + 2e-4
+
+
+def test_mri_grey_levels_and_noise(dataset):
+    mri_config = CONFIG.phantoms.mri
+    grid = CONFIG.grid()
+    inside_values, background_values = [], []
+    for i in range(dataset.count):
+        sample = dataset.sample(i)
+        covered = np.zeros((100, 100))
+        for center, radius, present in zip(sample["centers"], sample["radii"], sample["present"]):
+            if present:
+                covered += pixel_coverage(grid, Circle(tuple(center), float(radius)))
+        inside_values.append(sample["mri"][covered == 1])
+        background_values.append(sample["mri"][(covered == 0) & dataset.image_mask])
+        assert np.all(sample["mri"][~dataset.image_mask] == 0)
+    inside, background = np.concatenate(inside_values), np.concatenate(background_values)
+    assert inside.mean() == pytest.approx(mri_config.inclusion_grey, rel=0.005)
+    assert background.mean() == pytest.approx(mri_config.background_grey, rel=0.005)
+    assert inside.std() / mri_config.inclusion_grey == pytest.approx(mri_config.noise, rel=0.05)
+    assert background.std() / mri_config.background_grey == pytest.approx(mri_config.noise, rel=0.05)
+
+
+def test_targets_and_data_are_consistent_with_the_physics(dataset):
+    mesh = dataset.mesh
+    model = nj.SpectralForwardModel.create(mesh)
+    for i in (0, 1):
+        sample = dataset.sample(i)
+        # Targets hold the background and lesion values where pixels are fully inside/outside.
+        interior = pixel_coverage(CONFIG.grid(), Circle(tuple(sample["centers"][0]), float(sample["radii"][0]))) == 1
+        np.testing.assert_allclose(sample["targets"][:, interior].mean(1), sample["lesions"][0], rtol=1e-5)
+        # Clean data = the forward model of the stored nodal chromophores; the background
+        # reference = the forward model of the homogeneous background.
+        a, b = sample["scatter"]
+        clean = model(jnp.asarray(sample["chromophores_nodes"], jnp.float64), float(a), float(b))
+        np.testing.assert_allclose(sample["ln_amplitude_clean"], clean, atol=2e-4)
+        homogeneous = np.repeat(sample["background"][:, None].astype(np.float64), mesh.n_nodes, 1)
+        np.testing.assert_allclose(sample["ln_amplitude_background"], model(homogeneous, float(a), float(b)), atol=2e-4)
+
+
+def test_split_is_deterministic_disjoint_and_70_20_10(dataset):
+    parts = [dataset.indices(name) for name in ("train", "validation", "test")]
+    assert [len(p) for p in parts] == [17, 5, 2]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(dataset.count))
+    np.testing.assert_array_equal(dataset.split_labels, nj.datasets.split_labels(24, ARGS["seed"]))
+    big = nj.datasets.split_labels(20000, 0)
+    assert np.bincount(big).tolist() == [14000, 4000, 2000]
+
+
+def test_manifest_records_what_made_the_store(dataset):
+    manifest = dataset.manifest
+    assert manifest["seed"] == ARGS["seed"] and manifest["count"] == 24 and manifest["status"] == "complete"
+    assert manifest["nirst_jax_version"] == nj.__version__
+    assert manifest["mesh"]["sha256"] == _store.mesh_hash(dataset.mesh)
+    assert SimulationConfig.from_dict(manifest["config"]) == CONFIG
+    assert len(manifest["checksums"]) == 3 * len(manifest["fields"]) + 5
+    signals = dataset.signals(dataset.indices("train"))
+    assert abs(signals.mean()) < 1e-4 and signals.std() == pytest.approx(1, abs=1e-3)
+
+
+def test_interrupted_generation_resumes_to_a_byte_identical_store(store, tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    original = _store._write_shard
+
+    def interrupted(folder_, shard, arrays):
+        if shard == 2:
+            # A killed process leaves a half-written hidden shard folder behind.
+            junk = folder_ / "shards" / ".shard-00002.killed.partial"
+            junk.mkdir()
+            (junk / "ln_amplitude.npy").write_bytes(b"half")
+            raise KeyboardInterrupt
+        original(folder_, shard, arrays)
+
+    monkeypatch.setattr(_store, "_write_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_dataset(folder, CONFIG, **ARGS)
+    monkeypatch.setattr(_store, "_write_shard", original)
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "incomplete"
+    with pytest.raises(ValueError, match="incomplete"):
+        Dataset(folder)
+    with pytest.raises(ValueError, match="not empty"):
+        simulate_dataset(folder, CONFIG, **ARGS)
+    simulate_dataset(folder, CONFIG, **ARGS, resume=True)
+    assert store_files(folder) == store_files(store)
+
+
+def test_mismatched_or_corrupt_stores_are_refused(store, tmp_path):
+    with pytest.raises(ValueError, match="'seed'"):
+        simulate_dataset(store, CONFIG, **{**ARGS, "seed": 6}, resume=True)
+    with pytest.raises(ValueError, match="'config.noise' is 0.02, this run's is 0.01"):
+        simulate_dataset(store, SimulationConfig(mesh_spacing_mm=5.0, noise=0.01), **ARGS, resume=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    target = copy / "shards" / "shard-00001" / "mri.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 1
+    target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum of shards/shard-00001/mri.npy"):
+        Dataset(copy)
+    with pytest.raises(ValueError, match="shard-00001/mri.npy is missing or corrupt"):
+        _store.verify_shard(copy, 1, Dataset(store).manifest["fields"])
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is corrupt"):
+        Dataset(copy)
+    with pytest.raises(ValueError, match="not a nirst-jax dataset"):
+        Dataset(tmp_path)
+
+
+def test_bad_simulation_settings_fail_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="wavelength"):
+        SimulationConfig(wavelengths_nm=(500.0, 800.0))
+    with pytest.raises(ValueError, match="noise"):
+        SimulationConfig(noise=-0.01)
+    with pytest.raises(ValueError, match="precision"):
+        SimulationConfig(precision="float16")
+    out = tmp_path / "never"
+    assert main(["simulate", "--out", str(out), "--count", "4", "--mri-mismatch", "9"]) == 2
+    assert main(["simulate", "--out", str(out), "--count", "0"]) == 2
+    assert not out.exists()
+
+
+def test_loader_batches_shuffles_and_holds_data_on_device(dataset):
+    resident = BatchLoader(dataset, "train", 4, seed=3, on_device=True)
+    streamed = BatchLoader(dataset, "train", 4, seed=3, on_device=False)
+    assert len(resident) == 17 // 4
+    first = list(resident.epoch(0))
+    for a, b in zip(first, streamed.epoch(0)):
+        for name in ("signals", "mri", "targets", "index"):
+            np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]))
+    batch = first[0]
+    assert batch["signals"].shape == (4, 9, 16, 15) and batch["signals"].dtype == jnp.float32
+    assert batch["mri"].shape == (4, 100, 100) and batch["targets"].shape == (4, 3, 100, 100)
+    np.testing.assert_array_equal(batch["targets"], dataset.read("targets", np.asarray(batch["index"])))
+    seen = np.concatenate([np.asarray(b["index"]) for b in first])
+    assert len(set(seen)) == len(seen) and set(seen) <= set(dataset.indices("train"))
+    again = np.concatenate([np.asarray(b["index"]) for b in resident.epoch(0)])
+    other = np.concatenate([np.asarray(b["index"]) for b in resident.epoch(1)])
+    assert np.array_equal(seen, again) and not np.array_equal(seen, other)
+    everything = BatchLoader(dataset, "train", 1, shuffle=False, drop_last=False, on_device=False)
+    assert [int(b["index"][0]) for b in everything] == dataset.indices("train").tolist()
+
+
+def test_four_devices_generate_the_same_store_and_shard_batches(store, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, json
+        import nirst_jax, jax
+        jax.config.update("jax_enable_x64", True)  # as in this test process (conftest)
+        from nirst_jax.datasets import BatchLoader, Dataset, SimulationConfig, simulate_dataset
+        assert jax.device_count() == 4
+        folder = simulate_dataset(sys.argv[1], SimulationConfig(mesh_spacing_mm=5.0), **{ARGS!r})
+        batch = next(iter(BatchLoader(Dataset(folder), "train", 8)))
+        print(json.dumps([len(batch["signals"].sharding.device_set), batch["signals"].addressable_shards[0].data.shape[0]]))
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "data")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [4, 2]
+    assert store_files(tmp_path / "data") == store_files(store)
+
+
+def test_show_writes_a_png(store, tmp_path):
+    out = tmp_path / "sample.png"
+    assert main(["show", str(store), "--index", "3", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["show", str(store), "--index", "99"]) == 2

@@ -1,0 +1,246 @@
+"""Phantom shapes, coverage, the random phantom distribution (statistics) and fixed phantoms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import nirst_jax as nj
+from nirst_jax.mesh import GridInterpolation, PixelGrid
+from nirst_jax.phantoms import (
+    FIXED_PHANTOMS,
+    Circle,
+    Coverage,
+    MRIConfig,
+    Phantom,
+    PhantomConfig,
+    Region,
+    StarShape,
+    TissueTable,
+    fixed_phantom,
+    node_coverage,
+    paint,
+    phantom_config,
+    pixel_coverage,
+    sample_phantom,
+)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    return nj.disk_mesh(41.0, 2.5)
+
+
+@pytest.fixture(scope="module")
+def draws():
+    """5000 phantoms of the paper distribution (parameters only)."""
+    config = PhantomConfig()
+    keys = jax.random.split(jax.random.key(7), 5000)
+    params = jax.jit(jax.vmap(lambda k: sample_phantom(config, k)))(keys)
+    return config, jax.tree.map(np.asarray, params)
+
+
+def hat_mass(mesh):
+    return np.bincount(mesh.elements.ravel(), np.repeat(mesh.areas / 3, 3), mesh.n_nodes)
+
+
+def test_node_coverage_integrates_to_the_shape_area(mesh):
+    # Σ_j ∫φ_j χ = ∫χ because the hat functions sum to one.
+    for shape in (Circle((5.0, -7.0), 9.0), StarShape((-4.0, 6.0), 10.0, ((3, 0.2, 0.1),))):
+        area = (node_coverage(mesh, shape) * hat_mass(mesh)).sum()
+        theta = np.linspace(0, 2 * np.pi, 200001)[:-1]
+        r = shape.radius * (np.ones_like(theta) + sum(a * np.cos(m * theta + p) for m, a, p in getattr(shape, "harmonics", ())))
+        exact = 0.5 * (r**2).mean() * 2 * np.pi
+        assert area == pytest.approx(exact, rel=3e-3)
+
+
+def test_pixel_coverage_integrates_to_the_shape_area():
+    grid = PixelGrid()
+    fraction = pixel_coverage(grid, Circle((3.3, 1.7), 6.0))
+    assert fraction.min() >= 0 and fraction.max() == 1
+    assert fraction.sum() * grid.pixel_mm**2 == pytest.approx(np.pi * 36, rel=3e-3)
+    # A pixel well inside is fully covered, one far outside is empty.
+    centers = grid.centers()
+    distance = np.hypot(*(centers - [3.3, 1.7]).transpose(2, 0, 1))
+    assert np.all(fraction[distance < 6 - grid.pixel_mm] == 1)
+    assert np.all(fraction[distance > 6 + grid.pixel_mm] == 0)
+
+
+def test_star_shape_without_harmonics_is_a_circle(mesh):
+    assert np.array_equal(node_coverage(mesh, StarShape((1, 2), 8.0)), node_coverage(mesh, Circle((1, 2), 8.0)))
+    with pytest.raises(ValueError, match="sum"):
+        StarShape((0, 0), 5.0, ((3, 0.6, 0), (5, 0.5, 0)))
+    with pytest.raises(ValueError, match="radius"):
+        Circle((0, 0), -1.0)
+
+
+def test_paint_layers_later_regions_on_top():
+    fractions = jnp.array([[1.0, 1.0, 0.5], [0.0, 1.0, 0.5]])
+    values = jnp.array([[10.0], [20.0]])
+    out = paint(jnp.array([2.0]), fractions, values)
+    np.testing.assert_allclose(out[0], [10.0, 20.0, 0.5 * (0.5 * 2 + 0.5 * 10) + 0.5 * 20])
+
+
+def test_inclusion_counts_sizes_and_gaps(draws):
+    config, p = draws
+    n = len(p.radii)
+    two = p.present[:, 1]
+    # Two inclusions with probability 0.5: within 4 binomial standard deviations.
+    assert abs(two.mean() - 0.5) < 4 * np.sqrt(0.25 / n)
+    assert np.all(p.present[:, 0])
+    singles = 2 * p.radii[~two, 0]
+    assert set(np.round(singles, 5)) == {12.0, 16.0, 20.0}
+    for d in (12.0, 16.0, 20.0):
+        assert abs((singles == d).mean() - 1 / 3) < 4 * np.sqrt(2 / 9 / len(singles))
+    assert np.all(p.radii[two] == 8.0) and np.all(p.radii[~two, 1] == 0)
+    gaps = np.linalg.norm(p.centers[two, 0] - p.centers[two, 1], axis=1) - 16.0
+    assert gaps.min() >= 4 - 1e-4 and gaps.max() <= 42 + 1e-4
+    # Edge-to-edge distances are uniform on [4, 42].
+    assert stats.kstest(gaps, stats.uniform(4, 38).cdf).pvalue > 1e-3
+
+
+def test_inclusions_lie_inside_the_disk_with_the_margin(draws):
+    config, p = draws
+    reach = np.linalg.norm(p.centers, axis=-1) + p.radii
+    assert reach[p.present].max() <= config.radius_mm - config.margin_mm + 1e-4
+    # Positions fill the allowed region (uniform single centres: E|c|² = ρ²/2).
+    two = p.present[:, 1]
+    for d in (12.0, 20.0):
+        picked = (~two) & np.isclose(2 * p.radii[:, 0], d)
+        room = config.radius_mm - config.margin_mm - d / 2
+        mean_square = (p.centers[picked, 0] ** 2).sum(-1).mean()
+        assert mean_square == pytest.approx(room**2 / 2, rel=0.08)
+
+
+def test_tissue_values_within_the_configured_ranges(draws):
+    config, p = draws
+    table = config.tissue
+    hbt = p.background[:, 0] + p.background[:, 1]
+    sto2 = 100 * p.background[:, 0] / hbt
+    tolerance = 1e-3
+    for values, (low, high) in ((hbt, table.background_hbt), (sto2, table.background_sto2), (p.background[:, 2], table.background_water)):
+        assert values.min() >= low - tolerance and values.max() <= high + tolerance
+        assert values.min() < low + 0.02 * (high - low) and values.max() > high - 0.02 * (high - low)
+    lesions = p.lesions[p.present]
+    background = np.broadcast_to(p.background[:, None], p.lesions.shape)[p.present]
+    contrast = lesions[:, :2].sum(1) / background[:, :2].sum(1)
+    assert contrast.min() >= table.lesion_hbt_contrast[0] - tolerance
+    assert contrast.max() <= table.lesion_hbt_contrast[1] + tolerance
+    lesion_sto2 = 100 * lesions[:, 0] / lesions[:, :2].sum(1)
+    assert lesion_sto2.min() >= table.lesion_sto2[0] - tolerance and lesion_sto2.max() <= table.lesion_sto2[1] + tolerance
+    water_ratio = lesions[:, 2] / background[:, 2]
+    assert water_ratio.min() >= table.lesion_water_contrast[0] - tolerance
+    assert np.all((water_ratio <= table.lesion_water_contrast[1] + tolerance))
+    assert lesions[:, 2].max() <= 100 + tolerance
+    np.testing.assert_array_equal(p.scatter, 1.0)
+    # Without mismatch the MRI shows the optical shapes.
+    np.testing.assert_array_equal(p.mri_radii, p.radii)
+    np.testing.assert_array_equal(p.mri_centers, p.centers)
+
+
+def test_tissue_table_comes_from_the_priors_file():
+    table = TissueTable.from_priors()
+    assert table.background_hbt == (10.0, 35.0)
+    assert table.background_water == (15.0, 75.0)
+    assert table.lesion_hbt_contrast == (0.8, 3.0)
+    assert table == PhantomConfig().tissue
+
+
+def test_mri_mismatch_moves_and_resizes_within_the_setting():
+    config = phantom_config("mismatch")
+    keys = jax.random.split(jax.random.key(3), 500)
+    p = jax.tree.map(np.asarray, jax.vmap(lambda k: sample_phantom(config, k))(keys))
+    m = config.mri.mismatch_mm
+    change = np.abs(p.mri_radii - p.radii)[p.present]
+    shift = np.linalg.norm(p.mri_centers - p.centers, axis=-1)[p.present]
+    assert change.max() <= m + 1e-5 and shift.max() <= m + 1e-5
+    assert change.mean() > m / 4 and shift.mean() > m / 4
+
+
+def test_sampling_is_a_function_of_the_key():
+    config = PhantomConfig()
+    a = sample_phantom(config, jax.random.key(11))
+    b = sample_phantom(config, jax.random.key(11))
+    c = sample_phantom(config, jax.random.key(12))
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert not np.array_equal(a.background, c.background)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: PhantomConfig(single_diameters_mm=(80.0,)), "cannot fit"),
+        (lambda: PhantomConfig(pair_gap_mm=(4.0, 60.0)), "cannot fit"),
+        (lambda: PhantomConfig(margin_mm=-1.0), "margin"),
+        (lambda: PhantomConfig(two_inclusion_probability=1.5), "probability"),
+        (lambda: PhantomConfig(pair_gap_mm=(10.0, 5.0)), "pair_gap_mm"),
+        (lambda: TissueTable(background_hbt=(-5.0, 10.0)), "background_hbt"),
+        (lambda: TissueTable(lesion_sto2=(50.0, 120.0)), "lesion_sto2"),
+        (lambda: MRIConfig(noise=-0.1), "noise"),
+        (lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=6.5)), "mismatch"),
+    ],
+)
+def test_bad_configs_are_rejected(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(ValueError, match="unknown phantom config"):
+        phantom_config("nope")
+    with pytest.raises(ValueError, match="unknown fixed phantom"):
+        fixed_phantom("nope")
+
+
+def test_config_round_trips_through_a_dict():
+    config = phantom_config("mismatch")
+    assert PhantomConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown phantom config keys"):
+        PhantomConfig.from_dict({"radius": 3})
+
+
+@pytest.fixture(scope="module")
+def rendering(mesh):
+    grid = PixelGrid()
+    return Coverage.nodes(mesh), Coverage.pixels(grid), GridInterpolation.build(mesh, grid).mask
+
+
+def region_mean(phantom, rendering, label):
+    _, pixels, mask = rendering
+    masks = phantom.region_masks(pixels, threshold=1.0)
+    return phantom.images(pixels, mask)[:, masks[label] & mask].mean(1)
+
+
+def test_malignant_and_benign_lesion_contrasts(rendering):
+    for name, contrast in (("malignant", 1.5), ("benign", 1.0)):
+        phantom = fixed_phantom(name)
+        lesion = region_mean(phantom, rendering, "lesion")
+        background = region_mean(phantom, rendering, "background")
+        assert lesion[:2].sum() / background[:2].sum() == pytest.approx(contrast, rel=1e-6)
+
+
+def test_fixed_phantoms_render_consistently(rendering, mesh):
+    nodes, pixels, mask = rendering
+    for name in FIXED_PHANTOMS:
+        phantom = fixed_phantom(name)
+        nodal = phantom.nodal(nodes)
+        images = phantom.images(pixels, mask)
+        mri = phantom.mri(pixels, mask)
+        assert nodal.shape == (3, mesh.n_nodes) and images.shape == (3, 100, 100) and mri.shape == (100, 100)
+        assert np.all(np.isfinite(nodal)) and nodal.min() >= 0 and np.all(images[:, ~mask] == 0)
+        # Each region's value and grey level appear where it alone covers the pixels.
+        masks = phantom.region_masks(pixels, threshold=1.0)
+        for region in phantom.regions:
+            inside = masks[region.label] & mask
+            assert inside.sum() > 10, (name, region.label)
+            np.testing.assert_allclose(images[:, inside].mean(1), region.chromophores, rtol=1e-5)
+            np.testing.assert_allclose(mri[inside], region.grey, rtol=1e-6)
+    assert len(fixed_phantom("three-inclusions").regions) == 3
+
+
+def test_phantom_regions_must_fit_and_have_valid_values():
+    with pytest.raises(ValueError, match="outside the disk"):
+        Phantom((10.0, 5.0, 30.0), (Region(Circle((35.0, 0.0), 10.0), (1.0, 1.0, 1.0), 80.0),))
+    with pytest.raises(ValueError, match="chromophores"):
+        Region(Circle((0.0, 0.0), 5.0), (1.0, -1.0, 1.0), 80.0)

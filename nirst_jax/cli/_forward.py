@@ -58,7 +58,7 @@ def run(args) -> int:
     from .._atomic import save_figure, save_npz
     from ..figures import forward_figure
     from ..mesh import GridInterpolation, PixelGrid, disk_mesh
-    from ..phantoms import Circle, node_coverage, pixel_coverage
+    from ..phantoms import Circle, Coverage, Phantom, Region
     from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, rim_positions
 
     if args.noise < 0 or not np.isfinite(args.noise):
@@ -87,8 +87,10 @@ def run(args) -> int:
         frequency_hz=args.frequency_mhz * 1e6,
     )
     background = np.asarray(args.background, float)[:, None]
-    lesion = np.asarray(args.lesion, float)[:, None]
-    chromophores = background + (lesion - background) * node_coverage(mesh, inclusion)[None]
+    phantom = Phantom(
+        tuple(args.background), (Region(inclusion, tuple(args.lesion), 80.0, "inclusion"),), radius_mm=args.radius
+    )
+    chromophores = phantom.nodal(Coverage.nodes(mesh))
     homogeneous = np.broadcast_to(background, chromophores.shape)
 
     simulate = jax.jit(lambda c: model(c, amplitude, power))
@@ -105,8 +107,7 @@ def run(args) -> int:
 
     grid = PixelGrid(low=-args.radius, high=args.radius)
     interpolation = GridInterpolation.build(mesh, grid)
-    images = np.asarray(background)[:, :, None] + (lesion - background)[:, :, None] * pixel_coverage(grid, inclusion)
-    images = np.where(np.asarray(interpolation.mask)[None], images, 0.0)
+    images = phantom.images(Coverage.pixels(grid), np.asarray(interpolation.mask))
     fibres = rim_positions(mesh, args.fibres, angle_offset_deg=args.angle_offset)
 
     out = Path(args.out)

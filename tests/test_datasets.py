@@ -213,3 +213,14 @@ def test_show_writes_a_png(store, tmp_path):
     assert main(["show", str(store), "--index", "3", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["show", str(store), "--index", "99"]) == 2
+
+
+def test_two_processes_split_the_shards_and_give_the_same_store(store, tmp_path):
+    # Without jax.distributed the barriers are skipped, so run the "processes" in turn.
+    folder = tmp_path / "data"
+    with pytest.raises(ValueError, match="shard 1 of .* is missing"):
+        simulate_dataset(folder, CONFIG, **ARGS, process_index=0, process_count=2)
+    assert sorted(p.name for p in (folder / "shards").iterdir()) == ["shard-00000", "shard-00002"]
+    simulate_dataset(folder, CONFIG, **ARGS, process_index=1, process_count=2)
+    simulate_dataset(folder, CONFIG, **ARGS, process_index=0, process_count=2, resume=True)
+    assert store_files(folder) == store_files(store)

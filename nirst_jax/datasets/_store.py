@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .._atomic import atomic_path, save_json
+from .._atomic import atomic_path, current_umask, save_json
 from .._version import __version__
 from ..mesh import Mesh
 from ._generate import ShardedGenerator
@@ -158,6 +158,7 @@ def _write_shard(folder: Path, shard: int, arrays: dict[str, np.ndarray]) -> Non
             np.save(file, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             checksums[file.name] = sha256_file(file)
         (temporary / "checksums.json").write_text(json.dumps(checksums, indent=1, sort_keys=True) + "\n")
+        temporary.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700
         temporary.rename(shards / shard_name(shard))
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._config_dict import config_from_dict
 from ..mesh import GridInterpolation, Mesh, PixelGrid, disk_mesh
 from ..phantoms import Coverage, PhantomConfig, add_mri_noise, inside_circle, mri_image, paint, sample_phantom
 from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, check_wavelengths
@@ -70,21 +71,14 @@ class SimulationConfig:
 
     def to_dict(self) -> dict:
         """A JSON-ready description (inverse: `SimulationConfig.from_dict`)."""
-        data = asdict(self)
-        data["phantoms"] = self.phantoms.to_dict()
+        data = asdict(self)  # recurses into the phantom config
         data["wavelengths_nm"] = list(self.wavelengths_nm)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimulationConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown simulation config keys: {sorted(unknown)}")
-        data = dict(data)
-        if "phantoms" in data:
-            data["phantoms"] = PhantomConfig.from_dict(data["phantoms"])
-        return cls(**data)
+        """Rebuild from `to_dict` output; unknown keys are an error."""
+        return config_from_dict(cls, data, "simulation config", {"phantoms": PhantomConfig.from_dict})
 
 
 class PhantomSimulator(eqx.Module):

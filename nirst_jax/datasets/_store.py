@@ -35,8 +35,6 @@ from ._split import SPLIT_FRACTIONS, SPLITS, split_labels
 FORMAT = "nirst-jax dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-RESULT_KEYS = ("status", "checksums", "normalisation")
-"""Manifest entries written when the store is complete; all other entries identify it."""
 
 
 def sha256_file(path: Path) -> str:
@@ -123,6 +121,7 @@ def _first_difference(stored, expected, path: str):
 
 
 def _check_same(folder: Path, stored: dict, header: dict) -> None:
+    """Refuse `stored` unless every header entry matches (results such as checksums are not in the header)."""
     found = _first_difference({k: stored.get(k) for k in header}, header, "")
     if found:
         path, old, new = found
@@ -293,7 +292,7 @@ def simulate_dataset(
 def _check_stored(folder: Path, header: dict) -> bool:
     """Refuse a store made with other arguments; True when it is already complete."""
     stored = read_manifest(folder)
-    _check_same(folder, {k: v for k, v in stored.items() if k not in RESULT_KEYS}, header)
+    _check_same(folder, stored, header)
     return stored.get("status") == "complete"
 
 
@@ -343,17 +342,9 @@ def _barrier(process_count: int, name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress_bar(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="phantom", desc="simulate", smoothing=0.1, mininterval=0.5)
+    return tqdm(
+        total=total, initial=initial, unit="phantom", desc="simulate", smoothing=0.1, mininterval=0.5, disable=not enabled
+    )

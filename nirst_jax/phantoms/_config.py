@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from .._config_dict import config_from_dict
 from ._tissue import Range, TissueTable, _check_range
 
 
@@ -112,16 +113,8 @@ class PhantomConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "PhantomConfig":
         """Rebuild from `to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown phantom config keys: {sorted(unknown)}")
-        data = dict(data)
-        if "tissue" in data:
-            data["tissue"] = TissueTable(**data["tissue"])
-        if "mri" in data:
-            data["mri"] = MRIConfig(**data["mri"])
-        return cls(**data)
+        nested = {"tissue": lambda d: TissueTable(**d), "mri": lambda d: MRIConfig(**d)}
+        return config_from_dict(cls, data, "phantom config", nested)
 
     def replace(self, **changes) -> "PhantomConfig":
         """A copy with some fields changed (validated again)."""

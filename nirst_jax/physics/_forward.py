@@ -281,12 +281,32 @@ class SpectralForwardModel(eqx.Module):
             (d/dµa, d/dµs'), each (L, S, K, N) for ln A; in the frequency domain each is
             (L, 2, S, K, N), index 0 for ln A and 1 for phase.
         """
+        _, jacobians = self._optics_jacobian(*self._check_optics(mua, musp), wrt="optics")
+        return jacobians
 
-        return self._optics_jacobian(*self._check_optics(mua, musp), chromophores=False)
+    def linearise_absorption(self, mua, musp):
+        """Measurements and their Jacobian w.r.t. nodal µa, from one set of solves.
+
+        What Gauss-Newton needs per iteration: the chromophore Jacobian is this times the
+        extinction coefficients, so it never has to be materialised.
+
+        Arguments:
+            mua, musp: (L, N) nodal optical properties.
+
+        Returns:
+            (measurements, d/dµa): measurements as `__call__` returns them, and the
+            Jacobian (L, S, K, N) for ln A ((L, 2, S, K, N) in the frequency domain).
+        """
+        fluence, (jacobian,) = self._optics_jacobian(*self._check_optics(mua, musp), wrt="absorption")
+        return self.measurements_from_fluence(fluence), jacobian
 
     @eqx.filter_jit
-    def _optics_jacobian(self, mua, musp, chromophores: bool):
-        """(d/dµa, d/dµs') per wavelength; with `chromophores`, only d/d(HbO, Hb, water)."""
+    def _optics_jacobian(self, mua, musp, wrt: str):
+        """Fluence (L, S, D) and Jacobians per wavelength.
+
+        `wrt`: "optics" for (d/dµa, d/dµs'), "absorption" for (d/dµa,), "chromophores" for
+        (d/d(HbO, Hb, water),).
+        """
 
         def one(mua_l, musp_l, src_nodes, src_weights, extinction_l):
             values, kappa = self._system(mua_l, musp_l)
@@ -304,22 +324,28 @@ class SpectralForwardModel(eqx.Module):
             # κ = 1/(3(µa + µs')): ∂κ/∂µa = ∂κ/∂µs' = −3κ².
             d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness  # (N, S, D)
             d_phi_dmua = d_phi_dmusp - mass
-            if chromophores:
+            if wrt == "chromophores":
                 # µa_l = Σ_c E_lc C_c, and µs' does not depend on the chromophores.
                 relative = self.layout.select(d_phi_dmua / fluence)  # (N, S, K)
                 relative = [jnp.einsum("nsk,c->skcn", relative, extinction_l.astype(mua_l.dtype))]
             else:
-                relative = [
-                    jnp.moveaxis(self.layout.select(d / fluence), 0, -1) for d in (d_phi_dmua, d_phi_dmusp)
-                ]
+                derivatives = (d_phi_dmua, d_phi_dmusp) if wrt == "optics" else (d_phi_dmua,)
+                relative = [self.layout.select(d / fluence) for d in derivatives]  # (N, S, K)
             if self.frequency_hz == 0:
-                return tuple(r.real for r in relative)
-            return tuple(jnp.stack([r.real, -r.imag]) for r in relative)
+                return fluence, tuple(r.real for r in relative)
+            return fluence, tuple(jnp.stack([r.real, -r.imag]) for r in relative)
 
+        if wrt not in ("optics", "absorption", "chromophores"):
+            raise ValueError(f"wrt must be 'optics', 'absorption' or 'chromophores', got {wrt!r}")
         extinction = jnp.asarray(self.extinction)
-        return self._per_wavelength(
+        fluence, jacobians = self._per_wavelength(
             one, mua, musp, self.sources.indices, self.sources.weights, extinction
         )
+        if wrt == "chromophores":
+            return fluence, jacobians
+        # Nodes go last here, once, outside the per-wavelength loop: on CPU that is much
+        # cheaper than inside it, where XLA fuses the transpose into the sensitivity gathers.
+        return fluence, tuple(jnp.moveaxis(j, -3, -1) for j in jacobians)
 
     def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.
@@ -334,5 +360,5 @@ class SpectralForwardModel(eqx.Module):
             (L, 2, S, K, 3, N), index 1 of axis 1 being the phase.
         """
         mua, musp = self.optical_properties(chromophores, scatter_amplitude, scatter_power)
-        (jacobian,) = self._optics_jacobian(*self._check_optics(mua, musp), chromophores=True)
+        _, (jacobian,) = self._optics_jacobian(*self._check_optics(mua, musp), wrt="chromophores")
         return jacobian

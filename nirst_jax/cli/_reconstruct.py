@@ -1,0 +1,233 @@
+"""`nirst reconstruct`: chromophore images from CW ln amplitudes and an MRI slice."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._arguments import float_list
+
+
+def add_parser(commands, name: str) -> None:
+    """Register the subcommand."""
+    parser = commands.add_parser(
+        name,
+        help="Gauss-Newton reconstruction (DRI, Tikhonov or soft prior)",
+        description=(
+            "Reconstruct HbO, Hb and water from CW ln amplitudes (npz, e.g. from `nirst forward`) "
+            "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton. Writes "
+            "OUT/reconstruction.npz, OUT/reconstruction.png and OUT/convergence.json. File "
+            "formats: docs/reconstruction.md."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--method", choices=("dri", "tikhonov", "softprior"), default="dri")
+    parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
+    parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
+    parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
+    parser.add_argument("--mesh", type=str, help="NIRFAST mesh prefix (default: the mesh in --data, else a disk)")
+    parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm) when no mesh is given")
+    parser.add_argument("--mesh-spacing", type=float, default=2.0, help="disk mesh spacing (mm) when no mesh is given")
+    parser.add_argument("--fibres", type=int, default=16, help="rim fibres when --data has no fibres_xy")
+    parser.add_argument("--reference", type=Path, help="npz with ln_amplitude of a homogeneous reference (calibration)")
+    parser.add_argument("--self-calibrate", action="store_true", help="remove a fitted per-wavelength offset")
+    parser.add_argument("--weight", type=float, default=None, help="regularisation weight α (default per method)")
+    parser.add_argument("--basis-size", type=int, default=24, help="pixel-basis points per side; 0 = nodal")
+    parser.add_argument("--iterations", type=int, default=10, help="most Gauss-Newton steps")
+    parser.add_argument("--roi", type=float_list(3), help="x,y,radius (mm): report HbT ROI/background contrast")
+    parser.add_argument("--out", type=Path, default=Path("nirst-reconstruct"), help="output folder")
+
+
+def _read_image(path: Path, what: str) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        image = np.load(path, allow_pickle=False)
+    elif path.suffix.lower() == ".png":
+        import matplotlib.image
+
+        image = matplotlib.image.imread(path)
+        image = image[..., :3].mean(-1) if image.ndim == 3 else image
+        image = image[::-1]  # PNG rows run top-down; our images have y growing with the row
+    else:
+        raise ValueError(f"{what} file {path} must be .npy or .png")
+    image = np.asarray(image, float)
+    if image.ndim != 2 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"{what} {path} must be a square 2-D image, got shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError(f"{what} {path} contains NaN or infinite values")
+    return image
+
+
+def _read_data(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read data file {path}: {error}") from None
+    for key in ("ln_amplitude", "wavelengths_nm"):
+        if key not in data:
+            raise ValueError(f"data file {path} has no {key!r} array")
+    if data["ln_amplitude"].ndim != 3:
+        raise ValueError(f"{path}: ln_amplitude must be (wavelength, source, detector), got {data['ln_amplitude'].shape}")
+    if data["ln_amplitude"].shape[0] != len(data["wavelengths_nm"]):
+        raise ValueError(
+            f"{path}: ln_amplitude has {data['ln_amplitude'].shape[0]} wavelengths, "
+            f"wavelengths_nm {len(data['wavelengths_nm'])}"
+        )
+    return data
+
+
+def _mesh(args, data):
+    from ..mesh import Mesh, disk_mesh, read_nirfast
+
+    if args.mesh:
+        return read_nirfast(args.mesh).mesh
+    if "nodes" in data and "elements" in data:
+        return Mesh(data["nodes"], data["elements"])
+    return disk_mesh(args.radius, args.mesh_spacing)
+
+
+def _fibre_set_up(mesh, fibres_xy, count):
+    """(n_fibres, angle offset) of evenly spaced rim fibres matching `fibres_xy`."""
+    from ..physics import rim_positions
+
+    if fibres_xy is None:
+        return count, 0.0
+    fibres_xy = np.asarray(fibres_xy, float)
+    center = mesh.nodes[mesh.boundary_nodes].mean(0)
+    offset = float(np.degrees(np.arctan2(*(fibres_xy[0] - center)[::-1])))
+    expected = rim_positions(mesh, len(fibres_xy), angle_offset_deg=offset)
+    if np.abs(expected - fibres_xy).max() > 1e-3 * np.ptp(mesh.nodes):
+        raise ValueError("fibres_xy are not evenly spaced on the rim; give a NIRFAST mesh with --mesh instead")
+    return len(fibres_xy), offset
+
+
+def run(args) -> int:
+    """Reconstruct and write the outputs; returns the exit status."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from .._atomic import save_figure, save_json, save_npz
+    from ..figures import derived_maps, reconstruction_figure
+    from ..physics import SpectralForwardModel
+    from ..recon import (
+        DEFAULT_WEIGHTS,
+        GaussNewton,
+        Reconstructor,
+        calibrate,
+        image_grid,
+        otsu_threshold,
+        region_memberships,
+    )
+
+    data = _read_data(args.data)
+    if args.method in ("dri", "softprior") and args.mri is None and args.labels is None:
+        raise ValueError(f"--method {args.method} needs --mri" + (" or --labels" if args.method == "softprior" else ""))
+    if args.basis_size < 0 or args.iterations < 1:
+        raise ValueError("--basis-size must be ≥ 0 and --iterations ≥ 1")
+    if args.reference is not None and args.self_calibrate:
+        raise ValueError("give --reference or --self-calibrate, not both")
+    mesh = _mesh(args, data)
+    n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
+    scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
+    model = SpectralForwardModel.create(
+        mesh,
+        wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
+        n_fibres=n_fibres,
+        angle_offset_deg=offset,
+        scatter_amplitude=scatter[0],
+        scatter_power=scatter[1],
+    )
+    ln_amplitude = np.asarray(data["ln_amplitude"], float)
+    if ln_amplitude.shape != model.data_shape:
+        raise ValueError(
+            f"ln_amplitude has shape {ln_amplitude.shape}, but {n_fibres} fibres at "
+            f"{model.n_wavelengths} wavelengths give {model.data_shape}"
+        )
+    active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
+    if not np.isfinite(ln_amplitude[active]).all():
+        raise ValueError(f"{args.data}: ln_amplitude has NaN or infinite active measurements")
+
+    structure, image = None, None
+    if args.mri is not None:
+        image = _read_image(args.mri, "MRI")
+    grid = image_grid(mesh, image.shape[0] if image is not None else 100)
+    size = grid.size
+    solver = GaussNewton(iterations=args.iterations)
+    reconstructor = Reconstructor.create(
+        model, mesh, args.method, basis_size=args.basis_size or None, grid=grid, solver=solver, scatter=scatter
+    )
+    mask = np.asarray(reconstructor.grid.mask)
+    if args.method == "dri":
+        structure = image
+    elif args.method == "softprior":
+        if args.labels is not None:
+            labels = _read_image(args.labels, "labels")
+            if labels.shape != (size, size):
+                raise ValueError(f"labels must match the MRI's shape {(size, size)}, got {labels.shape}")
+        else:
+            labels = (image > otsu_threshold(image, mask)).astype(int)
+        structure = region_memberships(labels)
+
+    if args.reference is not None:
+        reference = _read_data(args.reference)["ln_amplitude"]
+        ln_amplitude, _ = calibrate(model, ln_amplitude, reference, scatter_amplitude=scatter[0], scatter_power=scatter[1])
+    elif args.self_calibrate:
+        ln_amplitude, _ = calibrate(model, ln_amplitude, scatter_amplitude=scatter[0], scatter_power=scatter[1])
+
+    weight = DEFAULT_WEIGHTS[args.method] if args.weight is None else args.weight
+    started = time.perf_counter()
+    result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jnp.asarray(ln_amplitude), structure)
+    result = jax.tree.map(np.asarray, result)
+    elapsed = time.perf_counter() - started
+
+    out = Path(args.out)
+    maps = derived_maps(result.images, mask)
+    history = [float(m) for m in result.misfit if np.isfinite(m)]
+    summary = {
+        "method": args.method,
+        "weight": weight,
+        "basis_size": args.basis_size,
+        "nodes": mesh.n_nodes,
+        "steps": int(result.steps),
+        "misfit": history,
+        "background": dict(zip(("HbO_uM", "Hb_uM", "water_pct"), map(float, result.background))),
+        "seconds_including_compile": elapsed,
+    }
+    if args.roi is not None:
+        x, y, radius = args.roi
+        centers = grid.centers()
+        inside = (np.hypot(centers[..., 0] - x, centers[..., 1] - y) <= radius) & mask
+        if not inside.any():
+            raise ValueError(f"--roi {args.roi} contains no pixel inside the mesh")
+        hbt = maps[3]
+        summary["hbt_contrast"] = float(hbt[inside].mean() / hbt[mask & ~inside].mean())
+    save_npz(
+        out / "reconstruction.npz",
+        images=result.images,
+        hbt=maps[3],
+        sto2=maps[4],
+        image_mask=mask,
+        chromophores_nodes=result.chromophores,
+        nodes=mesh.nodes,
+        elements=mesh.elements,
+        misfit=result.misfit,
+        background=result.background,
+    )
+    save_json(out / "convergence.json", summary)
+    title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
+    save_figure(reconstruction_figure(result.images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
+    for k, value in enumerate(history):
+        print(f"iteration {k}: mean-square ln A misfit {value:.4g}")
+    if "hbt_contrast" in summary:
+        print(f"HbT contrast (ROI / background): {summary['hbt_contrast']:.3f}")
+    print(f"reconstructed in {elapsed:.1f} s (incl. compile); wrote {out}/reconstruction.npz, .png, convergence.json")
+    return 0

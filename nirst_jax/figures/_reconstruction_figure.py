@@ -1,0 +1,57 @@
+"""Figure of a reconstruction: HbO, Hb, water, HbT and StO2 maps (optionally over the truth)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PANELS = (("HbO", "µM"), ("Hb", "µM"), ("water", "%"), ("HbT", "µM"), ("StO2", "%"))
+
+
+def derived_maps(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(5, H, W): HbO, Hb, water, HbT = HbO + Hb, StO2 = 100·HbO/HbT (NaN outside the mask)."""
+    hbo, hb, water = np.asarray(images, float)
+    hbt = hbo + hb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sto2 = np.where(hbt > 0, 100.0 * hbo / hbt, np.nan)
+    maps = np.stack([hbo, hb, water, hbt, sto2])
+    return np.where(mask, maps, np.nan)
+
+
+def reconstruction_figure(
+    images: np.ndarray, extent: tuple[float, float], mask: np.ndarray, truth: np.ndarray | None = None, title: str = ""
+):
+    """Panels of HbO, Hb, water, HbT and StO2 with colour bars and units.
+
+    Arguments:
+        images: (3, H, W) reconstructed HbO (µM), Hb (µM), water (%).
+        extent: (low, high) of the grid in mm.
+        mask: (H, W) pixels inside the mesh.
+        truth: (3, H, W) true images, shown as a first row on the same colour scales.
+        title: figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    rows = [("reconstruction", derived_maps(images, mask))]
+    if truth is not None:
+        rows.insert(0, ("truth", derived_maps(truth, mask)))
+    figure, axes = plt.subplots(len(rows), 5, figsize=(16, 3.3 * len(rows)), squeeze=False)
+    for j, (name, unit) in enumerate(PANELS):
+        values = np.concatenate([maps[j][np.isfinite(maps[j])] for _, maps in rows])
+        low, high = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))
+        for i, (label, maps) in enumerate(rows):
+            shown = axes[i, j].imshow(
+                maps[j], origin="lower", extent=(*extent, *extent), vmin=low, vmax=high, cmap="viridis"
+            )
+            axes[i, j].set_title(f"{label}: {name}")
+            axes[i, j].set_xlabel("x (mm)")
+            axes[i, j].set_ylabel("y (mm)")
+            figure.colorbar(shown, ax=axes[i, j], label=unit, fraction=0.046)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,239 @@
+"""Spectral Gauss-Newton: chromophore coefficients from CW ln amplitudes at all wavelengths.
+
+Unknowns are u (3, K): HbO, Hb and water coefficients of a `ReconstructionBasis`, in units of
+a per-chromophore scale s (the homogeneous background), so the nodal chromophores are
+c = B(s·u). Each iteration linearises the forward model F at uₖ (exact adjoint Jacobian) and
+takes the iteratively regularised Gauss-Newton step (Bakushinsky)
+
+    δ = argmin ‖W(r − Jδ)‖² + λₖ Σ_c α_c (uₖ + δ − u₀)_cᵀ R (uₖ + δ − u₀)_c,   r = y − F(uₖ),
+
+with W the measurement mask and the damping schedule λₖ = h̄·ρᵏ: h̄ the mean diagonal of JᵀJ
+at u₀ (scale-free weights α), ρ = 10^(−1/4) by default (NIRFAST's decrement). The new
+iterate is clipped to physical bounds. It is kept only if the mean-square misfit falls;
+iterations stop when it rises (the previous iterate is returned) or improves by less than
+`tolerance` (relative), or after `iterations` steps. So the misfit history is monotone.
+
+J is never materialised over (chromophore, node): the chromophore Jacobian is the µa
+Jacobian times the extinction, so with P_l = (∂F_l/∂µa)·B the normal matrix is
+Σ_l (ẽ_l ẽ_lᵀ) ⊗ P_lᵀP_l with ẽ_l = s·E_l — 3K×3K, solved by Cholesky.
+
+Optionally (`fit_offsets`) a per-wavelength offset of ln A (unknown source power × detector
+gain) is eliminated by variable projection: residuals and Jacobian rows lose their
+per-wavelength mean.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+
+from ..physics import SpectralForwardModel
+from ._basis import ReconstructionBasis
+
+DEFAULT_LOWER = (0.0, 0.0, 0.0)
+"""Lower bounds of HbO (µM), Hb (µM), water (%)."""
+DEFAULT_UPPER = (1000.0, 1000.0, 100.0)
+"""Upper bounds of HbO (µM), Hb (µM), water (%)."""
+
+
+class GaussNewtonResult(NamedTuple):
+    """What a Gauss-Newton run returns.
+
+    Attributes:
+        coefficients: (3, K) HbO (µM), Hb (µM), water (%) per basis coefficient.
+        misfit: (iterations + 1,) mean-square ln A misfit of the initial guess and of each
+            accepted iterate (NaN for rejected steps and after the stop): decreasing.
+        accepted: (iterations,) whether each step was kept.
+        steps: number of accepted steps.
+        offsets: (L,) fitted per-wavelength ln A offsets (zeros unless `fit_offsets`).
+    """
+
+    coefficients: jnp.ndarray
+    misfit: jnp.ndarray
+    accepted: jnp.ndarray
+    steps: jnp.ndarray
+    offsets: jnp.ndarray
+
+
+class _State(NamedTuple):
+    k: jnp.ndarray
+    u: jnp.ndarray
+    residual: jnp.ndarray
+    projected: jnp.ndarray  # Pₗ = ∂F/∂µa·B, (L, M, K), masked and offset-projected
+    misfit: jnp.ndarray
+    done: jnp.ndarray
+    history: jnp.ndarray
+    accepted: jnp.ndarray
+
+
+class GaussNewton(eqx.Module):
+    """Settings of the spectral Gauss-Newton solver (see the module docstring).
+
+    Attributes:
+        iterations: most Gauss-Newton steps.
+        tolerance: stop when the relative misfit improvement falls below this.
+        decay: damping decrement ρ of λₖ = h̄·ρᵏ.
+        lower, upper: bounds of HbO (µM), Hb (µM), water (%).
+        fit_offsets: eliminate a per-wavelength ln A offset (for uncalibrated data).
+        unrolled: run all `iterations` in a `lax.scan` (masking steps after the stop), which
+            reverse-mode autodiff can differentiate; otherwise a `while_loop` that exits early.
+    """
+
+    iterations: int = eqx.field(static=True, default=10)
+    tolerance: float = eqx.field(static=True, default=0.01)
+    decay: float = eqx.field(static=True, default=10**-0.25)
+    lower: tuple[float, float, float] = eqx.field(static=True, default=DEFAULT_LOWER)
+    upper: tuple[float, float, float] = eqx.field(static=True, default=DEFAULT_UPPER)
+    fit_offsets: bool = eqx.field(static=True, default=False)
+    unrolled: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        if int(self.iterations) != self.iterations or self.iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance!r}")
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {self.decay!r}")
+        if len(self.lower) != 3 or len(self.upper) != 3 or any(
+            not lo < hi for lo, hi in zip(self.lower, self.upper)
+        ):
+            raise ValueError(f"bounds need three (lower < upper) pairs, got {self.lower}, {self.upper}")
+
+    def __call__(
+        self,
+        model: SpectralForwardModel,
+        basis: ReconstructionBasis,
+        data,
+        regulariser,
+        weight,
+        initial,
+        scale,
+        scatter_amplitude=1.0,
+        scatter_power=1.0,
+    ) -> GaussNewtonResult:
+        """Reconstruct.
+
+        Arguments:
+            model: CW forward model.
+            basis: the reconstruction basis (K coefficients).
+            data: (L, S, K_slots) measured ln A (inactive measurements of the layout are ignored).
+            regulariser: (K, K) symmetric positive definite R.
+            weight: α, scalar or (3,) per chromophore.
+            initial: (3, K) or (3,) starting (and prior) chromophores u₀·s.
+            scale: (3,) positive per-chromophore scale s.
+            scatter_amplitude, scatter_power: the (known) scattering law.
+
+        Returns:
+            `GaussNewtonResult`.
+        """
+        if model.frequency_hz != 0:
+            raise ValueError("Gauss-Newton reconstruction uses CW ln amplitude; give a CW model")
+        n_basis = basis.n_coefficients
+        if basis.n_nodes != model.fem.n_nodes:
+            raise ValueError(f"basis is for {basis.n_nodes} nodes, the model's mesh has {model.fem.n_nodes}")
+        data = jnp.asarray(data)
+        if data.shape != model.data_shape:
+            raise ValueError(f"data must have shape {model.data_shape} (wavelength, source, detector), got {data.shape}")
+        dtype = jnp.result_type(data.dtype, float)
+        regulariser = jnp.asarray(regulariser, dtype)
+        if regulariser.shape != (n_basis, n_basis):
+            raise ValueError(f"regulariser must be ({n_basis}, {n_basis}), got {regulariser.shape}")
+        scale = jnp.asarray(scale, dtype)
+        if scale.shape != (3,):
+            raise ValueError(f"scale must have shape (3,), got {scale.shape}")
+        initial = jnp.broadcast_to(jnp.asarray(initial, dtype).reshape(3, -1), (3, n_basis))
+        weight = jnp.broadcast_to(jnp.asarray(weight, dtype), (3,))
+
+        n_wavelengths = model.n_wavelengths
+        mask = jnp.broadcast_to(jnp.asarray(model.layout.active), model.data_shape).reshape(n_wavelengths, -1)
+        mask = mask.astype(dtype)
+        y = jnp.where(mask > 0, data.reshape(n_wavelengths, -1), 0.0)
+        count = mask.sum()
+        per_wavelength = mask.sum(1, keepdims=True)
+        extinction = jnp.asarray(model.extinction, dtype) * scale  # ẽ_l = s·E_l, (L, 3)
+        lower = jnp.asarray(self.lower, dtype) / scale
+        upper = jnp.asarray(self.upper, dtype) / scale
+        u0 = initial / scale[:, None]
+
+        def project(rows):
+            """Mask, and with offsets remove each wavelength's (masked) mean over measurements."""
+            rows = rows * mask.reshape(mask.shape + (1,) * (rows.ndim - 2))
+            if not self.fit_offsets:
+                return rows
+            mean = rows.sum(1, keepdims=True) / per_wavelength.reshape(per_wavelength.shape + (1,) * (rows.ndim - 2))
+            return (rows - mean) * mask.reshape(mask.shape + (1,) * (rows.ndim - 2))
+
+        def linearise(u):
+            chromophores = basis.nodes_from(u * scale[:, None])
+            mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
+            predicted, jacobian = model.linearise_absorption(mua, musp)
+            residual = project((y - predicted.reshape(n_wavelengths, -1))[..., None])[..., 0]
+            projected = project(basis.apply_transpose(jacobian.reshape(n_wavelengths, -1, model.fem.n_nodes)))
+            return residual, projected, (residual**2).sum() / count
+
+        def normal_matrix(projected):
+            gram = jnp.einsum("lmk,lmj->lkj", projected, projected)
+            return jnp.einsum("lc,ld,lkj->ckdj", extinction, extinction, gram).reshape(3 * n_basis, 3 * n_basis)
+
+        residual, projected, misfit = linearise(u0)
+        mean_curvature = jnp.trace(normal_matrix(projected)) / (3 * n_basis)
+        penalty = jnp.kron(jnp.diag(weight), regulariser)
+
+        def step(state: _State) -> _State:
+            damping = mean_curvature * self.decay ** state.k.astype(dtype)
+            gradient = jnp.einsum("lc,lmk,lm->ck", extinction, state.projected, state.residual).reshape(-1)
+            prior = (penalty @ (state.u - u0).reshape(-1))
+            system = normal_matrix(state.projected) + damping * penalty
+            delta = jsl.cho_solve(jsl.cho_factor(system, lower=True), gradient - damping * prior)
+            u_new = jnp.clip(state.u + delta.reshape(3, n_basis), lower[:, None], upper[:, None])
+            residual_new, projected_new, misfit_new = linearise(u_new)
+            better = misfit_new < state.misfit  # False for NaN
+            accept = better & ~state.done
+            gain = (state.misfit - misfit_new) / state.misfit
+            done = state.done | ~better | (gain < self.tolerance)
+            keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+            return _State(
+                k=state.k + 1,
+                u=keep(u_new, state.u),
+                residual=keep(residual_new, state.residual),
+                projected=keep(projected_new, state.projected),
+                misfit=keep(misfit_new, state.misfit),
+                done=done,
+                history=state.history.at[state.k + 1].set(jnp.where(accept, misfit_new, jnp.nan)),
+                accepted=state.accepted.at[state.k].set(accept),
+            )
+
+        history = jnp.full(self.iterations + 1, jnp.nan, dtype).at[0].set(misfit)
+        state = _State(
+            k=jnp.asarray(0),
+            u=u0,
+            residual=residual,
+            projected=projected,
+            misfit=misfit,
+            done=jnp.asarray(False),
+            history=history,
+            accepted=jnp.zeros(self.iterations, bool),
+        )
+        if self.unrolled:
+            state, _ = jax.lax.scan(lambda s, _: (step(s), None), state, None, length=self.iterations)
+        else:
+            state = jax.lax.while_loop(lambda s: (s.k < self.iterations) & ~s.done, step, state)
+        chromophores = basis.nodes_from(state.u * scale[:, None])
+        if self.fit_offsets:
+            mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
+            predicted = model.measurements_from_fluence(model.fluence_from_optics(mua, musp))
+            offsets = ((y - predicted.reshape(n_wavelengths, -1)) * mask).sum(1) / per_wavelength[:, 0]
+        else:
+            offsets = jnp.zeros(n_wavelengths, dtype)
+        return GaussNewtonResult(
+            coefficients=state.u * scale[:, None],
+            misfit=state.history,
+            accepted=state.accepted,
+            steps=state.accepted.sum(),
+            offsets=offsets,
+        )
+

@@ -1,0 +1,199 @@
+"""Image reconstruction end to end: homogeneous fit → structural prior → Gauss-Newton → images."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ..mesh import GridInterpolation, Mesh, PixelGrid
+from ..physics import SpectralForwardModel
+from ._basis import ReconstructionBasis
+from ._calibration import HOMOGENEOUS_SOLVER, fit_homogeneous, nominal_background
+from ._gauss_newton import GaussNewton
+from ._regularisers import (
+    DEFAULT_DRI_WIDTH,
+    DEFAULT_TIKHONOV_FRACTION,
+    dri_matrix,
+    soft_prior_matrix,
+    tikhonov_matrix,
+)
+
+METHODS = ("dri", "tikhonov", "softprior")
+DEFAULT_WEIGHTS = {"dri": 10.0, "tikhonov": 10.0, "softprior": 10.0}
+"""Regularisation weight α per method (relative to the mean diagonal of JᵀJ; docs/reconstruction.md)."""
+DEFAULT_BASIS_SIZE = 24
+"""Pixel-basis grid points per side (492 coefficients on the 82 mm disk)."""
+
+
+def image_grid(mesh: Mesh, size: int = 100) -> PixelGrid:
+    """The square image grid [−h, h]², h the largest |coordinate| of the mesh.
+
+    For a disk centred at the origin h is its radius: the grid of `nirst forward`, of the
+    datasets and of the study's 100×100 images.
+    """
+    half = float(np.abs(mesh.nodes).max())
+    return PixelGrid(size, -half, half)
+
+
+class Reconstruction(NamedTuple):
+    """A reconstruction.
+
+    Attributes:
+        chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the mesh nodes.
+        images: (3, H, W) the same on the pixel grid (0 outside the mask).
+        background: (3,) the homogeneous fit that started (and anchors) the iterations.
+        misfit: (iterations + 1,) mean-square ln A misfit, initial then each accepted step.
+        steps: accepted Gauss-Newton steps.
+    """
+
+    chromophores: jnp.ndarray
+    images: jnp.ndarray
+    background: jnp.ndarray
+    misfit: jnp.ndarray
+    steps: jnp.ndarray
+
+
+class Reconstructor(eqx.Module):
+    """Gauss-Newton reconstruction with a Tikhonov, DRI or soft-prior regulariser.
+
+    A pytree: `jax.jit` it (through a lambda), `jax.vmap` it over phantoms, differentiate
+    it w.r.t. `weight` (with `GaussNewton(unrolled=True)`).
+
+    Attributes:
+        model: the CW forward model.
+        basis: the reconstruction basis.
+        grid: interpolation between the mesh and the image grid (MRI in, images out).
+        solver: Gauss-Newton settings of the reconstruction.
+        method: "dri", "tikhonov" or "softprior".
+        dri_width: DRI kernel width σ as a fraction of the grey-level range.
+        tikhonov_fraction: identity share β of the structural priors.
+        scatter: the known scattering law (a mm⁻¹, b).
+    """
+
+    model: SpectralForwardModel
+    basis: ReconstructionBasis
+    grid: GridInterpolation
+    solver: GaussNewton
+    method: str = eqx.field(static=True)
+    dri_width: float = eqx.field(static=True, default=DEFAULT_DRI_WIDTH)
+    tikhonov_fraction: float = eqx.field(static=True, default=DEFAULT_TIKHONOV_FRACTION)
+    scatter: tuple[float, float] = eqx.field(static=True, default=(1.0, 1.0))
+
+    def __check_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+
+    @classmethod
+    def create(
+        cls,
+        model: SpectralForwardModel,
+        mesh: Mesh,
+        method: str = "dri",
+        *,
+        basis_size: int | None = DEFAULT_BASIS_SIZE,
+        grid: PixelGrid | None = None,
+        solver: GaussNewton = GaussNewton(),
+        dri_width: float = DEFAULT_DRI_WIDTH,
+        tikhonov_fraction: float = DEFAULT_TIKHONOV_FRACTION,
+        scatter=(1.0, 1.0),
+    ) -> "Reconstructor":
+        """Set up a reconstruction.
+
+        Arguments:
+            model: CW forward model on `mesh`.
+            mesh: the mesh.
+            method: "dri", "tikhonov" or "softprior".
+            basis_size: pixel-basis points per side, or None for the nodal basis (slow:
+                3N unknowns).
+            grid: the MRI/image grid (default `image_grid(mesh)`).
+            solver: Gauss-Newton settings.
+            dri_width, tikhonov_fraction: regulariser shape (see `dri_matrix`).
+            scatter: the known scattering amplitude (mm⁻¹) and power.
+
+        Returns:
+            The reconstructor.
+        """
+        if model.fem.n_nodes != mesh.n_nodes:
+            raise ValueError(f"model has {model.fem.n_nodes} nodes, mesh {mesh.n_nodes}")
+        grid = image_grid(mesh) if grid is None else grid
+        basis = ReconstructionBasis.nodal(mesh) if basis_size is None else ReconstructionBasis.pixels(mesh, basis_size)
+        if not (np.isfinite(dri_width) and dri_width > 0):
+            raise ValueError(f"dri_width must be > 0, got {dri_width!r}")
+        if not (np.isfinite(tikhonov_fraction) and tikhonov_fraction > 0):
+            raise ValueError(f"tikhonov_fraction must be > 0, got {tikhonov_fraction!r}")
+        amplitude, power = (float(v) for v in scatter)
+        return cls(
+            model=model,
+            basis=basis,
+            grid=GridInterpolation.build(mesh, grid),
+            solver=solver,
+            method=method,
+            dri_width=float(dri_width),
+            tikhonov_fraction=float(tikhonov_fraction),
+            scatter=(amplitude, power),
+        )
+
+    def regulariser(self, structure=None) -> jnp.ndarray:
+        """The (K, K) regularisation matrix of `method`.
+
+        Arguments:
+            structure: for "dri" the MRI image (H, W); for "softprior" region memberships
+                (R, H, W) (one-hot labels, or fractions); ignored for "tikhonov".
+
+        Returns:
+            R.
+        """
+        k = self.basis.n_coefficients
+        if self.method == "tikhonov":
+            return tikhonov_matrix(k, jnp.result_type(float))
+        if structure is None:
+            raise ValueError(f"method {self.method!r} needs the MRI (dri) or a segmentation (softprior)")
+        structure = jnp.asarray(structure)
+        size = (self.grid.size, self.grid.size)
+        if self.method == "dri":
+            if structure.shape != size:
+                raise ValueError(f"the MRI image must have shape {size}, got {structure.shape}")
+            grey = self.basis.average(self.grid.image_to_nodes(structure))
+            return dri_matrix(grey, self.dri_width, self.tikhonov_fraction)
+        if structure.ndim != 3 or structure.shape[1:] != size:
+            raise ValueError(f"soft-prior memberships must have shape (regions, {size[0]}, {size[1]}), got {structure.shape}")
+        membership = self.basis.average(self.grid.image_to_nodes(structure)).T  # (K, R)
+        membership = membership / membership.sum(1, keepdims=True)
+        return soft_prior_matrix(membership, self.tikhonov_fraction)
+
+    def __call__(self, data, structure=None, weight=None, reference=None) -> Reconstruction:
+        """Reconstruct one phantom.
+
+        Arguments:
+            data: (L, S, K) calibrated ln A.
+            structure: see `regulariser`.
+            weight: α, scalar or (3,) (default `DEFAULT_WEIGHTS[method]`).
+            reference: (3,) homogeneous starting chromophores (default: fitted to `data`).
+
+        Returns:
+            `Reconstruction`.
+        """
+        weight = DEFAULT_WEIGHTS[self.method] if weight is None else weight
+        amplitude, power = self.scatter
+        if reference is None:
+            fit = fit_homogeneous(
+                self.model, data, scatter_amplitude=amplitude, scatter_power=power, solver=HOMOGENEOUS_SOLVER
+            )
+            reference = fit.coefficients[:, 0]
+        reference = jnp.asarray(reference)
+        # Scale by the background, floored so a chromophore fitted near zero stays usable.
+        scale = jnp.maximum(reference, 0.05 * jnp.asarray(nominal_background(), reference.dtype))
+        result = self.solver(
+            self.model, self.basis, data, self.regulariser(structure), weight, reference, scale, amplitude, power
+        )
+        chromophores = self.basis.nodes_from(result.coefficients)
+        return Reconstruction(
+            chromophores=chromophores,
+            images=self.grid.nodes_to_image(chromophores),
+            background=reference,
+            misfit=result.misfit,
+            steps=result.steps,
+        )

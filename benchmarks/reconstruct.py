@@ -84,10 +84,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     data = np.asarray(add_amplitude_noise(clean, 0.01, rng.normal(size=clean.shape)))
     reconstructor = Reconstructor.create(model, mesh, "dri")
-    grid = reconstructor.grid
-    mri = np.asarray(jnp.where(grid.mask, 50.0, 0.0))
-    mri = np.where(phantom.images(Coverage.pixels(nj.recon.image_grid(mesh)), grid.mask)[0] > 13, 80.0, mri)
-    mri = mri * (1 + 0.04 * rng.normal(size=mri.shape))
+    mask = np.asarray(reconstructor.grid.mask)
+    mri = phantom.mri(Coverage.pixels(nj.recon.image_grid(mesh)), mask) * (1 + 0.04 * rng.normal(size=mask.shape))
     print(f"mesh {mesh.n_nodes} nodes, basis {reconstructor.basis.n_coefficients} coefficients, "
           f"{model.n_wavelengths} wavelengths × 240 measurements; backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s)")

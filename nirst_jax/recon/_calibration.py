@@ -90,20 +90,20 @@ def calibrate(
     data = jnp.asarray(data)
     if data.shape != model.data_shape:
         raise ValueError(f"data must have shape {model.data_shape}, got {data.shape}")
-    if reference is None:
-        fit = fit_homogeneous(
-            model, data, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power
+
+    def fit(target):
+        return fit_homogeneous(
+            model, target, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power
         )
-        offsets = jnp.broadcast_to(fit.offsets[:, None, None], data.shape)
+
+    if reference is None:
+        offsets = jnp.broadcast_to(fit(data).offsets[:, None, None], data.shape)
         return data - offsets, offsets
     reference = jnp.asarray(reference)
     if reference.shape != data.shape:
         raise ValueError(f"reference must have the data's shape {data.shape}, got {reference.shape}")
     if reference_chromophores is None:
-        fit = fit_homogeneous(
-            model, reference, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power
-        )
-        reference_chromophores = fit.coefficients[:, 0]
+        reference_chromophores = fit(reference).coefficients[:, 0]
     level = jnp.broadcast_to(jnp.asarray(reference_chromophores, data.dtype)[:, None], (3, model.fem.n_nodes))
     offsets = reference - model(level, scatter_amplitude, scatter_power)
     return data - offsets, offsets

@@ -65,6 +65,7 @@ class _State(NamedTuple):
     residual: jnp.ndarray
     projected: jnp.ndarray  # Pₗ = ∂F/∂µa·B, (L, M, K), masked and offset-projected
     misfit: jnp.ndarray
+    offsets: jnp.ndarray  # (L,) masked mean residual per wavelength
     done: jnp.ndarray
     history: jnp.ndarray
     accepted: jnp.ndarray
@@ -159,27 +160,27 @@ class GaussNewton(eqx.Module):
         upper = jnp.asarray(self.upper, dtype) / scale
         u0 = initial / scale[:, None]
 
+        weights = mask[..., None]
+
         def project(rows):
-            """Mask, and with offsets remove each wavelength's (masked) mean over measurements."""
-            rows = rows * mask.reshape(mask.shape + (1,) * (rows.ndim - 2))
-            if not self.fit_offsets:
-                return rows
-            mean = rows.sum(1, keepdims=True) / per_wavelength.reshape(per_wavelength.shape + (1,) * (rows.ndim - 2))
-            return (rows - mean) * mask.reshape(mask.shape + (1,) * (rows.ndim - 2))
+            """(L, M, X) rows masked and, with offsets, minus each wavelength's masked mean; and the mean."""
+            rows = rows * weights
+            mean = rows.sum(1, keepdims=True) / per_wavelength[..., None]
+            return ((rows - mean) * weights if self.fit_offsets else rows), mean
 
         def linearise(u):
             chromophores = basis.nodes_from(u * scale[:, None])
             mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
             predicted, jacobian = model.linearise_absorption(mua, musp)
-            residual = project((y - predicted.reshape(n_wavelengths, -1))[..., None])[..., 0]
-            projected = project(basis.apply_transpose(jacobian.reshape(n_wavelengths, -1, model.fem.n_nodes)))
-            return residual, projected, (residual**2).sum() / count
+            residual, offsets = project((y - predicted.reshape(n_wavelengths, -1))[..., None])
+            projected, _ = project(basis.apply_transpose(jacobian.reshape(n_wavelengths, -1, model.fem.n_nodes)))
+            return residual[..., 0], projected, (residual**2).sum() / count, offsets[:, 0, 0]
 
         def normal_matrix(projected):
             gram = jnp.einsum("lmk,lmj->lkj", projected, projected)
             return jnp.einsum("lc,ld,lkj->ckdj", extinction, extinction, gram).reshape(3 * n_basis, 3 * n_basis)
 
-        residual, projected, misfit = linearise(u0)
+        residual, projected, misfit, offsets = linearise(u0)
         mean_curvature = jnp.trace(normal_matrix(projected)) / (3 * n_basis)
         penalty = jnp.kron(jnp.diag(weight), regulariser)
 
@@ -190,7 +191,7 @@ class GaussNewton(eqx.Module):
             system = normal_matrix(state.projected) + damping * penalty
             delta = jsl.cho_solve(jsl.cho_factor(system, lower=True), gradient - damping * prior)
             u_new = jnp.clip(state.u + delta.reshape(3, n_basis), lower[:, None], upper[:, None])
-            residual_new, projected_new, misfit_new = linearise(u_new)
+            residual_new, projected_new, misfit_new, offsets_new = linearise(u_new)
             better = misfit_new < state.misfit  # False for NaN
             accept = better & ~state.done
             gain = (state.misfit - misfit_new) / state.misfit
@@ -202,6 +203,7 @@ class GaussNewton(eqx.Module):
                 residual=keep(residual_new, state.residual),
                 projected=keep(projected_new, state.projected),
                 misfit=keep(misfit_new, state.misfit),
+                offsets=keep(offsets_new, state.offsets),
                 done=done,
                 history=state.history.at[state.k + 1].set(jnp.where(accept, misfit_new, jnp.nan)),
                 accepted=state.accepted.at[state.k].set(accept),
@@ -214,6 +216,7 @@ class GaussNewton(eqx.Module):
             residual=residual,
             projected=projected,
             misfit=misfit,
+            offsets=offsets,
             done=jnp.asarray(False),
             history=history,
             accepted=jnp.zeros(self.iterations, bool),
@@ -222,18 +225,11 @@ class GaussNewton(eqx.Module):
             state, _ = jax.lax.scan(lambda s, _: (step(s), None), state, None, length=self.iterations)
         else:
             state = jax.lax.while_loop(lambda s: (s.k < self.iterations) & ~s.done, step, state)
-        chromophores = basis.nodes_from(state.u * scale[:, None])
-        if self.fit_offsets:
-            mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
-            predicted = model.measurements_from_fluence(model.fluence_from_optics(mua, musp))
-            offsets = ((y - predicted.reshape(n_wavelengths, -1)) * mask).sum(1) / per_wavelength[:, 0]
-        else:
-            offsets = jnp.zeros(n_wavelengths, dtype)
         return GaussNewtonResult(
             coefficients=state.u * scale[:, None],
             misfit=state.history,
             accepted=state.accepted,
             steps=state.accepted.sum(),
-            offsets=offsets,
+            offsets=state.offsets if self.fit_offsets else jnp.zeros(n_wavelengths, dtype),
         )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _forward, _reconstruct, _show, _simulate
+from . import _forward, _reconstruct, _show, _simulate, _train
 
-_COMMANDS = {"forward": _forward, "simulate": _simulate, "show": _show, "reconstruct": _reconstruct}
+_COMMANDS = {"forward": _forward, "simulate": _simulate, "show": _show, "reconstruct": _reconstruct, "train": _train}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,21 +10,26 @@ import numpy as np
 
 from ._arguments import float_list
 
+METHODS = ("dri", "tikhonov", "softprior", "znet")
+
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
     parser = commands.add_parser(
         name,
-        help="Gauss-Newton reconstruction (DRI, Tikhonov or soft prior)",
+        help="reconstruct images: Gauss-Newton (DRI, Tikhonov, soft prior) or a trained Z-Net/Y-Net",
         description=(
             "Reconstruct HbO, Hb and water from CW ln amplitudes (npz, e.g. from `nirst forward`) "
-            "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton. Writes "
+            "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton, or with a "
+            "network trained by `nirst train` (--method znet --checkpoint RUN). Writes "
             "OUT/reconstruction.npz, OUT/reconstruction.png and OUT/convergence.json. File "
             "formats: docs/reconstruction.md."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--method", choices=("dri", "tikhonov", "softprior"), default="dri")
+    parser.add_argument("--method", choices=METHODS, default="dri", help="znet: any network trained by `nirst train`")
+    parser.add_argument("--checkpoint", type=Path, help="--method znet: the training run folder")
+    parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet: which checkpoint")
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
     parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
     parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
@@ -108,33 +113,20 @@ def _fibre_set_up(mesh, fibres_xy, count):
     return len(fibres_xy), offset
 
 
-def run(args) -> int:
-    """Reconstruct and write the outputs; returns the exit status."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-
-    from .._atomic import save_figure, save_json, save_npz
-    from ..figures import derived_maps, reconstruction_figure
+def _prepare(args):
+    """Read and check the inputs shared by every method; returns (mesh, model, ln A, MRI, scatter)."""
     from ..physics import SpectralForwardModel
-    from ..recon import (
-        DEFAULT_WEIGHTS,
-        GaussNewton,
-        Reconstructor,
-        calibrate,
-        image_grid,
-        otsu_threshold,
-        region_memberships,
-    )
+    from ..recon import calibrate
 
     data = _read_data(args.data)
-    if args.method in ("dri", "softprior") and args.mri is None and args.labels is None:
+    if args.method in ("dri", "softprior", "znet") and args.mri is None and args.labels is None:
         raise ValueError(f"--method {args.method} needs --mri" + (" or --labels" if args.method == "softprior" else ""))
     if args.basis_size < 0 or args.iterations < 1:
         raise ValueError("--basis-size must be ≥ 0 and --iterations ≥ 1")
     if args.reference is not None and args.self_calibrate:
         raise ValueError("give --reference or --self-calibrate, not both")
+    if (args.method == "znet") != (args.checkpoint is not None):
+        raise ValueError("--checkpoint goes with --method znet (and only with it)")
     mesh = _mesh(args, data)
     n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
@@ -155,53 +147,101 @@ def run(args) -> int:
     active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
     if not np.isfinite(ln_amplitude[active]).all():
         raise ValueError(f"{args.data}: ln_amplitude has NaN or infinite active measurements")
-
-    structure, image = None, None
-    if args.mri is not None:
-        image = _read_image(args.mri, "MRI")
-    grid = image_grid(mesh, image.shape[0] if image is not None else 100)
-    size = grid.size
-    solver = GaussNewton(iterations=args.iterations)
-    reconstructor = Reconstructor.create(
-        model, mesh, args.method, basis_size=args.basis_size or None, grid=grid, solver=solver, scatter=scatter
-    )
-    mask = np.asarray(reconstructor.grid.mask)
-    if args.method == "dri":
-        structure = image
-    elif args.method == "softprior":
-        if args.labels is not None:
-            labels = _read_image(args.labels, "labels")
-            if labels.shape != (size, size):
-                raise ValueError(f"labels must match the MRI's shape {(size, size)}, got {labels.shape}")
-        else:
-            labels = (image > otsu_threshold(image, mask)).astype(int)
-        structure = region_memberships(labels)
-
+    image = None if args.mri is None else _read_image(args.mri, "MRI")
     if args.reference is not None:
         reference = _read_data(args.reference)["ln_amplitude"]
         ln_amplitude, _ = calibrate(model, ln_amplitude, reference, scatter_amplitude=scatter[0], scatter_power=scatter[1])
     elif args.self_calibrate:
         ln_amplitude, _ = calibrate(model, ln_amplitude, scatter_amplitude=scatter[0], scatter_power=scatter[1])
+    return mesh, model, np.asarray(ln_amplitude), image, scatter
 
+
+def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
+    """Returns (images, nodal chromophores, grid, summary, title)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..recon import DEFAULT_WEIGHTS, GaussNewton, Reconstructor, image_grid, otsu_threshold, region_memberships
+
+    grid = image_grid(mesh, image.shape[0] if image is not None else 100)
+    reconstructor = Reconstructor.create(
+        model,
+        mesh,
+        args.method,
+        basis_size=args.basis_size or None,
+        grid=grid,
+        solver=GaussNewton(iterations=args.iterations),
+        scatter=scatter,
+    )
+    structure = None
+    if args.method == "dri":
+        structure = image
+    elif args.method == "softprior":
+        if args.labels is not None:
+            labels = _read_image(args.labels, "labels")
+            if labels.shape != (grid.size, grid.size):
+                raise ValueError(f"labels must match the MRI's shape {(grid.size, grid.size)}, got {labels.shape}")
+        else:
+            labels = (image > otsu_threshold(image, np.asarray(reconstructor.grid.mask))).astype(int)
+        structure = region_memberships(labels)
     weight = DEFAULT_WEIGHTS[args.method] if args.weight is None else args.weight
-    started = time.perf_counter()
     result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jnp.asarray(ln_amplitude), structure)
     result = jax.tree.map(np.asarray, result)
-    elapsed = time.perf_counter() - started
-
-    out = Path(args.out)
-    maps = derived_maps(result.images, mask)
-    history = [float(m) for m in result.misfit if np.isfinite(m)]
     summary = {
-        "method": args.method,
         "weight": weight,
         "basis_size": args.basis_size,
-        "nodes": mesh.n_nodes,
         "steps": int(result.steps),
-        "misfit": history,
+        "misfit": [float(m) for m in result.misfit if np.isfinite(m)],
         "background": dict(zip(("HbO_uM", "Hb_uM", "water_pct"), map(float, result.background))),
-        "seconds_including_compile": elapsed,
     }
+    title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
+    return result.images, result.chromophores, grid, summary, title
+
+
+def _network(args, mesh, model, ln_amplitude, image, scatter):
+    """Returns (images, nodal chromophores, grid, summary, title); the misfit re-simulates the images."""
+    import jax.numpy as jnp
+
+    from ..mesh import GridInterpolation
+    from ..recon import image_grid
+    from ..training import TrainedNetwork
+
+    network = TrainedNetwork(args.checkpoint, args.which)
+    if network.data_shape != model.data_shape:
+        raise ValueError(f"the network was trained on data of shape {network.data_shape}, --data has {model.data_shape}")
+    if image.shape != (network.image_size, network.image_size):
+        raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
+    images = network(ln_amplitude, image)
+    grid = image_grid(mesh, network.image_size)
+    nodes = np.asarray(GridInterpolation.build(mesh, grid).image_to_nodes(jnp.asarray(images, float)))
+    nodes = np.maximum(nodes, 0.0)  # µa > 0 for the misfit's forward solve
+    simulated = np.asarray(model(jnp.asarray(nodes), *scatter))
+    active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
+    misfit = float(np.mean((simulated - ln_amplitude)[active] ** 2))
+    name = network.config.model.name
+    summary = {"network": name, "checkpoint": str(args.checkpoint), "which": args.which, "step": network.step, "misfit": [misfit]}
+    return images, nodes, grid, summary, f"{name} ({args.which} checkpoint, step {network.step})"
+
+
+def run(args) -> int:
+    """Reconstruct and write the outputs; returns the exit status."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+    from .._atomic import save_figure, save_json, save_npz
+    from ..figures import derived_maps, reconstruction_figure
+    from ..mesh import GridInterpolation
+
+    mesh, model, ln_amplitude, image, scatter = _prepare(args)
+    started = time.perf_counter()
+    method = _network if args.method == "znet" else _gauss_newton
+    images, nodes, grid, summary, title = method(args, mesh, model, ln_amplitude, image, scatter)
+    elapsed = time.perf_counter() - started
+    mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
+    images = np.where(mask, np.asarray(images), 0.0)
+    maps = derived_maps(images, mask)
+    summary = {"method": args.method, "nodes": mesh.n_nodes, **summary, "seconds_including_compile": elapsed}
     if args.roi is not None:
         x, y, radius = args.roi
         centers = grid.centers()
@@ -210,23 +250,23 @@ def run(args) -> int:
             raise ValueError(f"--roi {args.roi} contains no pixel inside the mesh")
         hbt = maps[3]
         summary["hbt_contrast"] = float(hbt[inside].mean() / hbt[mask & ~inside].mean())
+    out = Path(args.out)
     save_npz(
         out / "reconstruction.npz",
-        images=result.images,
+        images=images,
         hbt=maps[3],
         sto2=maps[4],
         image_mask=mask,
-        chromophores_nodes=result.chromophores,
+        chromophores_nodes=nodes,
         nodes=mesh.nodes,
         elements=mesh.elements,
-        misfit=result.misfit,
-        background=result.background,
+        misfit=np.asarray(summary["misfit"]),
+        **({"background": np.asarray(list(summary["background"].values()))} if "background" in summary else {}),
     )
     save_json(out / "convergence.json", summary)
-    title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
-    save_figure(reconstruction_figure(result.images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
-    for k, value in enumerate(history):
-        print(f"iteration {k}: mean-square ln A misfit {value:.4g}")
+    save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
+    for k, value in enumerate(summary["misfit"]):
+        print(f"iteration {k}: mean-square ln A misfit {value:.4g}" if args.method != "znet" else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
     if "hbt_contrast" in summary:
         print(f"HbT contrast (ROI / background): {summary['hbt_contrast']:.3f}")
     print(f"reconstructed in {elapsed:.1f} s (incl. compile); wrote {out}/reconstruction.npz, .png, convergence.json")

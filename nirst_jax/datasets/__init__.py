@@ -3,6 +3,7 @@
 from ._dataset import Dataset
 from ._generate import ShardedGenerator, default_device_batch
 from ._loader import BatchLoader
+from ._normalisation import Normalisation
 from ._simulation import PhantomSimulator, SimulationConfig
 from ._split import SPLITS, split_labels
 from ._store import simulate_dataset
@@ -10,6 +11,7 @@ from ._store import simulate_dataset
 __all__ = [
     "BatchLoader",
     "Dataset",
+    "Normalisation",
     "PhantomSimulator",
     "SPLITS",
     "ShardedGenerator",

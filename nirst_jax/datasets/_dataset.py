@@ -9,6 +9,7 @@ import numpy as np
 
 from ..mesh import Mesh
 from ._simulation import SimulationConfig
+from ._normalisation import Normalisation
 from ._split import split_index
 from ._store import read_manifest, sha256_file, shard_name
 
@@ -105,17 +106,19 @@ class Dataset:
             out[where] = self._shard(int(shard), field)[indices[where] - shard * size]
         return out
 
+    @cached_property
+    def normalisation(self) -> Normalisation:
+        """Signal and target normalisation from the training split (see `Normalisation`)."""
+        return Normalisation.from_manifest(self.manifest, self.reference)
+
     def signals(self, indices) -> np.ndarray:
         """(B, L, S, K) float32 normalised ln A: (ln A − reference − mean_λ) / std_λ.
 
         The reference is the homogeneous phantom at the nominal background (a calibration
         measurement), mean and std per wavelength come from the training split.
         """
-        norm = self.manifest["normalisation"]
-        mean = np.asarray(norm["signal_mean"])[:, None, None]
-        std = np.asarray(norm["signal_std"])[:, None, None]
-        raw = self.read("ln_amplitude", indices).astype(np.float64)
-        return ((raw - self.reference - mean) / std).astype(np.float32)
+        raw = self.read("ln_amplitude", indices).astype(np.float32)
+        return np.asarray(self.normalisation.signals(raw), np.float32)
 
     def sample(self, index: int) -> dict[str, np.ndarray]:
         """All stored fields of one phantom."""

@@ -1,0 +1,87 @@
+"""`nirst train`: train Z-Net, Y-Net or Z-Net without MRI on a dataset store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(commands, name: str) -> None:
+    """Register the subcommand."""
+    from ..models import MODEL_NAMES
+    from ..training import SCHEDULES
+
+    parser = commands.add_parser(
+        name,
+        help="train a network (Z-Net, Y-Net, Z-Net without MRI) with optax",
+        description=(
+            "Train on a store from `nirst simulate`, data-parallel over all devices. Writes "
+            "RUN/config.json, RUN/inputs.npz, RUN/checkpoints/{last,best} (orbax), "
+            "RUN/metrics.jsonl and RUN/loss.png; --resume continues an interrupted run exactly. "
+            "See docs/training.md."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", choices=MODEL_NAMES, default="znet")
+    parser.add_argument("--data", type=Path, required=True, help="dataset store folder")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    parser.add_argument("--physics-weight", type=float, default=0.0, help="weight of the physics-consistency loss")
+    parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
+    parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss (default: the dataset's)")
+    parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised MSE (0: self-supervised)")
+    parser.add_argument("--active-fibres", type=int, help="train on this many evenly spaced fibres (default all)")
+    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+
+
+def run(args) -> int:
+    """Train and report; returns the exit status."""
+    import jax
+
+    from ..datasets import Dataset
+    from ..models import ModelSpec
+    from ..training import TrainConfig, Trainer
+
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"dataset folder {args.data} does not exist")
+    dataset = Dataset(args.data)
+    sim = dataset.config
+    devices = jax.devices()
+    if args.devices is not None:
+        if not 1 <= args.devices <= len(devices):
+            raise ValueError(f"--devices must be in [1, {len(devices)}], got {args.devices}")
+        devices = devices[: args.devices]
+    config = TrainConfig(
+        model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        schedule=args.schedule,
+        data_weight=args.data_weight,
+        physics_weight=args.physics_weight,
+        physics_warmup_epochs=args.physics_warmup,
+        physics_mesh_spacing_mm=args.physics_mesh_spacing,
+        active_fibres=args.active_fibres,
+        seed=args.seed,
+    )
+    trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress)
+    print(
+        f"training {args.model} ({trainer.steps_per_epoch} steps/epoch × {config.epochs} epochs, "
+        f"batch {config.batch_size} over {len(devices)} device(s)) into {args.out}"
+    )
+    trainer.fit()
+    if trainer.records:
+        last = trainer.records[-1]
+        print(
+            f"epoch {last['epoch'] + 1}: train MSE {last['train_data']:.4g}, validation MSE "
+            f"{last.get('val_data', float('nan')):.4g}; best validation {float(trainer.state.best):.4g}"
+        )
+    print(f"wrote {args.out}/checkpoints, metrics.jsonl, loss.png")
+    return 0

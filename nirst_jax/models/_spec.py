@@ -1,0 +1,71 @@
+"""Which network, at which size: a small serialisable description that rebuilds a model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from flax import nnx
+
+from .._config_dict import config_from_dict
+from ._ynet import YNet
+from ._znet import ZNet
+
+MODEL_NAMES = ("znet", "ynet", "znet-nomri")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A network architecture and its sizes.
+
+    Attributes:
+        name: "znet", "ynet" or "znet-nomri" (Z-Net without the MRI path).
+        wavelengths: signal channels L.
+        image_size: output pixels per side.
+        width: channel multiplier (1 = the study's size; small values for tests and demos).
+    """
+
+    name: str = "znet"
+    wavelengths: int = 9
+    image_size: int = 100
+    width: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}, got {self.name!r}")
+        if int(self.wavelengths) != self.wavelengths or self.wavelengths < 1:
+            raise ValueError(f"wavelengths must be a positive integer, got {self.wavelengths!r}")
+        if int(self.image_size) != self.image_size or self.image_size < 16:
+            raise ValueError(f"image_size must be an integer ≥ 16, got {self.image_size!r}")
+        if not (0 < self.width <= 8):
+            raise ValueError(f"width must be in (0, 8], got {self.width!r}")
+
+    @property
+    def uses_mri(self) -> bool:
+        return self.name != "znet-nomri"
+
+    def build(self, seed: int = 0) -> nnx.Module:
+        """A freshly initialised network (parameters from `seed`)."""
+        rngs = nnx.Rngs(seed)
+        if self.name == "ynet":
+            return YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width, rngs=rngs)
+        return ZNet(
+            wavelengths=self.wavelengths,
+            image_size=self.image_size,
+            use_mri=self.uses_mri,
+            width=self.width,
+            rngs=rngs,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
+        return config_from_dict(cls, data, "model spec")
+
+
+def parameter_count(model: nnx.Module) -> int:
+    """Number of trainable parameters."""
+    import jax
+
+    return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))

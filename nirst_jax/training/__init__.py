@@ -1,0 +1,27 @@
+"""Training Z-Net / Y-Net with optax: losses (data, physics), steps, checkpoints, the loop, inference."""
+
+from ._checkpoints import Checkpoints
+from ._config import SCHEDULES, TrainConfig
+from ._data_loss import masked_mse
+from ._log import loss_figure, read_log
+from ._network import TrainedNetwork
+from ._physics_loss import PhysicsLoss
+from ._steps import Steps, TrainState, initial_state
+from ._trainer import Trainer, evaluate_batches, train
+
+__all__ = [
+    "Checkpoints",
+    "PhysicsLoss",
+    "SCHEDULES",
+    "Steps",
+    "TrainConfig",
+    "TrainState",
+    "TrainedNetwork",
+    "Trainer",
+    "evaluate_batches",
+    "initial_state",
+    "loss_figure",
+    "masked_mse",
+    "read_log",
+    "train",
+]

@@ -1,0 +1,56 @@
+"""Orbax checkpoints of a `TrainState`: `last` (for resuming) and `best` (by validation loss)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+KINDS = ("last", "best")
+
+
+class Checkpoints:
+    """The checkpoint folders of a run: RUN/checkpoints/{last,best}/<step>/, one kept in each.
+
+    Orbax writes each checkpoint to a temporary folder and renames it when complete, so an
+    interrupted save never replaces a good checkpoint.
+
+    Arguments:
+        run: the run folder.
+    """
+
+    def __init__(self, run):
+        self.root = Path(run).absolute() / "checkpoints"
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+        self._managers = {kind: ocp.CheckpointManager(self.root / kind, options=options) for kind in KINDS}
+
+    def latest_step(self, kind: str = "last") -> int | None:
+        """Step of the stored checkpoint, or None."""
+        return self._managers[kind].latest_step()
+
+    def save(self, kind: str, state) -> None:
+        """Store `state` (replacing the previous one of this kind)."""
+        step = int(jax.device_get(state.step))
+        manager = self._managers[kind]
+        if manager.latest_step() == step:
+            return
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        manager.wait_until_finished()
+
+    def restore(self, kind: str, template):
+        """The stored state, with the structure, dtypes and shardings of `template`.
+
+        Raises:
+            ValueError: no checkpoint of this kind.
+        """
+        manager = self._managers[kind]
+        step = manager.latest_step()
+        if step is None:
+            raise ValueError(f"no {kind!r} checkpoint in {self.root}")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()

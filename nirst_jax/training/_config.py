@@ -1,0 +1,81 @@
+"""Everything that determines a training run besides the data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from .._config_dict import config_from_dict
+from ..models import ModelSpec
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run's settings (defaults: the study's).
+
+    Attributes:
+        model: the network (`ModelSpec`).
+        epochs: passes over the training split.
+        batch_size: phantoms per step (a multiple of the device count).
+        learning_rate: Adam's step size.
+        schedule: "constant" or "cosine" (decay to 0 over all steps).
+        data_weight: weight of the supervised MSE (0: self-supervised, physics only).
+        physics_weight: weight w of the physics-consistency loss (0: off).
+        physics_warmup_epochs: w ramps linearly from 0 over this many epochs.
+        physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's own mesh).
+        active_fibres: train on data from this many evenly spaced fibres (None: all).
+        seed: model initialisation and data order.
+    """
+
+    model: ModelSpec = ModelSpec()
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.005
+    schedule: str = "constant"
+    data_weight: float = 1.0
+    physics_weight: float = 0.0
+    physics_warmup_epochs: int = 0
+    physics_mesh_spacing_mm: float | None = None
+    active_fibres: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("data_weight", "physics_weight"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+        if self.data_weight == 0 and self.physics_weight == 0:
+            raise ValueError("data_weight and physics_weight are both 0: nothing to train on")
+        if self.physics_warmup_epochs < 0:
+            raise ValueError(f"physics_warmup_epochs must be ≥ 0, got {self.physics_warmup_epochs!r}")
+        if self.physics_mesh_spacing_mm is not None and not self.physics_mesh_spacing_mm > 0:
+            raise ValueError(f"physics_mesh_spacing_mm must be positive, got {self.physics_mesh_spacing_mm!r}")
+        if self.active_fibres is not None and self.active_fibres < 2:
+            raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
+
+    def physics_weight_at(self, epoch: int) -> float:
+        """The physics weight in `epoch` (0-based), with the linear warm-up."""
+        if self.physics_warmup_epochs == 0:
+            return self.physics_weight
+        return self.physics_weight * min(1.0, (epoch + 1) / self.physics_warmup_epochs)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return config_from_dict(cls, data, "training config", {"model": ModelSpec.from_dict})

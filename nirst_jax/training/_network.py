@@ -1,0 +1,96 @@
+"""A trained network loaded from a run folder, ready to reconstruct images from measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..models import mask_signals, normalise_mri
+from ._checkpoints import Checkpoints
+from ._config import TrainConfig
+from ._run_folder import read_run_files
+from ._steps import initial_state
+from ._trainer import optimiser_for
+
+
+class TrainedNetwork:
+    """Z-Net / Y-Net inference: (ln A, MRI) → HbO (µM), Hb (µM), water (%) images.
+
+    Arguments:
+        run: a training run folder.
+        which: "best" (lowest validation loss) or "last" checkpoint.
+    """
+
+    def __init__(self, run, which: str = "best"):
+        self.run = Path(run)
+        if not self.run.is_dir():
+            raise FileNotFoundError(f"run folder {self.run} does not exist")
+        meta, self.normalisation, self.image_mask, self.signal_mask = read_run_files(self.run)
+        self.meta = meta
+        self.config = TrainConfig.from_dict(meta["train"])
+        optimiser = optimiser_for(self.config, 1)
+        graphdef, template = initial_state(self.config.model.build(self.config.seed), optimiser)
+        checkpoints = Checkpoints(self.run)
+        state = checkpoints.restore(which, template)
+        checkpoints.close()
+        self.step = int(state.step)
+        from flax import nnx
+
+        self.model = nnx.merge(graphdef, state.params, state.batch_stats)
+        masked = not self.signal_mask.all()
+        self._predict = jax.jit(self._forward if not masked else lambda s, m: self._forward(mask_signals(s, self.signal_mask), m))
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """(L, S, K) of the measurements it expects."""
+        return tuple(self.normalisation.reference.shape)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.model.image_size
+
+    def _forward(self, signals, mri):
+        output = self.model(signals, normalise_mri(mri, self.image_mask), train=False)
+        return jnp.where(self.image_mask, self.normalisation.images(output), 0.0)
+
+    def __call__(self, ln_amplitude, mri, batch_size: int = 64) -> np.ndarray:
+        """Reconstruct.
+
+        Arguments:
+            ln_amplitude: (L, S, K) or (B, L, S, K) measured ln amplitudes, calibrated like the
+                training data (same reference system).
+            mri: (H, H) or (B, H, H) MRI grey levels (ignored by Z-Net without MRI, but the
+                shape is still checked).
+            batch_size: phantoms per compiled call.
+
+        Returns:
+            (3, H, H) or (B, 3, H, H) float32: HbO (µM), Hb (µM), water (%), 0 outside the disk.
+        """
+        ln_amplitude = np.asarray(ln_amplitude, np.float32)
+        mri = np.asarray(mri, np.float32)
+        single = ln_amplitude.ndim == 3
+        if single:
+            ln_amplitude, mri = ln_amplitude[None], mri[None]
+        if ln_amplitude.ndim != 4 or ln_amplitude.shape[1:] != self.data_shape:
+            raise ValueError(f"ln_amplitude must be {self.data_shape} or (B, {', '.join(map(str, self.data_shape))}), got {ln_amplitude.shape[int(single):]}")
+        size = self.image_size
+        if mri.shape != (len(ln_amplitude), size, size):
+            raise ValueError(f"mri must be ({size}, {size}) per phantom, got {mri.shape[int(single):]}")
+        active = np.broadcast_to(self.signal_mask, ln_amplitude.shape)
+        if not np.isfinite(ln_amplitude[active]).all():
+            raise ValueError("ln_amplitude has NaN or infinite values in measurements the network uses")
+        if not np.isfinite(mri).all():
+            raise ValueError("mri has NaN or infinite values")
+        ln_amplitude = np.where(active, ln_amplitude, self.normalisation.reference)
+        signals = np.asarray(self.normalisation.signals(ln_amplitude), np.float32)
+        out = []
+        for start in range(0, len(signals), batch_size):
+            chunk = slice(start, start + batch_size)
+            n = len(signals[chunk])
+            pad = lambda a: np.concatenate([a, np.repeat(a[-1:], batch_size - n, 0)]) if n < batch_size and len(signals) > batch_size else a  # noqa: E731
+            out.append(np.asarray(self._predict(pad(signals[chunk]), pad(mri[chunk])))[:n])
+        images = np.concatenate(out)
+        return images[0] if single else images

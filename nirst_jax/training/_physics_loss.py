@@ -1,0 +1,135 @@
+"""Physics consistency: re-simulate predicted chromophore images and compare with the input data."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..datasets import Normalisation
+from ..mesh import GridInterpolation, Mesh, PixelGrid
+from ..physics import SpectralForwardModel
+
+# Bounds on concentrations before the forward solve: above zero (µa > 0 at every wavelength)
+# and far above breast tissue (so the prediction is untouched where it is plausible), which
+# keeps the far-side amplitudes inside float32's range.
+DEFAULT_LOWER = (0.5, 0.5, 1.0)
+DEFAULT_UPPER = (200.0, 200.0, 100.0)
+
+
+class PhysicsLoss(eqx.Module):
+    """mean over active measurements of (s(F(c_pred)) − s)², all in normalised signal units.
+
+    c_pred: normalised network output → µM / % (`normalisation.images`) → clipped to
+    [lower, upper] → mesh nodes (bilinear from pixel centres inside the disk) → µa(λ), µs'(λ) →
+    FEM forward model → ln A → normalised like the input signals s. Batched with `vmap`; the
+    forward solve is exact on far-side detectors in float32 (docs/physics.md), so the loss and
+    its gradient stay finite.
+
+    Attributes:
+        model: spectral forward model on the physics mesh.
+        interpolation: pixel grid ↔ mesh nodes.
+        normalisation: how signals and targets were normalised.
+        active: (S, K) bool, measurements compared (absent fibres and unused slots excluded).
+        lower, upper: (3,) concentration bounds.
+        scatter: (a, b) of µs' = a (λ/1000 nm)^(−b).
+    """
+
+    model: SpectralForwardModel
+    interpolation: GridInterpolation
+    normalisation: Normalisation
+    active: np.ndarray
+    lower: jnp.ndarray
+    upper: jnp.ndarray
+    scatter: tuple[float, float] = eqx.field(static=True)
+
+    @classmethod
+    def create(
+        cls,
+        mesh: Mesh,
+        grid: PixelGrid,
+        normalisation: Normalisation,
+        *,
+        wavelengths_nm,
+        n_fibres: int = 16,
+        scatter: tuple[float, float] = (1.0, 1.0),
+        active=None,
+        lower=DEFAULT_LOWER,
+        upper=DEFAULT_UPPER,
+    ) -> "PhysicsLoss":
+        """Build the forward model and grid operators.
+
+        Arguments:
+            mesh: the physics mesh (the dataset's, or another covering the same disk).
+            grid: the image grid of the network's output.
+            normalisation: the dataset's normalisation.
+            wavelengths_nm: measurement wavelengths (must match the normalisation's L).
+            n_fibres: rim fibres.
+            scatter: (a mm⁻¹, b), fixed for the dataset.
+            active: (S, K) bool mask of measurements to compare (default all).
+            lower, upper: concentration bounds (HbO µM, Hb µM, water %).
+        """
+        model = SpectralForwardModel.create(mesh, wavelengths_nm=tuple(wavelengths_nm), n_fibres=n_fibres)
+        if model.data_shape != tuple(normalisation.reference.shape):
+            raise ValueError(f"forward model gives {model.data_shape}, the normalisation expects {normalisation.reference.shape}")
+        layout_active = np.asarray(model.layout.active)
+        active = layout_active if active is None else layout_active & np.asarray(active, bool)
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+        if lower.shape != (3,) or upper.shape != (3,) or not (0 <= lower).all() or not (lower < upper).all():
+            raise ValueError(f"bounds must be (3,) with 0 ≤ lower < upper, got {lower}, {upper}")
+        return cls(
+            model=model,
+            interpolation=GridInterpolation.build(mesh, grid),
+            normalisation=normalisation,
+            active=active,
+            lower=jnp.asarray(lower, jnp.float32),
+            upper=jnp.asarray(upper, jnp.float32),
+            scatter=(float(scatter[0]), float(scatter[1])),
+        )
+
+    @classmethod
+    def for_dataset(cls, dataset, *, mesh: Mesh | None = None, active=None, **bounds) -> "PhysicsLoss":
+        """The physics loss of a dataset store (its mesh unless `mesh` is given)."""
+        config = dataset.config
+        a, b = config.phantoms.scatter_amplitude, config.phantoms.scatter_power
+        if a[0] != a[1] or b[0] != b[1]:
+            raise ValueError(
+                f"the physics loss needs a fixed scatter, the dataset draws a in {a} and b in {b}"
+            )
+        return cls.create(
+            dataset.mesh if mesh is None else mesh,
+            config.grid(),
+            dataset.normalisation,
+            wavelengths_nm=config.wavelengths_nm,
+            n_fibres=config.n_fibres,
+            scatter=(a[0], b[0]),
+            active=active,
+            **bounds,
+        )
+
+    def chromophores(self, targets):
+        """(B, 3, H, W) normalised images → (B, 3, N) bounded nodal HbO, Hb, water."""
+        images = self.normalisation.images(targets)
+        images = jnp.clip(images, self.lower[:, None, None], self.upper[:, None, None])
+        return self.interpolation.image_to_nodes(images)
+
+    def signals(self, targets):
+        """(B, 3, H, W) normalised images → (B, L, S, K) normalised signals they would produce."""
+        nodes = self.chromophores(targets)
+        ln_amplitude = jax.vmap(lambda c: self.model(c, *self.scatter))(nodes.astype(targets.dtype))
+        return self.normalisation.signals(ln_amplitude)
+
+    def __call__(self, targets, signals):
+        """Arguments:
+            targets: (B, 3, H, W) predicted normalised images.
+            signals: (B, L, S, K) measured normalised signals.
+
+        Returns:
+            Scalar mean square signal mismatch over the active measurements.
+        """
+        if signals.shape[1:] != tuple(self.normalisation.reference.shape) or signals.shape[0] != targets.shape[0]:
+            raise ValueError(f"signals must be (B, *{tuple(self.normalisation.reference.shape)}), got {signals.shape}")
+        mismatch = jnp.square(self.signals(targets) - signals)
+        active = jnp.asarray(self.active, mismatch.dtype)
+        return jnp.sum(mismatch * active) / (jnp.sum(active) * signals.shape[0] * signals.shape[1])

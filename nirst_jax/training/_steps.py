@@ -1,0 +1,126 @@
+"""Jit-compiled train and evaluation steps on a functional (params, batch stats, optimiser) state."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ..datasets import Normalisation
+from ..models import mask_signals, normalise_mri
+from ._data_loss import masked_mse
+from ._physics_loss import PhysicsLoss
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training (a pytree; checkpointed whole).
+
+    Attributes:
+        params: network parameters (`nnx.Param` state).
+        batch_stats: BN running statistics (`nnx.BatchStat` state).
+        opt_state: optax state.
+        step: steps taken (int32 scalar).
+        running: (4,) float32 sums over the current epoch: total, data, physics loss, steps.
+        best: validation loss of the best checkpoint so far (inf before the first).
+    """
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    step: jax.Array
+    running: jax.Array
+    best: jax.Array
+
+
+def initial_state(model: nnx.Module, optimiser: optax.GradientTransformation) -> tuple[nnx.GraphDef, TrainState]:
+    """Split `model` into its graph and a fresh `TrainState`."""
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    state = TrainState(
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=optimiser.init(params),
+        step=jnp.zeros((), jnp.int32),
+        running=jnp.zeros(4, jnp.float32),
+        best=jnp.asarray(jnp.inf, jnp.float32),
+    )
+    return graphdef, state
+
+
+class Steps:
+    """The train and evaluation steps of one run.
+
+    Arguments:
+        graphdef: the network's graph (from `initial_state`).
+        optimiser: the optax transformation.
+        normalisation: target normalisation (signals arrive normalised).
+        image_mask: (H, W) pixels inside the disk (losses and MRI normalisation).
+        signal_mask: (S, K) measurements the network sees (absent fibres zeroed), or None.
+        physics: the physics-consistency loss, or None (its term is then 0).
+        data_weight: weight of the supervised MSE.
+    """
+
+    def __init__(
+        self,
+        graphdef: nnx.GraphDef,
+        optimiser: optax.GradientTransformation,
+        normalisation: Normalisation,
+        image_mask,
+        signal_mask=None,
+        physics: PhysicsLoss | None = None,
+        data_weight: float = 1.0,
+    ):
+        self.graphdef = graphdef
+        self.optimiser = optimiser
+        self.normalisation = normalisation
+        self.image_mask = jnp.asarray(image_mask)
+        self.signal_mask = None if signal_mask is None else jnp.asarray(signal_mask)
+        self.physics = physics
+        self.data_weight = data_weight
+        self.train = jax.jit(self._train, donate_argnums=0)
+        self.evaluate = jax.jit(self._evaluate)
+
+    def predict(self, params, batch_stats, signals, mri, train: bool = False):
+        """Normalised network output (B, 3, H, W) and the updated BN statistics."""
+        model = nnx.merge(self.graphdef, params, batch_stats, copy=True)  # fresh Variables in this trace
+        if self.signal_mask is not None:
+            signals = mask_signals(signals, self.signal_mask)
+        output = model(signals, normalise_mri(mri, self.image_mask), train=train)
+        return output, nnx.state(model, nnx.BatchStat)
+
+    def _physics(self, output, signals):
+        return jnp.zeros((), output.dtype) if self.physics is None else self.physics(output, signals)
+
+    def _train(self, state: TrainState, batch: dict, physics_weight):
+        def objective(params):
+            output, batch_stats = self.predict(params, state.batch_stats, batch["signals"], batch["mri"], train=True)
+            if self.data_weight == 0:  # self-supervised: targets may be absent (NaN) and are never read
+                data = jnp.zeros((), output.dtype)
+            else:
+                data = masked_mse(output, self.normalisation.targets(batch["targets"]), self.image_mask)
+            physics = self._physics(output, batch["signals"])
+            return self.data_weight * data + physics_weight * physics, (data, physics, batch_stats)
+
+        (total, (data, physics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        updates, opt_state = self.optimiser.update(grads, state.opt_state, state.params)
+        losses = jnp.stack([total, data, physics, 1.0]).astype(jnp.float32)
+        return state._replace(
+            params=optax.apply_updates(state.params, updates),
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+            step=state.step + 1,
+            running=state.running + losses,
+        )
+
+    def _evaluate(self, state: TrainState, batch: dict):
+        """Per-phantom metrics: data MSE (normalised), physics MSE, and (B, 3) MSE in µM², µM², %²."""
+        output, _ = self.predict(state.params, state.batch_stats, batch["signals"], batch["mri"])
+        targets = self.normalisation.targets(batch["targets"])
+        per_sample = jax.vmap(lambda p, t: masked_mse(p[None], t[None], self.image_mask))(output, targets)
+        physics = jax.vmap(lambda p, s: self._physics(p[None], s[None]))(output, batch["signals"])
+        mask = self.image_mask.astype(output.dtype)
+        error = jnp.square(self.normalisation.images(output) - batch["targets"]) * mask
+        physical = jnp.sum(error, (-2, -1)) / jnp.sum(mask)
+        return {"data": per_sample, "physics": physics, "mse": physical}

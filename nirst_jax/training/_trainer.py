@@ -1,0 +1,240 @@
+"""The training loop: epochs of sharded batches, validation, checkpoints, logs, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ..datasets import BatchLoader, Dataset
+from ..mesh import disk_mesh
+from ..models import fibre_mask
+from ._checkpoints import Checkpoints
+from ._config import TrainConfig
+from ._log import read_log, save_loss_figure, write_log
+from ._physics_loss import PhysicsLoss
+from ._run_folder import CONFIG, LOSS_FIGURE, METRICS, write_run_files
+from ._steps import Steps, TrainState, initial_state
+
+CHROMOPHORES = ("HbO", "Hb", "water")
+
+
+def optimiser_for(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam with the configured learning-rate schedule."""
+    if config.schedule == "cosine":
+        rate = optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps_per_epoch)
+    else:
+        rate = config.learning_rate
+    return optax.adam(rate)
+
+
+def physics_loss_for(config: TrainConfig, dataset: Dataset, signal_mask) -> PhysicsLoss | None:
+    """The physics loss of a run (None when its weight is 0)."""
+    if config.physics_weight == 0:
+        return None
+    mesh = None
+    if config.physics_mesh_spacing_mm is not None:
+        mesh = disk_mesh(dataset.config.phantoms.radius_mm, config.physics_mesh_spacing_mm)
+    return PhysicsLoss.for_dataset(dataset, mesh=mesh, active=signal_mask)
+
+
+class Trainer:
+    """Trains one network on one dataset into a run folder.
+
+    Arguments:
+        data: dataset store folder (or an open `Dataset`).
+        run: the run folder (created; it must not hold another run unless resuming).
+        config: the training settings.
+        devices: devices to train on, data-parallel (default: all).
+        resume: continue from RUN/checkpoints/last (the config must match, except `epochs`).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        data,
+        run,
+        config: TrainConfig = TrainConfig(),
+        *,
+        devices: Sequence[jax.Device] | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        self.dataset = data if isinstance(data, Dataset) else Dataset(data)
+        self.run = Path(run)
+        self.config = config
+        self.devices = list(jax.devices() if devices is None else devices)
+        self.progress = progress
+        dataset = self.dataset
+        sim = dataset.config
+        if config.model.wavelengths != len(sim.wavelengths_nm) or config.model.image_size != sim.image_size:
+            raise ValueError(
+                f"model expects {config.model.wavelengths} wavelengths and {config.model.image_size}-pixel images; "
+                f"the dataset has {len(sim.wavelengths_nm)} and {sim.image_size}"
+            )
+        self._check_run_folder(resume)
+        self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices)
+        self.validation = dataset.indices("validation")
+        self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
+        self.optimiser = optimiser_for(config, len(self.loader))
+        graphdef, state = initial_state(config.model.build(config.seed), self.optimiser)
+        self.steps = Steps(
+            graphdef,
+            self.optimiser,
+            dataset.normalisation,
+            dataset.image_mask,
+            None if config.active_fibres is None else self.signal_mask,
+            physics_loss_for(config, dataset, self.signal_mask),
+            config.data_weight,
+        )
+        self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
+        self.state = jax.device_put(state, self.replicated)
+        self.checkpoints = Checkpoints(self.run)
+        self.records: list[dict] = []
+        if resume and self.checkpoints.latest_step("last") is not None:
+            self.state = self.checkpoints.restore("last", self.state)
+            step = int(self.state.step)
+            self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
+        write_run_files(self.run, config, dataset, dataset.normalisation, dataset.image_mask, self.signal_mask)
+
+    def _check_run_folder(self, resume: bool) -> None:
+        config_path = self.run / CONFIG
+        if not config_path.exists():
+            return
+        if not resume:
+            raise ValueError(f"{self.run} already holds a training run: pass resume=True (--resume) or use a new folder")
+        stored = json.loads(config_path.read_text())
+        previous = TrainConfig.from_dict(stored["train"])
+        if previous.replace(epochs=self.config.epochs) != self.config:
+            raise ValueError(f"cannot resume {self.run}: its config differs from this one (only epochs may change)")
+        if Path(stored["dataset"]["folder"]) != Path(self.dataset.folder).absolute():
+            raise ValueError(f"cannot resume {self.run}: it was trained on {stored['dataset']['folder']}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    def fit(self, stop_after_steps: int | None = None) -> TrainState:
+        """Train until all epochs are done (or `stop_after_steps` steps in total).
+
+        A checkpoint is written at the end of every epoch, when stopping early and on
+        KeyboardInterrupt; `Trainer(..., resume=True).fit()` then continues exactly.
+
+        Returns:
+            The final state.
+        """
+        from tqdm.auto import tqdm
+
+        end = self.total_steps if stop_after_steps is None else min(self.total_steps, stop_after_steps)
+        step = int(self.state.step)
+        bar = tqdm(total=end, initial=step, unit="step", disable=not self.progress, desc=f"{self.config.model.name}")
+        try:
+            while step < end:
+                epoch, position = divmod(step, self.steps_per_epoch)
+                weight = jnp.asarray(self.config.physics_weight_at(epoch), jnp.float32)
+                started = time.perf_counter()
+                for batch in self.loader.epoch(epoch):
+                    if position > 0:  # resuming inside an epoch: the order is the same, skip what was done
+                        position -= 1
+                        continue
+                    self.state = self.steps.train(self.state, batch, weight)
+                    step += 1
+                    bar.update()
+                    if step == end:
+                        break
+                if step % self.steps_per_epoch == 0:
+                    self._end_epoch(epoch, started)
+                    bar.set_postfix(train=f"{self.records[-1]['train_data']:.4g}", val=f"{self.records[-1].get('val_data', float('nan')):.4g}")
+        except KeyboardInterrupt:
+            self.checkpoints.save("last", self.state)
+            bar.close()
+            print(f"\ninterrupted at step {int(self.state.step)}; checkpoint saved, resume with --resume")
+            raise
+        bar.close()
+        self.checkpoints.save("last", self.state)
+        return self.state
+
+    def _end_epoch(self, epoch: int, started: float) -> None:
+        total, data, physics, count = (float(v) for v in jax.device_get(self.state.running))
+        seconds = time.perf_counter() - started
+        record = {
+            "epoch": epoch,
+            "step": int(self.state.step),
+            "train_loss": total / count,
+            "train_data": data / count,
+            "train_physics": physics / count,
+            "physics_weight": self.config.physics_weight_at(epoch),
+            "seconds": seconds,
+            "samples_per_s": count * self.config.batch_size / seconds,
+        }
+        if len(self.validation):
+            metrics = self.evaluate(self.validation)
+            record["val_data"] = float(metrics["data"].mean())
+            record["val_physics"] = float(metrics["physics"].mean())
+            for name, mse in zip(CHROMOPHORES, metrics["mse"].mean(0)):
+                record[f"val_rmse_{name}"] = float(np.sqrt(mse))
+            score = record["val_data"] if self.config.data_weight > 0 else record["val_physics"]
+        else:
+            score = record["train_loss"]
+        improved = score < float(self.state.best)
+        self.state = self.state._replace(
+            running=jnp.zeros_like(self.state.running),
+            best=jnp.asarray(min(score, float(self.state.best)), jnp.float32),
+        )
+        self.state = jax.device_put(self.state, self.replicated)
+        if improved:
+            self.checkpoints.save("best", self.state)
+        self.checkpoints.save("last", self.state)
+        self.records.append(record)
+        write_log(self.run / METRICS, self.records)
+        save_loss_figure(self.run / LOSS_FIGURE, self.records)
+
+    def evaluate(self, indices, state: TrainState | None = None) -> dict[str, np.ndarray]:
+        """Per-phantom metrics of `state` (default the current one) on dataset phantoms.
+
+        Returns:
+            {"data": (n,) normalised MSE, "physics": (n,) physics MSE (0 when off),
+             "mse": (n, 3) MSE of HbO (µM²), Hb (µM²), water (%²) inside the disk}.
+        """
+        state = self.state if state is None else state
+        return evaluate_batches(self.steps, state, self.dataset, indices, self.config.batch_size, self.loader.sharding)
+
+
+def evaluate_batches(steps: Steps, state, dataset: Dataset, indices, batch_size: int, sharding) -> dict[str, np.ndarray]:
+    """`steps.evaluate` over `indices` in fixed-size batches (the last one padded, then dropped)."""
+    indices = np.asarray(indices)
+    results = []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk))])
+        batch = {
+            "signals": dataset.signals(padded),
+            "mri": dataset.read("mri", padded),
+            "targets": dataset.read("targets", padded),
+        }
+        out = jax.device_get(steps.evaluate(state, jax.device_put(batch, sharding)))
+        results.append({k: v[: len(chunk)] for k, v in out.items()})
+    return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+def train(data, run, config: TrainConfig = TrainConfig(), **options) -> Trainer:
+    """Train `config.model` on the dataset store `data` into the folder `run` (see `Trainer`).
+
+    Returns:
+        The finished `Trainer` (its `state`, `records`, `evaluate`).
+    """
+    stop = options.pop("stop_after_steps", None)
+    trainer = Trainer(data, run, config, **options)
+    trainer.fit(stop)
+    return trainer

@@ -1,0 +1,119 @@
+"""Networks: sizes against the study, shapes, input handling, and that a train step learns."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from nirst_jax.datasets import Normalisation
+from nirst_jax.models import (
+    MODEL_NAMES,
+    ModelSpec,
+    evenly_spaced_fibres,
+    fibre_mask,
+    mask_signals,
+    normalise_mri,
+    parameter_count,
+)
+from nirst_jax.training import Steps, initial_state, masked_mse
+
+# Feng et al. 2022, Table 1.
+STUDY_PARAMETERS = {"znet": 3.48e6, "ynet": 6.09e6}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_full_size_models_have_the_studys_parameter_count_and_output_shape(name):
+    model = ModelSpec(name).build(0)
+    count = parameter_count(model)
+    if name in STUDY_PARAMETERS:
+        assert abs(count / STUDY_PARAMETERS[name] - 1) <= 0.10, count
+    else:  # the ablation drops the MRI path and its decoder inputs
+        assert count < 0.7 * parameter_count(ModelSpec("znet").build(0))
+    signals = jax.random.normal(jax.random.key(1), (2, 9, 16, 15))
+    mri = jax.random.normal(jax.random.key(2), (2, 100, 100))
+    out = nnx.jit(lambda m, s, r: m(s, r, train=True))(model, signals, mri)
+    assert out.shape == (2, 3, 100, 100)
+    assert bool(jnp.isfinite(out).all())
+
+
+def test_mri_path_matters_only_where_there_is_one():
+    signals = jax.random.normal(jax.random.key(1), (1, 9, 16, 15))
+    mri_a = jax.random.normal(jax.random.key(2), (1, 32, 32))
+    mri_b = jax.random.normal(jax.random.key(3), (1, 32, 32))
+    for name, depends in (("znet", True), ("znet-nomri", False)):
+        model = ModelSpec(name, image_size=32, width=0.125).build(0)
+        apply = nnx.jit(lambda m, r: m(signals, r))
+        difference = float(jnp.abs(apply(model, mri_a) - apply(model, mri_b)).max())
+        assert (difference > 1e-4) == depends, (name, difference)
+
+
+@pytest.mark.parametrize("size", [16, 25, 64])
+def test_odd_and_small_image_sizes_align(size):
+    model = ModelSpec("znet", image_size=size, width=0.125).build(0)
+    out = nnx.jit(lambda m: m(jnp.zeros((1, 9, 16, 15)), jnp.zeros((1, size, size))))(model)
+    assert out.shape == (1, 3, size, size)
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="model must be one of"):
+        ModelSpec("unet")
+    with pytest.raises(ValueError, match="image_size"):
+        ModelSpec(image_size=8)
+    model = ModelSpec("znet", image_size=32, width=0.125).build(0)
+    with pytest.raises(ValueError, match="signals must be"):
+        model(jnp.zeros((9, 16, 15)), jnp.zeros((1, 32, 32)))
+    with pytest.raises(ValueError, match="32×32"):
+        model(jnp.zeros((1, 9, 16, 15)), jnp.zeros((1, 40, 40)))
+
+
+def test_fibre_masks_and_mri_normalisation():
+    assert list(evenly_spaced_fibres(16, 8)) == list(range(0, 16, 2))
+    mask = fibre_mask(16, 8)
+    assert mask.shape == (16, 15) and mask.sum() == 8 * 7  # each active source sees 7 active detectors
+    assert fibre_mask(16, None).all()
+    signals = jnp.ones((2, 9, 16, 15))
+    masked = mask_signals(signals, mask)
+    assert float(masked.sum()) == 2 * 9 * 56 and not bool(masked[:, :, 1].any())  # fibre 1 inactive
+    disk = np.hypot(*np.meshgrid(np.linspace(-1, 1, 20), np.linspace(-1, 1, 20))) < 1
+    mri = np.where(disk, 50.0, 0.0)
+    mri[8:11, 8:11] = 80.0
+    a, b = normalise_mri(mri, disk), normalise_mri(3 * mri, disk)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # independent of the grey scale
+    assert abs(float(a[disk].mean())) < 1e-6 and float(jnp.abs(a[~disk]).max()) == 0
+    with pytest.raises(ValueError, match="active fibres"):
+        fibre_mask(16, 1)
+
+
+def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
+    size, batch = 32, 8
+    keys = jax.random.split(jax.random.key(0), 3)
+    normalisation = Normalisation(
+        reference=jnp.zeros((9, 16, 15)),
+        signal_mean=jnp.zeros(9),
+        signal_std=jnp.ones(9),
+        target_mean=jnp.array([15.0, 6.0, 40.0]),
+        target_std=jnp.array([5.0, 2.0, 15.0]),
+    )
+    data = {
+        "signals": jax.random.normal(keys[0], (batch, 9, 16, 15)),
+        "mri": 50 + 30 * (jax.random.uniform(keys[1], (batch, size, size)) > 0.8),
+        "targets": normalisation.images(jax.random.normal(keys[2], (batch, 3, size, size))),
+    }
+    mask = np.ones((size, size), bool)
+    for name in MODEL_NAMES:
+        optimiser = optax.adam(5e-3)
+        graphdef, state = initial_state(ModelSpec(name, image_size=size, width=0.125).build(0), optimiser)
+        steps = Steps(graphdef, optimiser, normalisation, mask)
+
+        @jax.jit
+        def loss(state):
+            output, _ = steps.predict(state.params, state.batch_stats, data["signals"], data["mri"], train=True)
+            return masked_mse(output, normalisation.targets(data["targets"]), mask)
+
+        before = float(loss(state))
+        for _ in range(5):
+            state = steps.train(state, data, jnp.float32(0))
+        assert int(state.step) == 5
+        assert float(loss(state)) < 0.9 * before, name

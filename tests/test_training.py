@@ -1,0 +1,219 @@
+"""Training: end to end on a tiny dataset, exact resume, devices, the physics loss, inference, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nirst_jax.cli import main
+from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
+from nirst_jax.models import ModelSpec
+from nirst_jax.training import PhysicsLoss, TrainConfig, TrainedNetwork, Trainer, masked_mse, train
+
+SIZE = 32
+TINY = ModelSpec("znet", image_size=SIZE, width=0.125)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """256 phantoms on a 5 mm mesh (485 nodes), 32×32 images: 179 train, 51 validation, 26 test."""
+    config = SimulationConfig(mesh_spacing_mm=5.0, image_size=SIZE)
+    folder = simulate_dataset(tmp_path_factory.mktemp("tiny") / "data", config, 256, seed=3, config_name="tiny", progress=False)
+    return Dataset(folder)
+
+
+def mean_predictor_mse(dataset, indices):
+    """Normalised MSE of predicting the training mean everywhere (0 after normalisation)."""
+    targets = dataset.normalisation.targets(dataset.read("targets", indices))
+    return float(masked_mse(jnp.zeros_like(targets), targets, dataset.image_mask))
+
+
+def test_tiny_training_beats_the_mean_predictor_and_inference_matches(dataset, tmp_path):
+    config = TrainConfig(model=ModelSpec("znet", image_size=SIZE, width=0.25), epochs=12, batch_size=32)
+    trainer = train(dataset, tmp_path / "run", config, progress=False)
+    test = dataset.indices("test")
+    best = TrainedNetwork(tmp_path / "run", "best")
+    metrics = trainer.evaluate(test, trainer.checkpoints.restore("best", trainer.state))
+    baseline = mean_predictor_mse(dataset, test)
+    assert metrics["data"].mean() < 0.6 * baseline, (metrics["data"].mean(), baseline)
+    # The inference path (raw ln A and MRI in, µM / % out) gives the same images.
+    images = best(dataset.read("ln_amplitude", test), dataset.read("mri", test))
+    mask = dataset.image_mask
+    mse = ((images - dataset.read("targets", test)) ** 2)[:, :, mask].mean(-1)
+    np.testing.assert_allclose(mse, metrics["mse"], rtol=2e-3)
+    assert (images[:, :, ~mask] == 0).all()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(12))
+    assert records[-1]["train_data"] < 0.5 * records[0]["train_data"]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+
+
+def test_resume_inside_an_epoch_equals_uninterrupted_training(dataset, tmp_path):
+    config = TrainConfig(model=TINY, epochs=2, batch_size=32)  # 5 steps per epoch
+    n = 4
+    Trainer(dataset, tmp_path / "a", config, progress=False).fit(stop_after_steps=n)
+    resumed = Trainer(dataset, tmp_path / "a", config, resume=True, progress=False)
+    assert int(resumed.state.step) == n
+    resumed.fit(stop_after_steps=2 * n)
+    straight = Trainer(dataset, tmp_path / "b", config, progress=False)
+    straight.fit(stop_after_steps=2 * n)
+    assert int(resumed.state.step) == int(straight.state.step) == 2 * n
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert len(resumed.records) == len(straight.records) == 1  # epoch 0 ended at step 5, inside the resumed part
+    for key in ("train_loss", "val_data"):
+        assert abs(resumed.records[0][key] - straight.records[0][key]) < 1e-5
+    with pytest.raises(ValueError, match="already holds a training run"):
+        Trainer(dataset, tmp_path / "a", config, progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        Trainer(dataset, tmp_path / "a", config.replace(learning_rate=0.001), resume=True, progress=False)
+    with pytest.raises(ValueError, match="the dataset has 9 and 32"):
+        Trainer(dataset, tmp_path / "c", config.replace(model=ModelSpec("znet", image_size=64)), progress=False)
+
+
+def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, jax, numpy as np
+        from nirst_jax.models import ModelSpec
+        from nirst_jax.training import TrainConfig, Trainer
+        assert len(jax.devices()) == 4
+        config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125), epochs=2, batch_size=32)
+        out = {{}}
+        for n in (1, 4):
+            trainer = Trainer({str(dataset.folder)!r}, {str(tmp_path)!r} + f"/run{{n}}", config, devices=jax.devices()[:n], progress=False)
+            trainer.state = trainer.steps.train(trainer.state, next(trainer.loader.epoch(0)), np.float32(0))
+            first = float(trainer.state.running[0])
+            trainer.fit()  # continues after the first step
+            out[n] = {{"first": first, "records": trainer.records}}
+        print(json.dumps(out))
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    one, four = out["1"], out["4"]
+    # Same parameters, same batch: the first loss agrees to float32 rounding (BN statistics
+    # are over the whole sharded batch, not per device).
+    assert abs(one["first"] - four["first"]) <= 1e-5 * one["first"]
+    # Afterwards float32 reduction-order differences grow through Adam's normalisation (a
+    # parameter whose gradient is ≈ 0 moves by ±lr either way), so the parameters drift apart
+    # by ~lr per element while the loss trajectories stay together.
+    assert len(one["records"]) == len(four["records"]) == 2
+    for a, b in zip(one["records"], four["records"]):
+        for key, tolerance in (("train_loss", 3e-3), ("val_data", 1e-2)):  # eval-mode BN amplifies early differences
+            assert abs(a[key] - b[key]) <= tolerance * abs(a[key]), (key, a[key], b[key])
+
+
+@pytest.fixture(scope="module")
+def physics(dataset):
+    return PhysicsLoss.for_dataset(dataset)
+
+
+def test_physics_loss_is_noise_level_at_the_truth(dataset, physics):
+    indices = dataset.indices("validation")[:8]
+    truth = dataset.normalisation.targets(dataset.read("targets", indices))
+    loss = jax.jit(lambda t, s: physics(t, s))
+    clean = dataset.normalisation.signals(dataset.read("ln_amplitude_clean", indices))
+    noisy = jnp.asarray(dataset.signals(indices))
+    far = float(loss(jnp.zeros_like(truth), noisy))  # the mean predictor
+    at_truth_clean = float(loss(truth, clean))
+    at_truth_noisy = float(loss(truth, noisy))
+    # 2 % amplitude noise: E[ln|1 + 0.02 n|²] ≈ 4.0e-4, divided by each wavelength's variance.
+    expected = np.mean(np.log(np.abs(1 + 0.02 * np.random.default_rng(0).standard_normal(10**6))) ** 2)
+    expected *= np.mean(1 / np.asarray(dataset.normalisation.signal_std) ** 2)
+    assert at_truth_clean < 1e-4 * far, (at_truth_clean, far)
+    assert 0.6 * expected < at_truth_noisy < 1.5 * expected, (at_truth_noisy, expected)
+
+
+def test_physics_loss_gradient_matches_finite_differences(dataset, physics):
+    indices = dataset.indices("validation")[:2]
+    signals = jnp.asarray(dataset.signals(indices), jnp.float64)
+    truth = jnp.asarray(dataset.normalisation.targets(dataset.read("targets", indices)), jnp.float64)
+    prediction = truth + 0.3 * jax.random.normal(jax.random.key(0), truth.shape, jnp.float64)
+    loss = jax.jit(lambda t: physics(t, signals))
+    grad = jax.jit(jax.grad(lambda t: physics(t, signals)))(prediction)
+    assert grad.dtype == jnp.float64 and bool(jnp.isfinite(grad).all())
+    for seed in range(3):
+        direction = jax.random.normal(jax.random.key(seed + 1), truth.shape, jnp.float64)
+        h = 1e-4
+        numeric = (loss(prediction + h * direction) - loss(prediction - h * direction)) / (2 * h)
+        np.testing.assert_allclose(float(jnp.vdot(grad, direction)), float(numeric), rtol=1e-5)
+    # Absurd predictions are clipped to the bounds: loss and gradient stay finite.
+    extreme = prediction.at[:, 0].set(1e4).at[:, 1].set(-1e4)
+    assert bool(jnp.isfinite(loss(extreme)))
+    assert bool(jnp.isfinite(jax.grad(lambda t: physics(t, signals))(extreme)).all())
+
+
+def test_hybrid_training_lowers_the_physics_term_and_warms_up(dataset, tmp_path):
+    config = TrainConfig(model=TINY, epochs=2, batch_size=32, physics_weight=1.0, physics_warmup_epochs=2)
+    trainer = train(dataset, tmp_path / "hybrid", config, progress=False)
+    first, last = trainer.records
+    assert (first["physics_weight"], last["physics_weight"]) == (0.5, 1.0)
+    assert np.isfinite([r[k] for r in trainer.records for k in ("train_loss", "val_physics")]).all()
+    assert last["train_physics"] < first["train_physics"], (first, last)
+    assert last["train_data"] < first["train_data"], (first, last)
+
+
+def test_self_supervised_steps_fit_the_measurements_without_targets(dataset, physics):
+    import optax
+
+    from nirst_jax.training import Steps, initial_state
+
+    optimiser = optax.adam(0.005)
+    graphdef, state = initial_state(TINY.build(0), optimiser)
+    steps = Steps(graphdef, optimiser, dataset.normalisation, dataset.image_mask, physics=physics, data_weight=0.0)
+    indices = dataset.indices("train")[:16]
+    batch = {
+        "signals": jnp.asarray(dataset.signals(indices)),
+        "mri": jnp.asarray(dataset.read("mri", indices)),
+        "targets": jnp.full((16, 3, SIZE, SIZE), jnp.nan, jnp.float32),  # never looked at
+    }
+    losses = []
+    for _ in range(4):
+        state = steps.train(state, batch, jnp.float32(1.0))
+        losses.append(float(state.running[2]) - sum(losses))
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+    assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
+
+
+def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(dataset.folder), "--epochs", "1", "--batch-size", "32", "--width", "0.125", "--no-progress", "--out", str(run)]
+    assert main(argv) == 0
+    assert main(argv) == 2  # the folder holds a run: needs --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv[:4] + ["2"] + argv[5:] + ["--resume"]) == 0
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+
+    index = int(dataset.indices("test")[0])
+    sample = dataset.sample(index)
+    np.savez(
+        tmp_path / "data.npz",
+        ln_amplitude=sample["ln_amplitude"],
+        wavelengths_nm=np.asarray(dataset.config.wavelengths_nm),
+        nodes=dataset.mesh.nodes,
+        elements=dataset.mesh.elements,
+    )
+    np.save(tmp_path / "mri.npy", sample["mri"])
+    out = tmp_path / "recon"
+    args = ["reconstruct", "--method", "znet", "--checkpoint", str(run), "--data", str(tmp_path / "data.npz"), "--mri", str(tmp_path / "mri.npy"), "--out", str(out)]
+    assert main(args) == 0
+    with np.load(out / "reconstruction.npz") as result:
+        expected = TrainedNetwork(run)(sample["ln_amplitude"], sample["mri"])
+        np.testing.assert_allclose(result["images"], expected, rtol=1e-5, atol=1e-5)
+        assert result["chromophores_nodes"].shape == (3, dataset.mesh.n_nodes)
+    summary = json.loads((out / "convergence.json").read_text())
+    assert summary["network"] == "znet" and np.isfinite(summary["misfit"][0])
+    assert (out / "reconstruction.png").stat().st_size > 0
+    np.save(tmp_path / "mri_big.npy", np.zeros((40, 40)))
+    assert main(args[:-4] + ["--mri", str(tmp_path / "mri_big.npy"), "--out", str(out)]) == 2
+    assert "32×32" in capsys.readouterr().err
+    assert main(["reconstruct", "--method", "dri", "--checkpoint", str(run)] + args[5:]) == 2

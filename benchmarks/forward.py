@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nirst_jax import SpectralForwardModel, disk_mesh
+from _summary import record
 
 jax.config.update("jax_enable_x64", True)
 
@@ -159,6 +160,9 @@ def main() -> None:
             f"{args.batch / t_batch:8.1f}",
             flush=True,
         )
+        record("forward", f"forward, {mesh.n_nodes} nodes", 1e3 * t_forward, 1e3 * t_scipy, "ms", "SciPy SuperLU")
+        record("forward", f"Jacobian, {mesh.n_nodes} nodes", 1e3 * t_jacobian, 1e3 * t_scipy_jacobian, "ms", "SciPy SuperLU")
+        record("forward", f"Jacobian / forward, {mesh.n_nodes} nodes", t_jacobian / t_forward, None, "×")
     print("\nratio = ours / SciPy (lower is better); batch/s = phantoms per second, vmapped batch")
 
 

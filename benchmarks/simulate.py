@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from forward import SuperLUBaseline  # noqa: E402
+from _summary import record  # noqa: E402
 
 from nirst_jax.datasets import ShardedGenerator, PhantomSimulator, SimulationConfig, simulate_dataset  # noqa: E402
 
@@ -88,6 +89,7 @@ def main() -> None:
     print(f"\n{'':40s} {'phantoms/s':>11} {'20 000 phantoms':>16} {'vs SciPy':>9}")
     for name, rate in rows:
         print(f"{name:40s} {rate:11.1f} {20000 / rate / 60:13.1f} min {rate / scipy_rate:8.2f}×")
+    record("simulate", f"phantoms/s, {model.fem.n_nodes} nodes, {args.precision}", ours, scipy_rate, "phantoms/s", "SciPy SuperLU")
     print(f"\ncompile {compile_time:.1f} s; |ours − SciPy| ln A ≤ {worst:.1e} ({args.precision} vs float64)")
 
 

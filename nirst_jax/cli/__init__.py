@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _forward, _reconstruct, _show, _simulate, _train
+from . import _demo, _evaluate, _experiment, _forward, _reconstruct, _reproduce, _show, _simulate, _train
 
-_COMMANDS = {"forward": _forward, "simulate": _simulate, "show": _show, "reconstruct": _reconstruct, "train": _train}
+_COMMANDS = {
+    "demo": _demo,
+    "forward": _forward,
+    "simulate": _simulate,
+    "show": _show,
+    "reconstruct": _reconstruct,
+    "train": _train,
+    "evaluate": _evaluate,
+    "experiment": _experiment,
+    "reproduce": _reproduce,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

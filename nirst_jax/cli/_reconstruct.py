@@ -157,7 +157,7 @@ def _prepare(args):
 
 
 def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
-    """Returns (images, nodal chromophores, grid, summary, title)."""
+    """Returns (images, nodal chromophores, grid, image mask, summary, title)."""
     import jax
     import jax.numpy as jnp
 
@@ -195,11 +195,11 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
         "background": dict(zip(("HbO_uM", "Hb_uM", "water_pct"), map(float, result.background))),
     }
     title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
-    return result.images, result.chromophores, grid, summary, title
+    return result.images, result.chromophores, grid, np.asarray(reconstructor.grid.mask), summary, title
 
 
 def _network(args, mesh, model, ln_amplitude, image, scatter):
-    """Returns (images, nodal chromophores, grid, summary, title); the misfit re-simulates the images."""
+    """Returns (images, nodal chromophores, grid, image mask, summary, title); the misfit re-simulates the images."""
     import jax.numpy as jnp
 
     from ..mesh import GridInterpolation
@@ -213,14 +213,15 @@ def _network(args, mesh, model, ln_amplitude, image, scatter):
         raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
     images = network(ln_amplitude, image)
     grid = image_grid(mesh, network.image_size)
-    nodes = np.asarray(GridInterpolation.build(mesh, grid).image_to_nodes(jnp.asarray(images, float)))
+    interpolation = GridInterpolation.build(mesh, grid)
+    nodes = np.asarray(interpolation.image_to_nodes(jnp.asarray(images, float)))
     nodes = np.maximum(nodes, 0.0)  # µa > 0 for the misfit's forward solve
     simulated = np.asarray(model(jnp.asarray(nodes), *scatter))
     active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
     misfit = float(np.mean((simulated - ln_amplitude)[active] ** 2))
     name = network.config.model.name
     summary = {"network": name, "checkpoint": str(args.checkpoint), "which": args.which, "step": network.step, "misfit": [misfit]}
-    return images, nodes, grid, summary, f"{name} ({args.which} checkpoint, step {network.step})"
+    return images, nodes, grid, np.asarray(interpolation.mask), summary, f"{name} ({args.which} checkpoint, step {network.step})"
 
 
 def run(args) -> int:
@@ -230,26 +231,22 @@ def run(args) -> int:
     jax.config.update("jax_enable_x64", True)
 
     from .._atomic import save_figure, save_json, save_npz
-    from ..figures import derived_maps, reconstruction_figure
-    from ..mesh import GridInterpolation
+    from ..evaluation import circle_roi, derived_maps, roi_contrast
+    from ..figures import reconstruction_figure
 
     mesh, model, ln_amplitude, image, scatter = _prepare(args)
     started = time.perf_counter()
     method = _network if args.method == "znet" else _gauss_newton
-    images, nodes, grid, summary, title = method(args, mesh, model, ln_amplitude, image, scatter)
+    images, nodes, grid, mask, summary, title = method(args, mesh, model, ln_amplitude, image, scatter)
     elapsed = time.perf_counter() - started
-    mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
     images = np.where(mask, np.asarray(images), 0.0)
     maps = derived_maps(images, mask)
     summary = {"method": args.method, "nodes": mesh.n_nodes, **summary, "seconds_including_compile": elapsed}
     if args.roi is not None:
-        x, y, radius = args.roi
-        centers = grid.centers()
-        inside = (np.hypot(centers[..., 0] - x, centers[..., 1] - y) <= radius) & mask
-        if not inside.any():
+        roi = circle_roi(grid, *args.roi)
+        if not (roi & mask).any():
             raise ValueError(f"--roi {args.roi} contains no pixel inside the mesh")
-        hbt = maps[3]
-        summary["hbt_contrast"] = float(hbt[inside].mean() / hbt[mask & ~inside].mean())
+        summary["hbt_contrast"] = float(roi_contrast(maps[3], roi, mask))
     out = Path(args.out)
     save_npz(
         out / "reconstruction.npz",

@@ -8,17 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PANELS = (("HbO", "µM"), ("Hb", "µM"), ("water", "%"), ("HbT", "µM"), ("StO2", "%"))
+from ..evaluation import DERIVED_NAMES, DERIVED_UNITS, derived_maps  # noqa: E402
 
-
-def derived_maps(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(5, H, W): HbO, Hb, water, HbT = HbO + Hb, StO2 = 100·HbO/HbT (NaN outside the mask)."""
-    hbo, hb, water = np.asarray(images, float)
-    hbt = hbo + hb
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sto2 = np.where(hbt > 0, 100.0 * hbo / hbt, np.nan)
-    maps = np.stack([hbo, hb, water, hbt, sto2])
-    return np.where(mask, maps, np.nan)
+PANELS = tuple(zip(DERIVED_NAMES, DERIVED_UNITS))
 
 
 def reconstruction_figure(

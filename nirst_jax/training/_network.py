@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models import mask_signals, normalise_mri
+from .._batching import padded_batches
+from ..models import fibre_mask, mask_signals, normalise_mri
 from ._checkpoints import Checkpoints
 from ._config import TrainConfig
 from ._run_folder import read_run_files
@@ -22,9 +23,12 @@ class TrainedNetwork:
     Arguments:
         run: a training run folder.
         which: "best" (lowest validation loss) or "last" checkpoint.
+        active_fibres: use only this many evenly spaced fibres at test time (e.g. 8 of 16,
+            the study's Fig. S4); the others are set to the training mean. Combined with any
+            subset the network was trained on.
     """
 
-    def __init__(self, run, which: str = "best"):
+    def __init__(self, run, which: str = "best", active_fibres: int | None = None):
         self.run = Path(run)
         if not self.run.is_dir():
             raise FileNotFoundError(f"run folder {self.run} does not exist")
@@ -40,8 +44,10 @@ class TrainedNetwork:
         from flax import nnx
 
         self.model = nnx.merge(graphdef, state.params, state.batch_stats)
-        masked = not self.signal_mask.all()
-        self._predict = jax.jit(self._forward if not masked else lambda s, m: self._forward(mask_signals(s, self.signal_mask), m))
+        if active_fibres is not None:
+            self.signal_mask = self.signal_mask & fibre_mask(self.data_shape[1], active_fibres)
+        signal_mask = self.signal_mask
+        self._predict = jax.jit(lambda s, m: self._forward(mask_signals(s, signal_mask), m))
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -84,13 +90,7 @@ class TrainedNetwork:
             raise ValueError("ln_amplitude has NaN or infinite values in measurements the network uses")
         if not np.isfinite(mri).all():
             raise ValueError("mri has NaN or infinite values")
-        ln_amplitude = np.where(active, ln_amplitude, self.normalisation.reference)
         signals = np.asarray(self.normalisation.signals(ln_amplitude), np.float32)
-        out = []
-        for start in range(0, len(signals), batch_size):
-            chunk = slice(start, start + batch_size)
-            n = len(signals[chunk])
-            pad = lambda a: np.concatenate([a, np.repeat(a[-1:], batch_size - n, 0)]) if n < batch_size and len(signals) > batch_size else a  # noqa: E731
-            out.append(np.asarray(self._predict(pad(signals[chunk]), pad(mri[chunk])))[:n])
+        out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in padded_batches((signals, mri), batch_size)]
         images = np.concatenate(out)
         return images[0] if single else images

@@ -1,0 +1,47 @@
+"""Measurements and MRI of the fixed test phantoms, simulated like a dataset's phantoms."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..mesh import GridInterpolation, Mesh
+from ..phantoms import Coverage, add_mri_noise, fixed_phantom
+from ..physics import SpectralForwardModel, add_amplitude_noise
+
+
+def simulate_fixed_phantoms(names, config, mesh: Mesh, seed: int = 0) -> dict:
+    """Simulate named fixed phantoms (`nirst_jax.phantoms.FIXED_PHANTOMS`) with a dataset's settings.
+
+    Arguments:
+        names: fixed phantom names.
+        config: the `SimulationConfig` (wavelengths, fibres, amplitude and MRI noise, image size).
+        mesh: the simulation mesh.
+        seed: seed of the amplitude and MRI noise.
+
+    Returns:
+        Dict: `phantoms` (list of `Phantom`), `ln_amplitude` (P, L, S, K) with noise,
+        `mri` (P, H, H) with noise, `targets` (P, 3, H, H), `mask` (H, W).
+    """
+    phantoms = [fixed_phantom(name) for name in names]
+    grid = config.grid()
+    mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
+    amplitude = float(np.mean(config.phantoms.scatter_amplitude))
+    power = float(np.mean(config.phantoms.scatter_power))
+    model = SpectralForwardModel.create(mesh, wavelengths_nm=config.wavelengths_nm, n_fibres=config.n_fibres,
+                                        scatter_amplitude=amplitude, scatter_power=power)
+    simulate = jax.jit(lambda c: model(c, amplitude, power))
+    nodes, pixels = Coverage.nodes(mesh), Coverage.pixels(grid)
+    key = jax.random.key(seed)
+    ln_amplitude, mri, targets = [], [], []
+    for k, phantom in enumerate(phantoms):
+        k_data, k_mri = jax.random.split(jax.random.fold_in(key, k))
+        clean = simulate(jnp.asarray(phantom.nodal(nodes)))
+        noise = jax.random.normal(k_data, clean.shape, clean.dtype)
+        ln_amplitude.append(np.asarray(add_amplitude_noise(clean, config.noise, noise)))
+        grey = jnp.asarray(phantom.mri(pixels, mask), jnp.float32)
+        mri.append(np.asarray(add_mri_noise(grey, config.phantoms.mri.noise, k_mri)))
+        targets.append(phantom.images(pixels, mask))
+    return dict(phantoms=phantoms, ln_amplitude=np.stack(ln_amplitude), mri=np.stack(mri),
+                targets=np.stack(targets).astype(np.float32), mask=mask)

@@ -1,0 +1,86 @@
+"""Sizes of a reproduction of the study: from a CI smoke run to the paper's full scale."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .._config_dict import config_from_dict
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big each stage of `nirst reproduce` is.
+
+    Attributes:
+        name: the preset's name.
+        count: phantoms of the main dataset (split 70/20/10).
+        image_size: pixels per side of targets, MRI and reconstructions.
+        mesh_spacing_mm: mesh of the main dataset, of DRI and of the physics loss.
+        fine_mesh_spacing_mm: the finer mesh of the no-inverse-crime test set.
+        external_count: phantoms of each extra test set (shape mismatch, finer mesh).
+        test_count: test-split phantoms evaluated (None: all).
+        width: channel multiplier of the networks (1 = the study's size).
+        epochs: training epochs of every network.
+        batch_size: training batch size.
+        learning_rate: Adam learning rate.
+        schedule: "constant" (the study) or "cosine".
+        physics_weight: weight of the physics-consistency loss of the hybrid Z-Net.
+        physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
+        examples: phantoms shown in the comparison figures.
+        seed: seed of the dataset (the extra test sets use seed + 1, + 2).
+    """
+
+    name: str
+    count: int
+    image_size: int
+    mesh_spacing_mm: float
+    fine_mesh_spacing_mm: float
+    external_count: int
+    test_count: int | None
+    width: float
+    epochs: int
+    batch_size: int
+    learning_rate: float = 0.005
+    schedule: str = "constant"
+    physics_weight: float = 0.1
+    physics_mesh_spacing_mm: float | None = None
+    examples: int = 3
+    seed: int = 2022
+
+    def __post_init__(self):
+        for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
+        if self.test_count is not None and self.test_count < 1:
+            raise ValueError(f"scale {self.name!r}: test_count must be ≥ 1 or None, got {self.test_count!r}")
+        if not 0 < self.fine_mesh_spacing_mm < self.mesh_spacing_mm:
+            raise ValueError(
+                f"scale {self.name!r}: fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}) must be below "
+                f"mesh_spacing_mm ({self.mesh_spacing_mm})"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Scale":
+        return config_from_dict(cls, data, "scale")
+
+
+SCALES = {
+    # Every stage, seconds each: the reproduction test in CI.
+    "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
+                test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2),
+    # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
+    "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
+                  test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
+    # The whole study in ≤ 30 min on a 2-core CPU.
+    "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=2.0,
+                   external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
+                   physics_mesh_spacing_mm=6.0),
+    # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
+    "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
+                   external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128),
+}
+"""The presets of `nirst reproduce --scale`."""

@@ -1,0 +1,194 @@
+"""One reproduction of the study in a folder: datasets, DRI, trained networks, cached
+reconstructions. Every stage is resumable: what is already on disk is reused.
+
+Layout of the folder::
+
+    study.json                  the scale (a different scale in the same folder is refused)
+    data/                       the main dataset store (nirst simulate)
+    data-mismatch/, data-fine-mesh/   extra test sets (MRI shape mismatch; a finer mesh)
+    runs/<network>/             training runs (nirst train)
+    reconstructions/<set>/<method>.npy   images of each method on each test set
+    <experiment>/               figures, tables and a result.json per experiment
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, save_json
+from ..datasets import Dataset, SimulationConfig, simulate_dataset
+from ..evaluation import GaussNewtonMethod
+from ..models import ModelSpec
+from ..phantoms import MRIConfig, PhantomConfig
+from ..training import TrainConfig, TrainedNetwork, train
+from ._scale import Scale
+
+NETWORKS = {
+    "Z-Net": ("znet", False),
+    "Y-Net": ("ynet", False),
+    "Z-Net hybrid": ("znet", True),
+    "Z-Net no MRI": ("znet-nomri", False),
+}
+"""Network name → (model, trained with the physics-consistency loss)."""
+METHODS = ("DRI", *NETWORKS)
+MISMATCH_MM = 2.0
+"""MRI/optical shape mismatch of the robustness test set (radius and centre, up to ±2 mm)."""
+
+
+def _folder_name(name: str) -> str:
+    return name.lower().replace(" ", "-")
+
+
+@dataclass
+class TestSet:
+    """Phantoms to reconstruct, with their truth.
+
+    Attributes:
+        name: the set's name ("test", "mismatch", "fine-mesh", "fixed").
+        ids: (B,) phantom ids (dataset indices).
+        ln_amplitude: (B, L, S, K), calibrated to the training data's reference system.
+        mri: (B, H, H).
+        truth: (B, 3, H, H).
+        mask: (H, W).
+    """
+
+    name: str
+    ids: np.ndarray
+    ln_amplitude: np.ndarray
+    mri: np.ndarray
+    truth: np.ndarray
+    mask: np.ndarray
+
+
+class Study:
+    """A reproduction of the study at a given scale, in `folder`.
+
+    Arguments:
+        folder: the output folder (created; reused when it holds the same scale).
+        scale: the `Scale`.
+        progress: show progress bars.
+    """
+
+    def __init__(self, folder, scale: Scale, progress: bool = True):
+        self.folder, self.scale, self.progress = Path(folder), scale, progress
+        stamp = self.folder / "study.json"
+        if stamp.exists():
+            stored = json.loads(stamp.read_text())
+            if stored != scale.to_dict():
+                raise ValueError(
+                    f"{self.folder} holds a study at scale {stored.get('name')!r} with other settings; "
+                    f"use another --out folder"
+                )
+        else:
+            save_json(stamp, scale.to_dict())
+        self._methods: dict = {}
+
+    # ---- data ----------------------------------------------------------------------------
+
+    def _simulation(self, phantoms: PhantomConfig = PhantomConfig(), spacing: float | None = None) -> SimulationConfig:
+        s = self.scale
+        return SimulationConfig(phantoms=phantoms, mesh_spacing_mm=spacing or s.mesh_spacing_mm, image_size=s.image_size)
+
+    def _store(self, name: str, config: SimulationConfig, count: int, seed: int) -> Dataset:
+        folder = self.folder / name
+        manifest = folder / "manifest.json"
+        if not (manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete"):
+            simulate_dataset(folder, config, count, seed, config_name=f"{self.scale.name}-{name}",
+                             resume=folder.exists(), progress=self.progress)
+        return Dataset(folder)
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        """The main dataset (the study's distribution), simulated on first use."""
+        return self._store("data", self._simulation(), self.scale.count, self.scale.seed)
+
+    def extra_dataset(self, name: str) -> Dataset:
+        """"mismatch" (MRI shapes off by up to 2 mm) or "fine-mesh" (data from a finer mesh)."""
+        if name == "mismatch":
+            config = self._simulation(PhantomConfig(mri=MRIConfig(mismatch_mm=MISMATCH_MM)))
+            return self._store("data-mismatch", config, self.scale.external_count, self.scale.seed + 1)
+        if name == "fine-mesh":
+            config = self._simulation(spacing=self.scale.fine_mesh_spacing_mm)
+            return self._store("data-fine-mesh", config, self.scale.external_count, self.scale.seed + 2)
+        raise ValueError(f"unknown extra test set {name!r}; choose 'mismatch' or 'fine-mesh'")
+
+    def test_set(self, name: str = "test") -> TestSet:
+        """The main test split ("test", first `test_count`) or a whole extra set, calibrated.
+
+        Extra sets are calibrated like measured data: ln A − their own homogeneous reference
+        + the training reference (removes the mesh's systematic offset, not its shape errors).
+        """
+        if name == "test":
+            data, ids = self.dataset, self.dataset.indices("test")[: self.scale.test_count]
+            ln_amplitude = data.read("ln_amplitude", ids).astype(float)
+        else:
+            data = self.extra_dataset(name)
+            ids = np.arange(data.count)
+            ln_amplitude = data.read("ln_amplitude", ids) - data.reference + self.dataset.reference
+        return TestSet(name, ids, ln_amplitude, data.read("mri", ids), data.read("targets", ids), data.image_mask)
+
+    # ---- methods -------------------------------------------------------------------------
+
+    def run_folder(self, network: str) -> Path:
+        return self.folder / "runs" / _folder_name(network)
+
+    def trained(self, network: str) -> Path:
+        """Train `network` (a key of `NETWORKS`) unless done; returns its run folder."""
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; choose from {list(NETWORKS)}")
+        model, hybrid = NETWORKS[network]
+        s, dataset = self.scale, self.dataset
+        config = TrainConfig(
+            model=ModelSpec(model, wavelengths=len(dataset.config.wavelengths_nm), image_size=s.image_size, width=s.width),
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+            schedule=s.schedule,
+            physics_weight=s.physics_weight if hybrid else 0.0,
+            physics_mesh_spacing_mm=s.physics_mesh_spacing_mm if hybrid else None,
+            seed=s.seed,
+        )
+        folder = self.run_folder(network)
+        done = folder / "done.json"
+        if not done.exists():
+            trainer = train(dataset, folder, config, resume=folder.exists(), progress=self.progress)
+            seconds = sum(r["seconds"] for r in trainer.records)
+            trainer.checkpoints.close()
+            save_json(done, {"epochs": s.epochs, "seconds": seconds})
+        return folder
+
+    def method(self, name: str, active_fibres: int | None = None):
+        """A reconstruction method: "DRI" or a network name; optionally with fewer fibres.
+
+        Methods are kept, so each compiles once per study.
+        """
+        key = (name, active_fibres)
+        if key not in self._methods:
+            if name == "DRI":
+                method = GaussNewtonMethod.for_dataset(self.dataset, "dri", active_fibres=active_fibres, progress=self.progress)
+            else:
+                method = TrainedNetwork(self.trained(name), "best", active_fibres)
+            self._methods[key] = method
+        return self._methods[key]
+
+    def reconstruct(self, test: TestSet, name: str, active_fibres: int | None = None) -> np.ndarray:
+        """(B, 3, H, H) images of method `name` on `test` (cached on disk)."""
+        tag = test.name + ("" if active_fibres is None else f"-{active_fibres}-fibres")
+        path = self.folder / "reconstructions" / tag / f"{_folder_name(name)}.npy"
+        if path.exists():
+            images = np.load(path)
+            if images.shape == test.truth.shape:
+                return images
+        images = np.asarray(self.method(name, active_fibres)(test.ln_amplitude, test.mri), np.float32)
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            np.save(handle, images)
+        return images
+
+    def training_seconds(self, network: str) -> float:
+        """Wall time of the training epochs of `network` (after it was trained)."""
+        return float(json.loads((self.trained(network) / "done.json").read_text())["seconds"])

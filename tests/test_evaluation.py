@@ -1,0 +1,108 @@
+"""Derived maps, ROI contrast, per-phantom scores and region tables: hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from nirst_jax.evaluation import (
+    Scores,
+    circle_roi,
+    derived_maps,
+    hbt_contrast,
+    mse,
+    region_masks,
+    region_means,
+    region_table,
+    roi_contrast,
+)
+from nirst_jax.figures import box_plots, comparison_figure
+from nirst_jax.mesh import PixelGrid
+from nirst_jax.phantoms import fixed_phantom
+
+
+def test_derived_maps_hand_computed():
+    mask = np.ones((2, 2), bool)
+    mask[0, 0] = False
+    images = np.stack([np.full((2, 2), 15.0), np.full((2, 2), 5.0), np.full((2, 2), 40.0)])
+    images[:, 1, 1] = (0.0, 0.0, 10.0)
+    maps = derived_maps(images, mask)
+    assert maps.shape == (5, 2, 2)
+    assert np.isnan(maps[:, 0, 0]).all()  # outside the mask
+    np.testing.assert_allclose(maps[3, 0, 1], 20.0)  # HbT = HbO + Hb
+    np.testing.assert_allclose(maps[4, 0, 1], 75.0)  # StO2 = 100·15/20
+    assert np.isnan(maps[4, 1, 1]) and maps[3, 1, 1] == 0  # StO2 undefined where HbT = 0
+    batch = derived_maps(np.stack([images, 2 * images]), mask)
+    np.testing.assert_allclose(batch[1, 3, 0, 1], 40.0)
+    np.testing.assert_allclose(batch[1, 4, 0, 1], 75.0)
+    with pytest.raises(ValueError, match="3, H, W"):
+        derived_maps(images[:2], mask)
+
+
+def test_roi_contrast_hand_computed():
+    grid = PixelGrid(20, -10.0, 10.0)
+    mask = np.hypot(*np.moveaxis(grid.centers(), -1, 0)) < 9.5
+    roi = circle_roi(grid, 3.0, -2.0, 2.5)
+    image = np.where(roi, 30.0, 20.0)
+    np.testing.assert_allclose(roi_contrast(image, roi, mask), 1.5)
+    np.testing.assert_allclose(roi_contrast(np.stack([image, 2 * image]), roi, mask), [1.5, 1.5])
+    images = np.stack([image * 0.75, image * 0.25, np.full_like(image, 40.0)])
+    np.testing.assert_allclose(hbt_contrast(images, roi, mask), 1.5)
+    with pytest.raises(ValueError, match="no pixel"):
+        roi_contrast(image, circle_roi(grid, 30.0, 30.0, 1.0), mask)
+    with pytest.raises(ValueError, match="whole disk"):
+        roi_contrast(image, np.ones_like(mask), mask)
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:24, :24]
+    mask = np.hypot(xx - 11.5, yy - 11.5) < 11
+    truth = np.where(mask, 10 + 5 * rng.random((4, 3, 24, 24)), 0.0)
+    images = {"good": truth + 0.1 * rng.normal(size=truth.shape), "bad": truth + 2.0 * rng.normal(size=truth.shape)}
+    return Scores.compute(images, truth, mask, phantoms=[7, 3, 9, 1]), images, truth, mask
+
+
+def test_scores_compute_table_best_and_csv_round_trip(scores, tmp_path):
+    scores, images, truth, mask = scores
+    np.testing.assert_allclose(scores.values["bad"]["mse"], mse(images["bad"], truth, mask))
+    assert scores.best_method("psnr") == ["good"] * 3 and scores.best_method("mse") == ["good"] * 3
+    table = scores.table().splitlines()
+    assert len(table) == 2 + 2 * 3 and table[2].startswith("| good | HbO (µM) |")
+    mean, std = scores.values["good"]["psnr"][:, 0].mean(), scores.values["good"]["psnr"][:, 0].std()
+    assert f"{mean:.1f} ± {std:.1f}" in table[2]
+    scores.write_csv(tmp_path / "scores.csv")
+    back = Scores.read_csv(tmp_path / "scores.csv")
+    assert back.methods == ("good", "bad") and back.phantoms.tolist() == [7, 3, 9, 1]
+    for method in back.methods:
+        for metric, values in back.values[method].items():
+            np.testing.assert_allclose(values, scores.values[method][metric], rtol=1e-5)
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a scores CSV"):
+        Scores.read_csv(tmp_path / "other.csv")
+    with pytest.raises(ValueError, match="do not match"):
+        Scores.compute({"x": truth[:2]}, truth, mask)
+
+
+def test_figures_of_scores_and_comparisons(scores):
+    scores, images, truth, mask = scores
+    figure = box_plots(scores, title="t")
+    assert len(figure.axes) == 9
+    figure = comparison_figure(truth[:2], {k: v[:2] for k, v in images.items()}, mask, (-41.0, 41.0))
+    assert len([a for a in figure.axes if a.images]) == 2 * 3 * 3  # phantoms × chromophores × (truth + 2)
+
+
+def test_region_table_of_the_truth_recovers_the_phantom_values():
+    phantom = fixed_phantom("three-inclusions")
+    grid = PixelGrid(64, -41.0, 41.0)
+    from nirst_jax.phantoms import Coverage
+
+    mask = np.hypot(*np.moveaxis(grid.centers(), -1, 0)) < 40.5
+    truth = phantom.images(Coverage.pixels(grid), mask)
+    masks = region_masks(phantom, grid, mask)
+    means = region_means(truth, masks)
+    np.testing.assert_allclose(means["background"], phantom.background, rtol=1e-6)
+    for region in phantom.regions:
+        np.testing.assert_allclose(means[region.label], region.chromophores, rtol=1e-6)
+    table = region_table(truth, {"perfect": truth, "scaled": 1.1 * truth}, masks)
+    assert "(+0.0 %)" in table and "(+10.0 %)" in table
+    assert len(table.splitlines()) == 2 + 3 * (len(phantom.regions) + 1)

@@ -1,0 +1,33 @@
+"""Every script in examples/ runs to completion in a small mode (CI)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+SMALL_ARGUMENTS = {
+    "forward_and_jacobian.py": ["--mesh-spacing", "5"],
+    "validate_against_closed_form.py": ["--spacings", "4,2", "--out", "{tmp}/validation.png"],
+    "fixed_phantoms.py": ["--mesh-spacing", "5", "--out", "{tmp}/fixed.png"],
+    "custom_phantom.py": ["--mesh-spacing", "5", "--out", "{tmp}/custom.png"],
+    "dri_on_user_data.py": ["--mesh-spacing", "5", "--out", "{tmp}/user"],
+    "dri_vs_tikhonov.py": ["--count", "2", "--batch", "2", "--spacing", "5"],
+    "train_with_physics_loss.py": ["--count", "48", "--epochs", "1", "--width", "0.125", "--batch-size", "16",
+                                   "--spacing", "8", "--out", "{tmp}/runs"],
+}
+
+
+def test_every_example_is_covered():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(SMALL_ARGUMENTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMALL_ARGUMENTS))
+def test_example_runs(script, tmp_path):
+    arguments = [a.format(tmp=tmp_path) for a in SMALL_ARGUMENTS[script]]
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *arguments], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()

@@ -53,12 +53,13 @@ def main() -> None:
         )
         run = args.out / ("data-only" if weight == 0 else "hybrid")
         trainer = train(dataset, run, config, resume=run.exists())
-        metrics = trainer.evaluate(test, trainer.checkpoints.restore("best", trainer.state))
+        best = trainer.checkpoints.restore("best", trainer.state)
         if weight == 0:  # report the physics term of the data-only network too
             steps = Steps(trainer.steps.graphdef, trainer.optimiser, dataset.normalisation, dataset.image_mask,
                           physics=PhysicsLoss.for_dataset(dataset))
-            metrics = evaluate_batches(steps, trainer.checkpoints.restore("best", trainer.state), dataset, test,
-                                       config.batch_size, trainer.loader.sharding)
+            metrics = evaluate_batches(steps, best, dataset, test, config.batch_size, trainer.loader.sharding)
+        else:
+            metrics = trainer.evaluate(test, best)
         rmse = np.sqrt(metrics["mse"].mean(0))
         print(f"{name:<22}{rmse[0]:>13.2f}{rmse[1]:>8.2f}{rmse[2]:>9.2f}{metrics['physics'].mean():>10.4f}")
 

@@ -51,8 +51,7 @@ def run(args) -> int:
 
     from ..datasets import Dataset
     from ..evaluation import GaussNewtonMethod
-    from ..experiments import TestSet
-    from ..experiments._scored import write_scores
+    from ..experiments import TestSet, write_scores
     from ..training import TrainedNetwork
 
     if args.no_dri and not args.run:

@@ -5,6 +5,7 @@ from ._fixed_data import simulate_fixed_phantoms
 from ._report import write_report
 from ._reproduce import demo, reproduce
 from ._scale import SCALES, Scale
+from ._scored import write_scores
 from ._section import Section
 from ._study import METHODS, NETWORKS, Study, TestSet
 
@@ -22,4 +23,5 @@ __all__ = [
     "run_experiment",
     "simulate_fixed_phantoms",
     "write_report",
+    "write_scores",
 ]

@@ -21,7 +21,6 @@ from ..evaluation import CHROMOPHORE_LABELS, Scores, derived_maps, hbt_contrast,
 from ..figures import comparison_figure
 from ..models import parameter_count
 from ..training import TrainedNetwork
-from ._fixed_data import simulate_fixed_phantoms
 from ._scored import mean_row, psnr_change_table, psnr_comparison, relative, score_methods
 from ._section import Section
 from ._study import METHODS, NETWORKS, Study, TestSet
@@ -30,15 +29,6 @@ STUDY_WATER = {"DRI": (3.6, 22.1, 0.49), "Y-Net": (0.19, 37.4, 0.78), "Z-Net": (
 """The study's water MSE, PSNR (dB) and SSIM (Feng et al. 2022, Fig. 2 and text)."""
 STUDY_CONTRAST = {"malignant": 1.47, "benign": 1.05}
 """HbT lesion/background contrast the study measured with Z-Net on its two patients."""
-FIXED = ("three-inclusions", "malignant", "benign")
-
-
-def _fixed_set(study: Study) -> tuple[TestSet, list]:
-    data = simulate_fixed_phantoms(FIXED, study.dataset.config, study.dataset.mesh, seed=study.scale.seed)
-    ids = np.arange(len(FIXED))
-    return TestSet("fixed", ids, data["ln_amplitude"], data["mri"], data["targets"], data["mask"]), data["phantoms"]
-
-
 def _scale_note(study: Study) -> str:
     s, d = study.scale, study.dataset
     return (f"Scale `{s.name}`: {s.count} phantoms ({len(d.indices('train'))} for training), "
@@ -86,7 +76,7 @@ def test_split(study: Study) -> Section:
 
 def three_inclusions(study: Study) -> Section:
     section = Section("three-inclusions", "Three-inclusion phantom: recovered vs true values (Fig. S3, Table S2)")
-    fixed, phantoms = _fixed_set(study)
+    fixed, phantoms = study.fixed
     one = TestSet("three-inclusions", fixed.ids[:1], fixed.ln_amplitude[:1], fixed.mri[:1], fixed.truth[:1], fixed.mask)
     images = {name: study.reconstruct(fixed, name)[0] for name in METHODS}
     grid = study.dataset.config.grid()
@@ -134,7 +124,7 @@ def no_mri(study: Study) -> Section:
     section = Section("no-mri", "Z-Net without the MRI input (Fig. S5)")
     test = study.test_set("test")
     scores = score_methods(study, test, ("Z-Net", "Z-Net no MRI"), section, "test-split phantoms")
-    fixed, phantoms = _fixed_set(study)
+    fixed, phantoms = study.fixed
     grid = study.dataset.config.grid()
     masks = region_masks(phantoms[0], grid, fixed.mask)
     rows = ["| method | " + " | ".join(f"{label} HbT contrast" for label in masks if label != "background") + " |",
@@ -158,7 +148,7 @@ def no_mri(study: Study) -> Section:
 
 def lesion_contrast(study: Study) -> Section:
     section = Section("lesion-contrast", "Malignant-like vs benign-like lesions: HbT contrast")
-    fixed, phantoms = _fixed_set(study)
+    fixed, phantoms = study.fixed
     grid = study.dataset.config.grid()
     rows = ["| phantom | truth | " + " | ".join(METHODS) + " | study (patient, Z-Net) |", "|---" * (len(METHODS) + 3) + "|"]
     contrasts = {}

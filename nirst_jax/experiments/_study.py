@@ -26,6 +26,7 @@ from ..evaluation import GaussNewtonMethod
 from ..models import ModelSpec
 from ..phantoms import MRIConfig, PhantomConfig
 from ..training import TrainConfig, TrainedNetwork, train
+from ._fixed_data import simulate_fixed_phantoms
 from ._scale import Scale
 
 NETWORKS = {
@@ -36,6 +37,8 @@ NETWORKS = {
 }
 """Network name → (model, trained with the physics-consistency loss)."""
 METHODS = ("DRI", *NETWORKS)
+FIXED_PHANTOM_NAMES = ("three-inclusions", "malignant", "benign")
+"""The fixed phantoms of the experiments, in this order."""
 MISMATCH_MM = 2.0
 """MRI/optical shape mismatch of the robustness test set (radius and centre, up to ±2 mm)."""
 
@@ -87,6 +90,7 @@ class Study:
         else:
             save_json(stamp, scale.to_dict())
         self._methods: dict = {}
+        self._test_sets: dict[str, TestSet] = {}
 
     # ---- data ----------------------------------------------------------------------------
 
@@ -122,7 +126,13 @@ class Study:
 
         Extra sets are calibrated like measured data: ln A − their own homogeneous reference
         + the training reference (removes the mesh's systematic offset, not its shape errors).
+        Each set is read once per study.
         """
+        if name not in self._test_sets:
+            self._test_sets[name] = self._read_test_set(name)
+        return self._test_sets[name]
+
+    def _read_test_set(self, name: str) -> TestSet:
         if name == "test":
             data, ids = self.dataset, self.dataset.indices("test")[: self.scale.test_count]
             ln_amplitude = data.read("ln_amplitude", ids).astype(float)
@@ -131,6 +141,14 @@ class Study:
             ids = np.arange(data.count)
             ln_amplitude = data.read("ln_amplitude", ids) - data.reference + self.dataset.reference
         return TestSet(name, ids, ln_amplitude, data.read("mri", ids), data.read("targets", ids), data.image_mask)
+
+    @cached_property
+    def fixed(self) -> tuple[TestSet, list]:
+        """The fixed phantoms of `FIXED_PHANTOM_NAMES` simulated on the main dataset's mesh and
+        settings (simulated once per study): (`TestSet` named "fixed", their `Phantom`s)."""
+        data = simulate_fixed_phantoms(FIXED_PHANTOM_NAMES, self.dataset.config, self.dataset.mesh, seed=self.scale.seed)
+        ids = np.arange(len(FIXED_PHANTOM_NAMES))
+        return TestSet("fixed", ids, data["ln_amplitude"], data["mri"], data["targets"], data["mask"]), data["phantoms"]
 
     # ---- methods -------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ sources, CW), prints side by side:
 - forward: ours vs assembling the same COO values into CSC + `scipy.sparse.linalg.splu` + solves;
 - Jacobian d lnA / d(HbO, Hb, water): ours (adjoint) vs SuperLU source + adjoint solves and the
   same sensitivity formulas in NumPy;
-- compile times, and the throughput of a vmapped batch of phantoms.
+- compile times, and the throughput of a vmapped batch of phantoms;
+- the page faults and system CPU time of each Jacobian call (the kernel zero-fills fresh
+  pages for its large result; see docs/benchmarks.md for the allocator setting that avoids it).
 
 Run: `python benchmarks/forward.py [--repeats 20] [--batch 8] [--spacings 2.5,2.0,1.35]`.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import time
 
 import nirst_jax  # noqa: F401  (sets XLA flags before JAX starts)
@@ -42,6 +45,32 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def interleaved_times(functions, repeats: int) -> list[float]:
+    """Median wall time of each function, calling them in turn `repeats` times after warm-up.
+
+    Interleaving keeps a ratio between them fair on a machine whose speed drifts.
+    """
+    for fn in functions:
+        fn()
+        fn()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, spent in zip(functions, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
+def page_faults_per_call(fn, calls: int = 5) -> tuple[float, float]:
+    """(minor page faults, system CPU seconds) per call of `fn`, averaged over `calls`."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(calls):
+        fn()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_minflt - before.ru_minflt) / calls, (after.ru_stime - before.ru_stime) / calls
 
 
 def phantom(mesh, rng):
@@ -119,13 +148,14 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
-    print(f"float64, CW, 9 wavelengths × 16 sources × 15 detectors; median of {args.repeats} warm runs\n")
+    print(f"float64, CW, 9 wavelengths × 16 sources × 15 detectors; ours: median of {args.repeats} warm runs, forward and Jacobian interleaved\n")
     header = (
         f"{'nodes':>6} | {'fwd ours':>9} {'fwd SciPy':>9} {'ratio':>6} | {'jac ours':>9} {'jac SciPy':>9} "
         f"{'ratio':>6} | {'jac/fwd':>7} | {'compile f/j':>11} | {'batch/s':>8}"
     )
     print(header)
     print("-" * len(header))
+    faults = []
     for spacing in (float(s) for s in args.spacings.split(",")):
         mesh = disk_mesh(41.0, spacing)
         model = SpectralForwardModel.create(mesh)
@@ -144,9 +174,11 @@ def main() -> None:
         np.testing.assert_allclose(baseline.forward(), ours, rtol=1e-8, atol=1e-9)
         np.testing.assert_allclose(baseline.jacobian(), ours_jacobian, rtol=1e-6, atol=1e-9 * np.abs(ours_jacobian).max())
 
-        t_forward = best_time(lambda: forward(c).block_until_ready(), args.repeats)
+        t_forward, t_jacobian = interleaved_times(
+            [lambda: forward(c).block_until_ready(), lambda: jacobian(c).block_until_ready()], args.repeats
+        )
+        faults.append((mesh.n_nodes, ours_jacobian.nbytes, *page_faults_per_call(lambda: jacobian(c).block_until_ready())))
         t_scipy = best_time(baseline.forward, max(3, args.repeats // 4))
-        t_jacobian = best_time(lambda: jacobian(c).block_until_ready(), max(3, args.repeats // 4))
         t_scipy_jacobian = best_time(baseline.jacobian, 3)
 
         batch = jnp.asarray(np.stack([phantom(mesh, rng) for _ in range(args.batch)]))
@@ -164,6 +196,9 @@ def main() -> None:
         record("forward", f"Jacobian, {mesh.n_nodes} nodes", 1e3 * t_jacobian, 1e3 * t_scipy_jacobian, "ms", "SciPy SuperLU")
         record("forward", f"Jacobian / forward, {mesh.n_nodes} nodes", t_jacobian / t_forward, None, "×")
     print("\nratio = ours / SciPy (lower is better); batch/s = phantoms per second, vmapped batch")
+    print("Jacobian output and the page faults of writing it (fresh memory from the kernel each call):")
+    for nodes, size, count, system in faults:
+        print(f"  {nodes} nodes: {size / 1e6:.0f} MB, {count:.0f} page faults, {1e3 * system:.0f} ms system CPU per call")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,23 @@ def test_fields_match_an_independent_scipy_fem(nirfast_problem, frequency_hz):
     fields = np.asarray(fem.solve(values, jnp.asarray(rhs)))
     # Every node, including those far from the sources, to near machine precision.
     assert np.all(np.abs(fields - expected) <= 1e-9 * np.abs(expected))
+
+
+def test_nodal_sensitivity_matrices_match_the_reference_assembly(nirfast_problem):
+    """∂A/∂µa_j and ∂A/∂κ_j (NodalSensitivity) equal the independent assembly with a unit
+    nodal coefficient at j: A is linear in µa and κ, so that assembly is the derivative."""
+    mesh = nirfast_problem[0]
+    sensitivity = DiffusionFEM.from_mesh(mesh).sensitivity
+    n = mesh.n_nodes
+    zero = np.zeros(n)
+    boundary_node = int(mesh.boundary_edges[0, 0])
+    for j in [boundary_node, *np.random.default_rng(0).choice(n, 4, replace=False)]:
+        unit = np.eye(1, n, j)[0]
+        neighbourhood = sensitivity.neighbours[j]
+        for weights, mua, kappa in ((sensitivity.mass, unit, zero), (sensitivity.stiffness, zero, unit)):
+            ours = np.zeros((n, n))
+            np.add.at(ours, (neighbourhood[:, None], neighbourhood[None, :]), weights[:, :, j])
+            reference = _reference_matrix(mesh.nodes, mesh.elements, mesh.boundary_edges, mua, kappa, zero, 0.0)
+            reference = reference.toarray().real
+            assert np.count_nonzero(reference) > 0
+            np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12 * np.abs(reference).max())

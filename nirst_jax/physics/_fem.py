@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..mesh import Mesh
+from ._sensitivity import NodalSensitivity
 from ._sparse_system import SymmetricSparsePattern
 
 
@@ -77,19 +78,6 @@ def edge_mass(lengths: jnp.ndarray, nodal: jnp.ndarray) -> jnp.ndarray:
     return (lengths[:, None, None] / 12.0) * matrix
 
 
-def _node_elements(elements: np.ndarray, n_nodes: int) -> np.ndarray:
-    """(N, V) elements containing each node, padded with len(elements)."""
-    node = elements.ravel()
-    element = np.repeat(np.arange(len(elements)), 3)
-    order = np.argsort(node, kind="stable")
-    node, element = node[order], element[order]
-    counts = np.bincount(node, minlength=n_nodes)
-    slot = np.arange(len(node)) - np.repeat(np.cumsum(counts) - counts, counts)
-    table = np.full((n_nodes, counts.max()), len(elements), np.int32)
-    table[node, slot] = element
-    return table
-
-
 class DiffusionFEM(eqx.Module):
     """P1 discretisation of the diffusion equation on a fixed mesh.
 
@@ -103,8 +91,8 @@ class DiffusionFEM(eqx.Module):
         boundary_edges: (E, 2) node indices.
         edge_lengths: (E,) mm.
         pattern: the sparse pattern (element entries, then edge entries) and its solver plan.
-        node_elements: (N, V) elements around each node, padded with the index M (V: the
-            largest valence), for summing per-element quantities onto nodes by a gather.
+        sensitivity: derivatives of the system matrix w.r.t. nodal µa and κ (adjoint
+            Jacobians).
     """
 
     elements: np.ndarray
@@ -113,7 +101,7 @@ class DiffusionFEM(eqx.Module):
     boundary_edges: np.ndarray
     edge_lengths: np.ndarray
     pattern: SymmetricSparsePattern
-    node_elements: np.ndarray
+    sensitivity: NodalSensitivity
 
     @classmethod
     def from_mesh(cls, mesh: Mesh, *, leaf_size: int = 32) -> "DiffusionFEM":
@@ -130,24 +118,21 @@ class DiffusionFEM(eqx.Module):
         rows = np.concatenate([np.repeat(e, 3, axis=1).ravel(), np.repeat(b, 2, axis=1).ravel()])
         cols = np.concatenate([np.tile(e, (1, 3)).ravel(), np.tile(b, (1, 2)).ravel()])
         lengths = np.linalg.norm(mesh.nodes[b[:, 1]] - mesh.nodes[b[:, 0]], axis=1)
+        stiffness = _element_stiffness(mesh)
+        areas = np.asarray(mesh.areas, np.float64)
         return cls(
             elements=np.asarray(e, np.int32),
-            areas=np.asarray(mesh.areas, np.float64),
-            stiffness=_element_stiffness(mesh),
+            areas=areas,
+            stiffness=stiffness,
             boundary_edges=np.asarray(b, np.int32),
             edge_lengths=lengths,
             pattern=SymmetricSparsePattern.build(mesh.nodes, rows, cols, leaf_size=leaf_size),
-            node_elements=_node_elements(e, mesh.n_nodes),
+            sensitivity=NodalSensitivity.from_elements(e, areas, stiffness, mesh.n_nodes),
         )
 
     @property
     def n_nodes(self) -> int:
         return self.pattern.n
-
-    def sum_to_nodes(self, per_element: jnp.ndarray) -> jnp.ndarray:
-        """(N, ...) sums over each node's elements of `per_element` (M, ...)."""
-        padded = jnp.concatenate([per_element, jnp.zeros_like(per_element[:1])])
-        return padded[self.node_elements].sum(1)
 
     def system_values(self, mua, kappa, robin, wave_number=None) -> jnp.ndarray:
         """COO values of the system matrix.

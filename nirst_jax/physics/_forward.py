@@ -24,7 +24,6 @@ from ._optodes import (
     point_sources,
     rim_positions,
 )
-from ._sensitivity import field_sensitivities
 from ._spectra import PAPER_WAVELENGTHS_NM, check_wavelengths, extinction_spectra
 from ._validation import check_array
 
@@ -308,6 +307,9 @@ class SpectralForwardModel(eqx.Module):
         (d/d(HbO, Hb, water),).
         """
 
+        if wrt not in ("optics", "absorption", "chromophores"):
+            raise ValueError(f"wrt must be 'optics', 'absorption' or 'chromophores', got {wrt!r}")
+
         def one(mua_l, musp_l, src_nodes, src_weights, extinction_l):
             values, kappa = self._system(mua_l, musp_l)
             n = self.fem.n_nodes
@@ -317,35 +319,23 @@ class SpectralForwardModel(eqx.Module):
             )
             source_fields, adjoint_fields = jnp.split(fields, [self.sources.count], axis=1)
             fluence = self.detectors(source_fields.T)  # (S, D)
-            # The barrier keeps XLA from recomputing the sensitivities inside the gathers below.
-            mass, stiffness, fluence = jax.lax.optimization_barrier(
-                (*field_sensitivities(self.fem, source_fields, adjoint_fields), fluence)
-            )
             # κ = 1/(3(µa + µs')): ∂κ/∂µa = ∂κ/∂µs' = −3κ².
-            d_phi_dmusp = 3.0 * kappa[:, None, None] ** 2 * stiffness  # (N, S, D)
-            d_phi_dmua = d_phi_dmusp - mass
+            d_kappa = -3.0 * kappa**2
+            sensitivity = self.fem.sensitivity
+            derivatives = [sensitivity.field_derivative(source_fields, adjoint_fields, 1.0, d_kappa)]
+            if wrt == "optics":
+                derivatives.append(sensitivity.field_derivative(source_fields, adjoint_fields, 0.0, d_kappa))
+            # Each (S, D, N) → (S, K, N), relative to the fluence.
+            ratios = [self.layout.select(d / fluence[..., None], source_axis=0) for d in derivatives]
             if wrt == "chromophores":
                 # µa_l = Σ_c E_lc C_c, and µs' does not depend on the chromophores.
-                relative = self.layout.select(d_phi_dmua / fluence)  # (N, S, K)
-                relative = [jnp.einsum("nsk,c->skcn", relative, extinction_l.astype(mua_l.dtype))]
-            else:
-                derivatives = (d_phi_dmua, d_phi_dmusp) if wrt == "optics" else (d_phi_dmua,)
-                relative = [self.layout.select(d / fluence) for d in derivatives]  # (N, S, K)
+                ratios = [ratios[0][:, :, None, :] * extinction_l.astype(kappa.dtype)[:, None]]  # (S, K, 3, N)
             if self.frequency_hz == 0:
-                return fluence, tuple(r.real for r in relative)
-            return fluence, tuple(jnp.stack([r.real, -r.imag]) for r in relative)
+                return fluence, tuple(r.real for r in ratios)
+            return fluence, tuple(jnp.stack([r.real, -r.imag]) for r in ratios)
 
-        if wrt not in ("optics", "absorption", "chromophores"):
-            raise ValueError(f"wrt must be 'optics', 'absorption' or 'chromophores', got {wrt!r}")
         extinction = jnp.asarray(self.extinction)
-        fluence, jacobians = self._per_wavelength(
-            one, mua, musp, self.sources.indices, self.sources.weights, extinction
-        )
-        if wrt == "chromophores":
-            return fluence, jacobians
-        # Nodes go last here, once, outside the per-wavelength loop: on CPU that is much
-        # cheaper than inside it, where XLA fuses the transpose into the sensitivity gathers.
-        return fluence, tuple(jnp.moveaxis(j, -3, -1) for j in jacobians)
+        return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights, extinction)
 
     def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.

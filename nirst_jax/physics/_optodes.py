@@ -219,7 +219,16 @@ class MeasurementLayout(eqx.Module):
     def shape(self) -> tuple[int, int]:
         return self.detector_index.shape
 
-    def select(self, data: jnp.ndarray) -> jnp.ndarray:
-        """(..., S, D) source-detector data → (..., S, K) measurements of this layout."""
+    def select(self, data: jnp.ndarray, source_axis: int = -2) -> jnp.ndarray:
+        """Source-detector data → measurements of this layout.
+
+        Arguments:
+            data: (..., S, D, ...) with the source axis at `source_axis`, detectors next.
+            source_axis: position of the S axis (default: second to last).
+
+        Returns:
+            `data` with its (S, D) axes replaced by the layout's (S, K).
+        """
+        leading = (slice(None),) * (source_axis % data.ndim)
         rows = np.arange(self.detector_index.shape[0])[:, None]
-        return data[..., rows, self.detector_index]
+        return data[(*leading, rows, self.detector_index)]

@@ -153,6 +153,7 @@ def test_dri_recovers_one_inclusion_and_beats_tikhonov():
     assert abs(tikhonov["lesion_water"]) > abs(dri["lesion_water"]), errors
 
 
+@pytest.mark.slow
 def test_dri_beats_tikhonov_on_random_phantoms():
     """50 paper-distribution phantoms (2 % noise) on a coarse mesh, batched with vmap."""
     config = SimulationConfig(mesh_spacing_mm=5.0, precision="float64")

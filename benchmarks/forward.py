@@ -35,18 +35,6 @@ jax.config.update("jax_enable_x64", True)
 BACKGROUND = np.array([12.2, 4.8, 28.0])
 
 
-def best_time(fn, repeats: int) -> float:
-    """Median wall time of `fn()` over `repeats` calls, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def interleaved_times(functions, repeats: int) -> list[float]:
     """Median wall time of each function, calling them in turn `repeats` times after warm-up.
 
@@ -62,6 +50,11 @@ def interleaved_times(functions, repeats: int) -> list[float]:
             fn()
             spent.append(time.perf_counter() - start)
     return [float(np.median(t)) for t in times]
+
+
+def best_time(fn, repeats: int) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after two warm-up calls."""
+    return interleaved_times([fn], repeats)[0]
 
 
 def page_faults_per_call(fn, calls: int = 5) -> tuple[float, float]:

@@ -67,7 +67,9 @@ def main() -> None:
         target_mean=jnp.array([16.0, 6.0, 45.0]),
         target_std=jnp.array([6.0, 2.5, 17.0]),
     )
-    physics = PhysicsLoss.create(mesh, grid, normalisation, wavelengths_nm=PAPER_WAVELENGTHS_NM)
+    physics = PhysicsLoss.create(
+        mesh, grid, normalisation, reference_chromophores=[16.0, 6.0, 45.0], wavelengths_nm=PAPER_WAVELENGTHS_NM
+    )
     mask = np.asarray(physics.interpolation.mask)
     batch = synthetic_batch(args.batch, normalisation, mask)
     device = jax.devices()[0]

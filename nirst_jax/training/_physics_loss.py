@@ -19,18 +19,25 @@ DEFAULT_UPPER = (200.0, 200.0, 100.0)
 
 
 class PhysicsLoss(eqx.Module):
-    """mean over active measurements of (s(F(c_pred)) − s)², all in normalised signal units.
+    """mean over active measurements of (ŝ(c_pred) − s)², all in normalised signal units.
 
     c_pred: normalised network output → µM / % (`normalisation.images`) → clipped to
     [lower, upper] → mesh nodes (bilinear from pixel centres inside the disk) → µa(λ), µs'(λ) →
-    FEM forward model → ln A → normalised like the input signals s. Batched with `vmap`; the
-    forward solve is exact on far-side detectors in float32 (docs/physics.md), so the loss and
-    its gradient stay finite.
+    FEM forward model F on the physics mesh → ln A. Like a measurement, the prediction is
+    referenced to the homogeneous reference phantom *on the same mesh*, so the discretisation
+    offset between the physics mesh and the data's mesh cancels:
+
+        ŝ = (F(c_pred) − F(c_ref) − mean_λ) / std_λ,   s = (y − y_ref − mean_λ) / std_λ,
+
+    y_ref the dataset's reference measurement (its own mesh), mean/std the dataset's. Batched
+    with `vmap`; the forward solve is exact on far-side detectors in float32
+    (docs/physics.md), so the loss and its gradient stay finite.
 
     Attributes:
         model: spectral forward model on the physics mesh.
         interpolation: pixel grid ↔ mesh nodes.
-        normalisation: how signals and targets were normalised.
+        normalisation: the dataset's normalisation with its reference replaced by F(c_ref) on
+            the physics mesh.
         active: (S, K) bool, measurements compared (absent fibres and unused slots excluded).
         lower, upper: (3,) concentration bounds.
         scatter: (a, b) of µs' = a (λ/1000 nm)^(−b).
@@ -51,6 +58,7 @@ class PhysicsLoss(eqx.Module):
         grid: PixelGrid,
         normalisation: Normalisation,
         *,
+        reference_chromophores,
         wavelengths_nm,
         n_fibres: int = 16,
         scatter: tuple[float, float] = (1.0, 1.0),
@@ -64,6 +72,8 @@ class PhysicsLoss(eqx.Module):
             mesh: the physics mesh (the dataset's, or another covering the same disk).
             grid: the image grid of the network's output.
             normalisation: the dataset's normalisation.
+            reference_chromophores: (3,) HbO (µM), Hb (µM), water (%) of the homogeneous
+                reference phantom the dataset's signals are referenced to.
             wavelengths_nm: measurement wavelengths (must match the normalisation's L).
             n_fibres: rim fibres.
             scatter: (a mm⁻¹, b), fixed for the dataset.
@@ -78,6 +88,12 @@ class PhysicsLoss(eqx.Module):
         lower, upper = np.asarray(lower, float), np.asarray(upper, float)
         if lower.shape != (3,) or upper.shape != (3,) or not (0 <= lower).all() or not (lower < upper).all():
             raise ValueError(f"bounds must be (3,) with 0 ≤ lower < upper, got {lower}, {upper}")
+        reference_chromophores = np.asarray(reference_chromophores, float)
+        if reference_chromophores.shape != (3,) or not (np.isfinite(reference_chromophores).all() and (reference_chromophores >= 0).all()):
+            raise ValueError(f"reference_chromophores must be (3,) finite and ≥ 0, got {reference_chromophores}")
+        homogeneous = jnp.broadcast_to(jnp.asarray(reference_chromophores, jnp.result_type(float))[:, None], (3, mesh.n_nodes))
+        reference = jax.jit(lambda c: model(c, *scatter))(homogeneous)
+        normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference, jnp.float32))
         return cls(
             model=model,
             interpolation=GridInterpolation.build(mesh, grid),
@@ -101,6 +117,7 @@ class PhysicsLoss(eqx.Module):
             dataset.mesh if mesh is None else mesh,
             config.grid(),
             dataset.normalisation,
+            reference_chromophores=config.phantoms.tissue.nominal_background(),
             wavelengths_nm=config.wavelengths_nm,
             n_fibres=config.n_fibres,
             scatter=(a[0], b[0]),
@@ -115,7 +132,8 @@ class PhysicsLoss(eqx.Module):
         return self.interpolation.image_to_nodes(images)
 
     def signals(self, targets):
-        """(B, 3, H, W) normalised images → (B, L, S, K) normalised signals they would produce."""
+        """(B, 3, H, W) normalised images → (B, L, S, K) normalised signals they would produce,
+        referenced to the physics mesh's own reference phantom."""
         nodes = self.chromophores(targets)
         ln_amplitude = jax.vmap(lambda c: self.model(c, *self.scatter))(nodes.astype(targets.dtype))
         return self.normalisation.signals(ln_amplitude)

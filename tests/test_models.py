@@ -16,6 +16,7 @@ from nirst_jax.models import (
     mask_signals,
     normalise_mri,
     parameter_count,
+    random_fibre_masks,
 )
 from nirst_jax.training import Steps, initial_state, masked_mse
 
@@ -86,6 +87,24 @@ def test_fibre_masks_and_mri_normalisation():
         fibre_mask(16, 1)
 
 
+def test_fibre_dropout_masks_are_whole_fibres_at_the_stated_rate():
+    masks = np.asarray(jax.jit(random_fibre_masks, static_argnums=(1, 2))(jax.random.key(0), 4000, 16, 0.3))
+    assert masks.shape == (4000, 16, 15) and masks.dtype == bool
+    # A measurement is kept iff its source and its detector fibre are both kept.
+    kept = masks.any(-1)  # (B, 16): fibres still used as sources
+    detectors = fibre_mask(16, None)  # all slots
+    from nirst_jax.physics import MeasurementLayout
+
+    index = MeasurementLayout.ring(16).detector_index
+    np.testing.assert_array_equal(masks, kept[:, :, None] & kept[:, index] & detectors)
+    count = kept.sum(1)
+    dropped = count < 16
+    assert abs(dropped.mean() - 0.3) < 0.03, dropped.mean()
+    assert count.min() >= 4 and set(np.unique(count[dropped])) == set(range(4, 16))
+    assert (np.asarray(random_fibre_masks(jax.random.key(1), 64, 16, 0.0))).all()
+    assert (np.asarray(random_fibre_masks(jax.random.key(1), 64, 16, 1.0)).any(-1).sum(1) < 16).all()
+
+
 def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
     size, batch = 32, 8
     keys = jax.random.split(jax.random.key(0), 3)
@@ -117,3 +136,8 @@ def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
             state = steps.train(state, data, jnp.float32(0))
         assert int(state.step) == 5
         assert float(loss(state)) < 0.9 * before, name
+    # Fibre dropout zeroes whole fibres of the training inputs, differently at each step.
+    steps = Steps(graphdef, optimiser, normalisation, mask, fibre_dropout=1.0, seed=3)
+    first, second = (np.asarray(steps._dropped(data["signals"], jnp.int32(k))) for k in (0, 1))
+    assert (first == 0).any() and not np.array_equal(first == 0, second == 0)
+    assert np.array_equal(first != 0, np.asarray(data["signals"]) * (first != 0) != 0)

@@ -33,6 +33,10 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss (default: the dataset's)")
     parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised MSE (0: self-supervised)")
     parser.add_argument("--active-fibres", type=int, help="train on this many evenly spaced fibres (default all)")
+    parser.add_argument(
+        "--fibre-dropout", type=float, default=0.0,
+        help="probability that a training phantom loses a random subset of fibres (one network for 16, 8, … fibres)",
+    )
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
@@ -69,6 +73,7 @@ def run(args) -> int:
         physics_warmup_epochs=args.physics_warmup,
         physics_mesh_spacing_mm=args.physics_mesh_spacing,
         active_fibres=args.active_fibres,
+        fibre_dropout=args.fibre_dropout,
         seed=args.seed,
     )
     trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress)

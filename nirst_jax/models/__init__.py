@@ -1,6 +1,6 @@
 """Networks: Z-Net, Y-Net, the Z-Net without MRI, and their inputs."""
 
-from ._inputs import evenly_spaced_fibres, fibre_mask, mask_signals, normalise_mri
+from ._inputs import evenly_spaced_fibres, fibre_mask, mask_signals, normalise_mri, random_fibre_masks
 from ._spec import MODEL_NAMES, ModelSpec, parameter_count
 from ._ynet import YNet
 from ._znet import ZNet
@@ -15,4 +15,5 @@ __all__ = [
     "mask_signals",
     "normalise_mri",
     "parameter_count",
+    "random_fibre_masks",
 ]

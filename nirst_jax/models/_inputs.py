@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -55,3 +56,30 @@ def mask_signals(signals, mask):
         mask: (S, K) bool from `fibre_mask`.
     """
     return jnp.where(jnp.asarray(mask), signals, 0)
+
+
+def random_fibre_masks(key, batch: int, n_fibres: int, rate: float) -> jnp.ndarray:
+    """Fibre dropout: (batch, S, K) measurement masks with random fibres absent.
+
+    Each phantom, with probability `rate`, loses fibres: it keeps k of the n fibres, k uniform
+    in [⌈n/4⌉, n − 1], chosen uniformly at random (so evenly spaced subsets such as 8 of 16 are
+    among the patterns seen); otherwise it keeps all. Traceable (use inside `jit`).
+
+    Arguments:
+        key: `jax.random` key.
+        batch: phantoms B.
+        n_fibres: fibres on the rim (S = n, K = n − 1).
+        rate: probability that a phantom loses fibres, in [0, 1].
+
+    Returns:
+        (B, S, K) bool: measurements whose source and detector fibres are both kept.
+    """
+    k_drop, k_count, k_order = jax.random.split(key, 3)
+    low = -(-n_fibres // 4)
+    dropped = jax.random.bernoulli(k_drop, rate, (batch,))
+    kept = jax.random.randint(k_count, (batch,), low, n_fibres)
+    kept = jnp.where(dropped, kept, n_fibres)
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_order, (batch, n_fibres)), axis=1), axis=1)
+    fibres = rank < kept[:, None]  # (B, n): the `kept` fibres of lowest random rank
+    detectors = jnp.asarray(MeasurementLayout.ring(n_fibres).detector_index)
+    return fibres[:, :, None] & fibres[:, detectors]

@@ -27,6 +27,8 @@ class TrainConfig:
         physics_warmup_epochs: w ramps linearly from 0 over this many epochs.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's own mesh).
         active_fibres: train on data from this many evenly spaced fibres (None: all).
+        fibre_dropout: probability that a training phantom loses a random subset of its
+            fibres (`random_fibre_masks`), so one network serves 16, 8 or other fibre counts.
         seed: model initialisation and data order.
     """
 
@@ -40,6 +42,7 @@ class TrainConfig:
     physics_warmup_epochs: int = 0
     physics_mesh_spacing_mm: float | None = None
     active_fibres: int | None = None
+    fibre_dropout: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -61,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"physics_warmup_epochs must be ≥ 0, got {self.physics_warmup_epochs!r}")
         if self.physics_mesh_spacing_mm is not None and not self.physics_mesh_spacing_mm > 0:
             raise ValueError(f"physics_mesh_spacing_mm must be positive, got {self.physics_mesh_spacing_mm!r}")
+        if not (np.isfinite(self.fibre_dropout) and 0 <= self.fibre_dropout <= 1):
+            raise ValueError(f"fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
         if self.active_fibres is not None and self.active_fibres < 2:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 

@@ -10,7 +10,7 @@ import optax
 from flax import nnx
 
 from ..datasets import Normalisation
-from ..models import mask_signals, normalise_mri
+from ..models import mask_signals, normalise_mri, random_fibre_masks
 from ._data_loss import masked_mse
 from ._physics_loss import PhysicsLoss
 
@@ -60,6 +60,8 @@ class Steps:
         signal_mask: (S, K) measurements the network sees (absent fibres zeroed), or None.
         physics: the physics-consistency loss, or None (its term is then 0).
         data_weight: weight of the supervised MSE.
+        fibre_dropout: probability that a training phantom loses random fibres (0: off).
+        seed: seed of the fibre-dropout draws (one key per step, from `step`).
     """
 
     def __init__(
@@ -71,6 +73,8 @@ class Steps:
         signal_mask=None,
         physics: PhysicsLoss | None = None,
         data_weight: float = 1.0,
+        fibre_dropout: float = 0.0,
+        seed: int = 0,
     ):
         self.graphdef = graphdef
         self.optimiser = optimiser
@@ -79,6 +83,8 @@ class Steps:
         self.signal_mask = None if signal_mask is None else jnp.asarray(signal_mask)
         self.physics = physics
         self.data_weight = data_weight
+        self.fibre_dropout = fibre_dropout
+        self.dropout_key = jax.random.fold_in(jax.random.key(seed), 0xF1B5E)  # its own stream, not the model's
         self.train = jax.jit(self._train, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
 
@@ -93,9 +99,19 @@ class Steps:
     def _physics(self, output, signals):
         return jnp.zeros((), output.dtype) if self.physics is None else self.physics(output, signals)
 
+    def _dropped(self, signals, step):
+        """Signals with each phantom's randomly dropped fibres zeroed (fibre dropout)."""
+        if self.fibre_dropout == 0:
+            return signals
+        key = jax.random.fold_in(self.dropout_key, step)
+        masks = random_fibre_masks(key, signals.shape[0], signals.shape[-2], self.fibre_dropout)
+        return jnp.where(masks[:, None], signals, 0)
+
     def _train(self, state: TrainState, batch: dict, physics_weight):
+        inputs = self._dropped(batch["signals"], state.step)
+
         def objective(params):
-            output, batch_stats = self.predict(params, state.batch_stats, batch["signals"], batch["mri"], train=True)
+            output, batch_stats = self.predict(params, state.batch_stats, inputs, batch["mri"], train=True)
             if self.data_weight == 0:  # self-supervised: targets may be absent (NaN) and are never read
                 data = jnp.zeros((), output.dtype)
             else:

@@ -93,6 +93,8 @@ class Trainer:
             None if config.active_fibres is None else self.signal_mask,
             physics_loss_for(config, dataset, self.signal_mask),
             config.data_weight,
+            config.fibre_dropout,
+            config.seed,
         )
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
         self.state = jax.device_put(state, self.replicated)

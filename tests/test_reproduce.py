@@ -82,6 +82,14 @@ def test_experiment_and_evaluate_commands(study, tmp_path, capsys):
     reference = Scores.read_csv(study / "test-split" / "scores.csv")
     np.testing.assert_allclose(scores.values["Z-Net"]["mse"], reference.values["Z-Net"]["mse"][:3], rtol=1e-4)
     assert (out / "box_plots.png").exists() and (out / "examples.png").exists() and (out / "metrics.md").exists()
+    # Refinement rows: the network's images made to explain the data by 3 DRI steps.
+    refined = tmp_path / "refined"
+    assert main(args[:-1] + [str(refined), "--refine", "3", "--no-dri"]) == 0
+    scores = Scores.read_csv(refined / "scores.csv")
+    assert scores.methods == ("Z-Net", "Z-Net + refine")
+    np.testing.assert_allclose(scores.values["Z-Net"]["mse"], reference.values["Z-Net"]["mse"][:3], rtol=1e-4)
+    assert not np.allclose(scores.values["Z-Net + refine"]["mse"], scores.values["Z-Net"]["mse"])
+    assert main(args[:-1] + [str(refined), "--refine", "-1"]) == 2
     assert main(["evaluate", "--data", str(study / "data"), "--no-dri", "--out", str(out)]) == 2
     assert main(["evaluate", "--data", str(study / "data"), "--run", "Z-Net=/nonexistent", "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

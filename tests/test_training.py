@@ -251,6 +251,12 @@ def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     summary = json.loads((out / "convergence.json").read_text())
     assert summary["network"] == "znet" and np.isfinite(summary["misfit"][0])
     assert (out / "reconstruction.png").stat().st_size > 0
+    # --refine N: DRI steps centred on the network's output lower the misfit of its images.
+    assert main(args[:-1] + [str(tmp_path / "refined"), "--refine", "2"]) == 0
+    refined = json.loads((tmp_path / "refined" / "convergence.json").read_text())
+    assert refined["refine_steps"] >= 1 and refined["misfit"][-1] < refined["misfit"][0]
+    assert main(["reconstruct", "--method", "dri", "--refine", "2"] + args[5:]) == 2
+    assert "--refine" in capsys.readouterr().err
     np.save(tmp_path / "mri_big.npy", np.zeros((40, 40)))
     assert main(args[:-4] + ["--mri", str(tmp_path / "mri_big.npy"), "--out", str(out)]) == 2
     assert "32×32" in capsys.readouterr().err

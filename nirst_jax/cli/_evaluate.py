@@ -31,6 +31,9 @@ def add_parser(commands, name: str) -> None:
                         help="a network to evaluate (repeatable), e.g. Z-Net=runs/znet")
     parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of each run")
     parser.add_argument("--no-dri", action="store_true", help="leave out DRI")
+    parser.add_argument("--refine", type=int, default=0, metavar="N",
+                        help="also score each network refined by N DRI Gauss-Newton steps centred on its output "
+                             "(rows 'NAME + refine')")
     parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="test")
     parser.add_argument("--count", type=int, help="evaluate only the first N phantoms of the split")
     parser.add_argument("--active-fibres", type=int, help="use only this many evenly spaced fibres")
@@ -50,12 +53,14 @@ def run(args) -> int:
     jax.config.update("jax_enable_x64", True)
 
     from ..datasets import Dataset
-    from ..evaluation import GaussNewtonMethod
+    from ..evaluation import GaussNewtonMethod, RefinedNetwork
     from ..experiments import TestSet, write_scores
     from ..training import TrainedNetwork
 
     if args.no_dri and not args.run:
         raise ValueError("nothing to evaluate: give --run NAME=RUN and/or drop --no-dri")
+    if args.refine < 0:
+        raise ValueError(f"--refine must be ≥ 0, got {args.refine}")
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
     names = [name for name, _ in args.run]
@@ -76,8 +81,14 @@ def run(args) -> int:
     if not args.no_dri:
         methods["DRI"] = GaussNewtonMethod.for_dataset(training, "dri", active_fibres=args.active_fibres,
                                                        progress=not args.no_progress)
+    refinement = None
+    if args.refine:
+        refinement = GaussNewtonMethod.for_dataset(training, "dri", active_fibres=args.active_fibres,
+                                                   iterations=args.refine, progress=not args.no_progress)
     for name, folder in args.run:
         methods[name] = TrainedNetwork(folder, args.which, args.active_fibres)
+        if refinement is not None:
+            methods[f"{name} + refine"] = RefinedNetwork(methods[name], refinement)
     for name, method in methods.items():
         if method.image_mask.shape != test.mask.shape:
             raise ValueError(f"{name} reconstructs {method.image_mask.shape} images; {args.data} has {test.mask.shape}")

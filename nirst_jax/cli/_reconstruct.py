@@ -30,6 +30,10 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--method", choices=METHODS, default="dri", help="znet: any network trained by `nirst train`")
     parser.add_argument("--checkpoint", type=Path, help="--method znet: the training run folder")
     parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet: which checkpoint")
+    parser.add_argument(
+        "--refine", type=int, default=0, metavar="N",
+        help="--method znet: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
+    )
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
     parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
     parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
@@ -127,6 +131,8 @@ def _prepare(args):
         raise ValueError("give --reference or --self-calibrate, not both")
     if (args.method == "znet") != (args.checkpoint is not None):
         raise ValueError("--checkpoint goes with --method znet (and only with it)")
+    if args.refine < 0 or (args.refine and args.method != "znet"):
+        raise ValueError(f"--refine N (N ≥ 0) goes with --method znet, got {args.refine} with {args.method}")
     mesh = _mesh(args, data)
     n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
@@ -156,23 +162,29 @@ def _prepare(args):
     return mesh, model, np.asarray(ln_amplitude), image, scatter
 
 
+def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
+    from ..recon import GaussNewton, Reconstructor
+
+    return Reconstructor.create(
+        model,
+        mesh,
+        method,
+        basis_size=args.basis_size or None,
+        grid=grid,
+        solver=GaussNewton(iterations=iterations),
+        scatter=scatter,
+    )
+
+
 def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
     """Returns (images, nodal chromophores, grid, image mask, summary, title)."""
     import jax
     import jax.numpy as jnp
 
-    from ..recon import DEFAULT_WEIGHTS, GaussNewton, Reconstructor, image_grid, otsu_threshold, region_memberships
+    from ..recon import DEFAULT_WEIGHTS, image_grid, otsu_threshold, region_memberships
 
     grid = image_grid(mesh, image.shape[0] if image is not None else 100)
-    reconstructor = Reconstructor.create(
-        model,
-        mesh,
-        args.method,
-        basis_size=args.basis_size or None,
-        grid=grid,
-        solver=GaussNewton(iterations=args.iterations),
-        scatter=scatter,
-    )
+    reconstructor = _reconstructor(args, args.method, model, mesh, grid, args.iterations, scatter)
     structure = None
     if args.method == "dri":
         structure = image
@@ -221,7 +233,22 @@ def _network(args, mesh, model, ln_amplitude, image, scatter):
     misfit = float(np.mean((simulated - ln_amplitude)[active] ** 2))
     name = network.config.model.name
     summary = {"network": name, "checkpoint": str(args.checkpoint), "which": args.which, "step": network.step, "misfit": [misfit]}
-    return images, nodes, grid, np.asarray(interpolation.mask), summary, f"{name} ({args.which} checkpoint, step {network.step})"
+    title = f"{name} ({args.which} checkpoint, step {network.step})"
+    if args.refine:
+        import jax
+
+        from ..recon import DEFAULT_WEIGHTS
+
+        weight = DEFAULT_WEIGHTS["dri"] if args.weight is None else args.weight
+        reconstructor = _reconstructor(args, "dri", model, mesh, grid, args.refine, scatter)
+        refined = jax.jit(lambda d, m, s: reconstructor(d, m, weight, start=s))(
+            jnp.asarray(ln_amplitude), jnp.asarray(image), jnp.asarray(images, float)
+        )
+        images, nodes = np.asarray(refined.images), np.asarray(refined.chromophores)
+        misfit = [float(m) for m in np.asarray(refined.misfit) if np.isfinite(m)]
+        summary.update(misfit=misfit, refine_steps=int(refined.steps), weight=weight)
+        title += f" + {int(refined.steps)} DRI refinement steps (α = {weight:g})"
+    return images, nodes, grid, np.asarray(interpolation.mask), summary, title
 
 
 def run(args) -> int:
@@ -262,8 +289,9 @@ def run(args) -> int:
     )
     save_json(out / "convergence.json", summary)
     save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
+    iterative = args.method != "znet" or args.refine
     for k, value in enumerate(summary["misfit"]):
-        print(f"iteration {k}: mean-square ln A misfit {value:.4g}" if args.method != "znet" else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
+        print(f"iteration {k}: mean-square ln A misfit {value:.4g}" if iterative else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
     if "hbt_contrast" in summary:
         print(f"HbT contrast (ROI / background): {summary['hbt_contrast']:.3f}")
     print(f"reconstructed in {elapsed:.1f} s (incl. compile); wrote {out}/reconstruction.npz, .png, convergence.json")

@@ -2,7 +2,7 @@
 scores of several methods, region values of known phantoms, batched Gauss-Newton."""
 
 from ._derived import DERIVED_NAMES, DERIVED_UNITS, circle_roi, derived_maps, roi_contrast
-from ._methods import GaussNewtonMethod
+from ._methods import GaussNewtonMethod, RefinedNetwork
 from ._metrics import data_range, image_metrics, mse, psnr, ssim, ssim_map
 from ._regions import hbt_contrast, region_masks, region_means, region_table
 from ._scores import CHROMOPHORE_LABELS, METRIC_LABELS, METRICS, Scores
@@ -12,6 +12,7 @@ __all__ = [
     "DERIVED_NAMES",
     "DERIVED_UNITS",
     "GaussNewtonMethod",
+    "RefinedNetwork",
     "METRICS",
     "METRIC_LABELS",
     "Scores",

@@ -2,8 +2,9 @@
 
 A reconstruction method here is any callable mapping (B, L, S, K) ln amplitudes and
 (B, H, H) MRI images to (B, 3, H, H) HbO (µM), Hb (µM), water (%) images, 0 outside the disk,
-with an `image_mask` attribute: `GaussNewtonMethod` (DRI, Tikhonov) and
-`nirst_jax.training.TrainedNetwork` (a run of `nirst train`).
+with an `image_mask` attribute: `GaussNewtonMethod` (DRI, Tikhonov),
+`nirst_jax.training.TrainedNetwork` (a run of `nirst train`) and `RefinedNetwork` (a network
+followed by Gauss-Newton steps centred on its output).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .._batching import padded_batches
 from ..mesh import Mesh
 from ..models import evenly_spaced_fibres
 from ..physics import SpectralForwardModel
-from ..recon import DEFAULT_WEIGHTS, Reconstructor, image_grid
+from ..recon import DEFAULT_WEIGHTS, GaussNewton, Reconstructor, image_grid
 
 
 class GaussNewtonMethod:
@@ -32,6 +33,7 @@ class GaussNewtonMethod:
         method: "dri" or "tikhonov" (the soft prior needs a segmentation: `nirst reconstruct`).
         active_fibres: reconstruct from this many evenly spaced fibres only (default all).
         weight: regularisation weight α (default `DEFAULT_WEIGHTS[method]`).
+        iterations: most Gauss-Newton steps.
         batch_size: phantoms per vmapped call.
         progress: show a progress bar.
     """
@@ -46,6 +48,7 @@ class GaussNewtonMethod:
         method: str = "dri",
         active_fibres: int | None = None,
         weight: float | None = None,
+        iterations: int = 10,
         batch_size: int = 8,
         progress: bool = True,
     ):
@@ -62,13 +65,19 @@ class GaussNewtonMethod:
         )
         self.image_size = int(image_size)
         self.reconstructor = Reconstructor.create(
-            self.model, mesh, method, grid=image_grid(mesh, self.image_size), scatter=tuple(scatter)
+            self.model,
+            mesh,
+            method,
+            grid=image_grid(mesh, self.image_size),
+            solver=GaussNewton(iterations=iterations),
+            scatter=tuple(scatter),
         )
         self.weight = DEFAULT_WEIGHTS[method] if weight is None else float(weight)
         self.method, self.batch_size, self.progress = method, int(batch_size), progress
         reconstructor, alpha = self.reconstructor, self.weight
         structure = (lambda mri: mri) if method == "dri" else (lambda mri: None)
         self._run = jax.jit(jax.vmap(lambda d, m: reconstructor(d, structure(m), alpha).images))
+        self._refine = jax.jit(jax.vmap(lambda d, m, s: reconstructor(d, structure(m), alpha, start=s).images))
 
     @classmethod
     def for_dataset(cls, dataset, method: str = "dri", **options) -> "GaussNewtonMethod":
@@ -82,18 +91,58 @@ class GaussNewtonMethod:
         """(H, W) pixels inside the reconstruction mesh."""
         return np.asarray(self.reconstructor.grid.mask)
 
-    def __call__(self, ln_amplitude, mri) -> np.ndarray:
-        """(B, 3, H, H) images from (B, L, S, K) ln A and (B, H, H) MRI (calibrated data)."""
+    def __call__(self, ln_amplitude, mri, start=None) -> np.ndarray:
+        """(B, 3, H, H) images from (B, L, S, K) ln A and (B, H, H) MRI (calibrated data).
+
+        With `start` (B, 3, H, H) images (µM, µM, %), each is refined instead: the Gauss-Newton
+        steps correct it with the prior centred on it (`Reconstructor`'s `start`).
+        """
         ln_amplitude, mri = np.asarray(ln_amplitude, float), np.asarray(mri, float)
         if ln_amplitude.ndim != 4 or ln_amplitude.shape[1:] != self.model.data_shape:
             raise ValueError(f"ln_amplitude must be (B, {', '.join(map(str, self.model.data_shape))}), got {ln_amplitude.shape}")
-        if mri.shape != (len(ln_amplitude), self.image_size, self.image_size):
-            raise ValueError(f"mri must be (B, {self.image_size}, {self.image_size}), got {mri.shape}")
+        size = self.image_size
+        if mri.shape != (len(ln_amplitude), size, size):
+            raise ValueError(f"mri must be (B, {size}, {size}), got {mri.shape}")
+        arrays, run, what = (ln_amplitude, mri), self._run, self.method.upper()
+        if start is not None:
+            start = np.asarray(start, float)
+            if start.shape != (len(ln_amplitude), 3, size, size):
+                raise ValueError(f"start must be (B, 3, {size}, {size}), got {start.shape}")
+            if not np.isfinite(start).all():
+                raise ValueError("start images have NaN or infinite values")
+            arrays, run, what = (*arrays, start), self._refine, f"{what} refinements"
         out = []
-        bar = tqdm(total=len(ln_amplitude), desc=f"{self.method.upper()} reconstructions", unit="phantom",
+        bar = tqdm(total=len(ln_amplitude), desc=f"{what} reconstructions", unit="phantom",
                    disable=not self.progress, leave=False)
-        for n, (data, grey) in padded_batches((ln_amplitude, mri), self.batch_size, pad_single=True):
-            out.append(np.asarray(self._run(jnp.asarray(data), jnp.asarray(grey)))[:n])
+        for n, chunk in padded_batches(arrays, self.batch_size, pad_single=True):
+            out.append(np.asarray(run(*(jnp.asarray(a) for a in chunk)))[:n])
             bar.update(n)
         bar.close()
         return np.concatenate(out).astype(np.float32)
+
+
+class RefinedNetwork:
+    """A network's images refined by Gauss-Newton steps that make them explain the data.
+
+    Arguments:
+        network: the first stage, e.g. `TrainedNetwork` (any method of this module).
+        refinement: a `GaussNewtonMethod` (DRI: the prior then follows the MRI as well as the
+            network's output) whose `iterations` are the refinement steps; its data
+            calibration must be the network's (e.g. both on the training data's mesh).
+
+    The result has the method interface: `(ln_amplitude, mri)` → images, `image_mask`.
+    """
+
+    def __init__(self, network, refinement: GaussNewtonMethod):
+        if refinement.image_size != np.shape(network.image_mask)[0]:
+            raise ValueError(f"the network gives {np.shape(network.image_mask)} images, the refinement {refinement.image_size}²")
+        self.network, self.refinement = network, refinement
+
+    @property
+    def image_mask(self) -> np.ndarray:
+        return np.asarray(self.network.image_mask) & self.refinement.image_mask
+
+    def __call__(self, ln_amplitude, mri) -> np.ndarray:
+        """(B, 3, H, H) refined images from (B, L, S, K) ln A and (B, H, H) MRI."""
+        start = self.network(ln_amplitude, mri)
+        return self.refinement(ln_amplitude, mri, start=start)

@@ -17,6 +17,11 @@ J is never materialised over (chromophore, node): the chromophore Jacobian is th
 Jacobian times the extinction, so with P_l = (∂F_l/∂µa)·B the normal matrix is
 Σ_l (ẽ_l ẽ_lᵀ) ⊗ P_lᵀP_l with ẽ_l = s·E_l — 3K×3K, solved by Cholesky.
 
+With a nodal `offset` c₀ (e.g. a network's output), the unknowns are a correction:
+c = c₀ + B(s·u), started and anchored at u₀ = 0, so the prior is centred on c₀ and the
+basis only has to carry what c₀ gets wrong; the chromophores are then clipped to the bounds
+node by node instead of u.
+
 Optionally (`fit_offsets`) a per-wavelength offset of ln A (unknown source power × detector
 gain) is eliminated by variable projection: residuals and Jacobian rows lose their
 per-wavelength mean.
@@ -115,6 +120,7 @@ class GaussNewton(eqx.Module):
         scale,
         scatter_amplitude=1.0,
         scatter_power=1.0,
+        offset=None,
     ) -> GaussNewtonResult:
         """Reconstruct.
 
@@ -127,9 +133,10 @@ class GaussNewton(eqx.Module):
             initial: (3, K) or (3,) starting (and prior) chromophores u₀·s.
             scale: (3,) positive per-chromophore scale s.
             scatter_amplitude, scatter_power: the (known) scattering law.
+            offset: (3, N) nodal chromophores the basis corrects (module docstring), or None.
 
         Returns:
-            `GaussNewtonResult`.
+            `GaussNewtonResult` (with `offset`, `coefficients` are the correction).
         """
         if model.frequency_hz != 0:
             raise ValueError("Gauss-Newton reconstruction uses CW ln amplitude; give a CW model")
@@ -159,6 +166,18 @@ class GaussNewton(eqx.Module):
         lower = jnp.asarray(self.lower, dtype) / scale
         upper = jnp.asarray(self.upper, dtype) / scale
         u0 = initial / scale[:, None]
+        if offset is not None:
+            offset = jnp.asarray(offset, dtype)
+            if offset.shape != (3, model.fem.n_nodes):
+                raise ValueError(f"offset must have shape (3, {model.fem.n_nodes}), got {offset.shape}")
+            lower, upper = jnp.full(3, -jnp.inf, dtype), jnp.full(3, jnp.inf, dtype)  # bounds act on the nodes
+
+        def nodal(u):
+            chromophores = basis.nodes_from(u * scale[:, None])
+            if offset is None:
+                return chromophores
+            bounds = [jnp.asarray(b, dtype)[:, None] for b in (self.lower, self.upper)]
+            return jnp.clip(offset + chromophores, *bounds)
 
         weights = mask[..., None]
 
@@ -169,7 +188,7 @@ class GaussNewton(eqx.Module):
             return ((rows - mean) * weights if self.fit_offsets else rows), mean
 
         def linearise(u):
-            chromophores = basis.nodes_from(u * scale[:, None])
+            chromophores = nodal(u)
             mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
             predicted, jacobian = model.linearise_absorption(mua, musp)
             residual, offsets = project((y - predicted.reshape(n_wavelengths, -1))[..., None])

@@ -164,20 +164,27 @@ class Reconstructor(eqx.Module):
         membership = membership / membership.sum(1, keepdims=True)
         return soft_prior_matrix(membership, self.tikhonov_fraction)
 
-    def __call__(self, data, structure=None, weight=None, reference=None) -> Reconstruction:
+    def __call__(self, data, structure=None, weight=None, reference=None, start=None) -> Reconstruction:
         """Reconstruct one phantom.
 
         Arguments:
             data: (L, S, K) calibrated ln A.
             structure: see `regulariser`.
             weight: α, scalar or (3,) (default `DEFAULT_WEIGHTS[method]`).
-            reference: (3,) homogeneous starting chromophores (default: fitted to `data`).
+            reference: (3,) homogeneous starting chromophores (default: fitted to `data`, or
+                with `start` its mean over the nodes); sets the scale of the unknowns.
+            start: (3, H, W) images to refine (e.g. a network's output), or None. The
+                Gauss-Newton steps then correct `start` on the basis with the prior centred
+                on it (`GaussNewton`'s `offset`), and the images are `start` plus the
+                correction, so detail finer than the basis is kept.
 
         Returns:
             `Reconstruction`.
         """
         weight = DEFAULT_WEIGHTS[self.method] if weight is None else weight
         amplitude, power = self.scatter
+        if start is not None:
+            return self._refine(data, structure, weight, reference, start)
         if reference is None:
             fit = fit_homogeneous(
                 self.model, data, scatter_amplitude=amplitude, scatter_power=power, solver=HOMOGENEOUS_SOLVER
@@ -193,6 +200,30 @@ class Reconstructor(eqx.Module):
         return Reconstruction(
             chromophores=chromophores,
             images=self.grid.nodes_to_image(chromophores),
+            background=reference,
+            misfit=result.misfit,
+            steps=result.steps,
+        )
+
+    def _refine(self, data, structure, weight, reference, start) -> Reconstruction:
+        start = jnp.asarray(start)
+        size = (3, self.grid.size, self.grid.size)
+        if start.shape != size:
+            raise ValueError(f"start must have shape {size}, got {start.shape}")
+        offset = self.grid.image_to_nodes(start)
+        reference = jnp.mean(offset, axis=1) if reference is None else jnp.asarray(reference)
+        scale = jnp.maximum(reference, 0.05 * jnp.asarray(nominal_background(), reference.dtype))
+        zero = jnp.zeros(3, offset.dtype)
+        result = self.solver(
+            self.model, self.basis, data, self.regulariser(structure), weight, zero, scale, *self.scatter, offset=offset
+        )
+        correction = self.basis.nodes_from(result.coefficients)
+        lower, upper = (jnp.asarray(b, offset.dtype)[:, None] for b in (self.solver.lower, self.solver.upper))
+        chromophores = jnp.clip(offset + correction, lower, upper)
+        images = jnp.clip(start + self.grid.nodes_to_image(correction), lower[..., None], upper[..., None])
+        return Reconstruction(
+            chromophores=chromophores,
+            images=jnp.where(self.grid.mask, images, 0.0),
             background=reference,
             misfit=result.misfit,
             steps=result.steps,

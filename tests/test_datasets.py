@@ -224,3 +224,36 @@ def test_two_processes_split_the_shards_and_give_the_same_store(store, tmp_path)
     simulate_dataset(folder, CONFIG, **ARGS, process_index=1, process_count=2)
     simulate_dataset(folder, CONFIG, **ARGS, process_index=0, process_count=2, resume=True)
     assert store_files(folder) == store_files(store)
+
+
+def test_realistic_phantoms_paint_the_fibroglandular_region_in_truth_and_mri():
+    """Where only the fibroglandular region lies, the truth holds its values and the MRI its grey."""
+    import equinox as eqx
+
+    from nirst_jax.datasets import PhantomSimulator
+    from nirst_jax.phantoms import inside_glandular, phantom_config, sample_phantom
+
+    config = SimulationConfig(phantoms=phantom_config("realistic"), mesh_spacing_mm=6.0, image_size=48)
+    simulator = PhantomSimulator.create(config)
+    keys = jax.random.split(jax.random.key(1), 6)
+    out = jax.tree.map(np.asarray, jax.jit(jax.vmap(simulator))(keys))
+    centers = config.grid().centers()
+    grey = config.phantoms.decoupling.glandular_grey
+    checked = 0
+    for i, key in enumerate(keys):
+        if not out["glandular_present"][i]:
+            continue
+        p = sample_phantom(config.phantoms, jax.random.split(key, 3)[0])
+        np.testing.assert_allclose(p.glandular, out["glandular"][i], rtol=1e-6)  # the same draw as the simulator's
+        # The region's core (mean radius × 0.8: off its edge pixels), away from every inclusion
+        # (MRI shapes may be shifted by up to 1 mm).
+        core = np.array(inside_glandular(eqx.tree_at(lambda q: q.glandular_radius, p, 0.8 * p.glandular_radius), centers))
+        for c, r, here in zip(out["centers"][i], out["radii"][i], out["present"][i]):
+            if here:
+                core &= np.linalg.norm(centers - c, axis=-1) > r + 3.0
+        if core.sum() < 5:
+            continue
+        np.testing.assert_allclose(out["targets"][i][:, core], np.repeat(out["glandular"][i][:, None], core.sum(), 1), rtol=1e-5)
+        assert abs(out["mri"][i][core].mean() - grey) < 4 * grey * 0.04 / np.sqrt(core.sum()), out["mri"][i][core].mean()
+        checked += 1
+    assert checked >= 2

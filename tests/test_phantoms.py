@@ -11,7 +11,9 @@ from nirst_jax.mesh import GridInterpolation, PixelGrid
 from nirst_jax.phantoms import (
     FIXED_PHANTOMS,
     Circle,
+    REALISTIC,
     Coverage,
+    Decoupling,
     MRIConfig,
     Phantom,
     PhantomConfig,
@@ -19,6 +21,7 @@ from nirst_jax.phantoms import (
     StarShape,
     TissueTable,
     fixed_phantom,
+    inside_glandular,
     node_coverage,
     paint,
     phantom_config,
@@ -179,6 +182,11 @@ def test_sampling_is_a_function_of_the_key():
         (lambda: TissueTable(lesion_sto2=(50.0, 120.0)), "lesion_sto2"),
         (lambda: MRIConfig(noise=-0.1), "noise"),
         (lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=6.5)), "mismatch"),
+        (lambda: Decoupling(silent=1.2), "silent"),
+        (lambda: Decoupling(silent=0.6, hidden=0.6), "silent \\+ hidden"),
+        (lambda: Decoupling(benign=-0.1), "benign"),
+        (lambda: Decoupling(glandular_water=(30.0, 120.0)), "glandular_water"),
+        (lambda: PhantomConfig(decoupling=Decoupling(glandular=0.5, glandular_radius_mm=(10.0, 35.0))), "fibroglandular"),
     ],
 )
 def test_bad_configs_are_rejected(make, message):
@@ -194,8 +202,9 @@ def test_unknown_names_are_rejected():
 
 
 def test_config_round_trips_through_a_dict():
-    config = phantom_config("mismatch")
-    assert PhantomConfig.from_dict(config.to_dict()) == config
+    for name in ("mismatch", "realistic"):
+        config = phantom_config(name)
+        assert PhantomConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown phantom config keys"):
         PhantomConfig.from_dict({"radius": 3})
 
@@ -244,3 +253,55 @@ def test_phantom_regions_must_fit_and_have_valid_values():
         Phantom((10.0, 5.0, 30.0), (Region(Circle((35.0, 0.0), 10.0), (1.0, 1.0, 1.0), 80.0),))
     with pytest.raises(ValueError, match="chromophores"):
         Region(Circle((0.0, 0.0), 5.0), (1.0, -1.0, 1.0), 80.0)
+
+
+def test_realistic_distribution_decouples_mri_and_optics():
+    """Each `Decoupling` option at its stated rate, with the values it promises."""
+    config = phantom_config("realistic")
+    keys = jax.random.split(jax.random.key(3), 4000)
+    p = jax.tree.map(np.asarray, jax.jit(jax.vmap(lambda k: sample_phantom(config, k)))(keys))
+    options = config.decoupling
+    assert options == REALISTIC
+    n = len(keys)
+
+    def near(rate, expected):  # 4 binomial standard deviations
+        return abs(rate - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 1e-9
+
+    assert near(p.glandular_present.mean(), options.glandular)
+    lesion_free = ~p.present[:, 0]
+    assert near(lesion_free.mean(), options.lesion_free)
+    # Backgrounds: adipose ranges under a fibroglandular region, the study's span otherwise.
+    hbt = p.background[:, 0] + p.background[:, 1]
+    g = p.glandular_present
+    assert hbt[g].min() >= options.adipose_hbt[0] - 1e-4 and hbt[g].max() <= options.adipose_hbt[1] + 1e-4
+    assert p.background[g, 2].max() <= options.adipose_water[1] + 1e-4
+    assert hbt[~g].max() > options.adipose_hbt[1]  # the study's range reaches fibroglandular values
+    glandular_hbt = p.glandular[g, 0] + p.glandular[g, 1]
+    assert glandular_hbt.min() >= options.glandular_hbt[0] - 1e-4 and p.glandular[g, 2].min() >= options.glandular_water[0] - 1e-4
+    # The region fits inside the disk with the margin.
+    extent = p.glandular_radius[g] * (1 + p.glandular_shape[g, 0].sum(-1))
+    assert (np.hypot(*p.glandular_center[g].T) + extent <= config.radius_mm - config.margin_mm + 1e-4).all()
+    # Inclusions against their local tissue.
+    inside = np.asarray(jax.vmap(inside_glandular)(jax.tree.map(jnp.asarray, p), jnp.asarray(p.centers)))
+    local = np.where(inside[..., None], p.glandular[:, None], p.background[:, None])
+    present = p.present
+    contrast = (p.lesions[..., 0] + p.lesions[..., 1]) / (local[..., 0] + local[..., 1])
+    silent = present & np.all(np.isclose(p.lesions, local, rtol=1e-6), -1)
+    local_grey = np.where(inside, options.glandular_grey, config.mri.background_grey)
+    hidden = present & np.isclose(p.mri_greys, local_grey) & ~silent
+    assert near(silent.sum() / present.sum(), options.silent)
+    assert near(hidden.sum() / present.sum(), options.hidden)
+    shown = present & ~silent
+    benign = shown & (contrast <= options.benign_hbt_contrast[1] + 1e-4)
+    assert near(benign.sum() / shown.sum(), options.benign)
+    assert contrast[shown].min() >= options.benign_hbt_contrast[0] - 1e-4
+    assert contrast[shown & ~benign].min() >= options.malignant_hbt_contrast[0] - 1e-4
+    assert (p.mri_greys[present & ~hidden] == config.mri.inclusion_grey).all()
+    assert (p.mri_greys[~present] == 0).all() and (p.radii[~present] == 0).all()
+
+
+def test_the_study_distribution_has_no_decoupling(draws):
+    config, p = draws
+    assert not config.decoupling.active and phantom_config("paper") == config
+    assert not p.glandular_present.any() and p.present[:, 0].all()
+    assert (p.mri_greys[p.present] == config.mri.inclusion_grey).all()

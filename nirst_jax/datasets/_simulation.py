@@ -11,7 +11,16 @@ import numpy as np
 
 from .._config_dict import config_from_dict
 from ..mesh import GridInterpolation, Mesh, PixelGrid, disk_mesh
-from ..phantoms import Coverage, PhantomConfig, add_mri_noise, inside_circle, mri_image, paint, sample_phantom
+from ..phantoms import (
+    Coverage,
+    PhantomConfig,
+    add_mri_noise,
+    inside_circle,
+    inside_glandular,
+    mri_image,
+    paint,
+    sample_phantom,
+)
 from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, check_wavelengths
 
 PRECISIONS = ("float32", "float64")
@@ -129,21 +138,30 @@ class PhantomSimulator(eqx.Module):
             `ln_amplitude_background` (the phantom's homogeneous background, noise-free),
             `mri` (H, W), `targets` (3, H, W) HbO/Hb/water, `chromophores_nodes` (3, N), and
             the phantom parameters (`centers`, `radii`, `present`, `background`, `lesions`,
-            `scatter`, `mri_centers`, `mri_radii`).
+            `scatter`, `mri_centers`, `mri_radii`; with `Decoupling` options also
+            `mri_greys` and the fibroglandular region's `glandular_*` and `glandular` values).
         """
         config = self.config
         k_phantom, k_mri, k_data = jax.random.split(key, 3)
         p = sample_phantom(config.phantoms, k_phantom)
         node_fractions = self._circle_fractions(self.node_coverage, p.centers, p.radii, p.present)
         pixel_fractions = self._circle_fractions(self.pixel_coverage, p.centers, p.radii, p.present)
-        chromophores = paint(p.background, node_fractions, p.lesions)
-        targets = jnp.where(self.mask, paint(p.background, pixel_fractions, p.lesions), 0.0)
         mri_config = config.phantoms.mri
         if mri_config.mismatch_mm > 0:
             mri_fractions = self._circle_fractions(self.pixel_coverage, p.mri_centers, p.mri_radii, p.present)
         else:
             mri_fractions = pixel_fractions
-        greys = jnp.full(p.present.shape, mri_config.inclusion_grey)
+        values, greys = p.lesions, p.mri_greys
+        decoupled = config.phantoms.decoupling.active
+        if decoupled:  # the fibroglandular region lies under the inclusions
+            glandular = lambda coverage: coverage(lambda points: inside_glandular(p, points))[None]  # noqa: E731
+            node_fractions = jnp.concatenate([glandular(self.node_coverage), node_fractions])
+            pixel_fractions = jnp.concatenate([glandular(self.pixel_coverage), pixel_fractions])
+            mri_fractions = jnp.concatenate([pixel_fractions[:1], mri_fractions])
+            values = jnp.concatenate([p.glandular[None], values])
+            greys = jnp.concatenate([jnp.full(1, config.phantoms.decoupling.glandular_grey, greys.dtype), greys])
+        chromophores = paint(p.background, node_fractions, values)
+        targets = jnp.where(self.mask, paint(p.background, pixel_fractions, values), 0.0)
         mri = add_mri_noise(mri_image(mri_fractions, greys, mri_config.background_grey, self.mask), mri_config.noise, k_mri)
 
         dtype = config.dtype
@@ -167,4 +185,16 @@ class PhantomSimulator(eqx.Module):
             scatter=p.scatter.astype(jnp.float32),
             mri_centers=p.mri_centers.astype(jnp.float32),
             mri_radii=p.mri_radii.astype(jnp.float32),
+            **(
+                dict(
+                    mri_greys=p.mri_greys.astype(jnp.float32),
+                    glandular_present=p.glandular_present,
+                    glandular_center=p.glandular_center.astype(jnp.float32),
+                    glandular_radius=p.glandular_radius.astype(jnp.float32),
+                    glandular_shape=p.glandular_shape.astype(jnp.float32),
+                    glandular=p.glandular.astype(jnp.float32),
+                )
+                if decoupled
+                else {}
+            ),
         )

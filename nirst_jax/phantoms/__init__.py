@@ -1,23 +1,26 @@
 """Phantoms: analytic shapes, their coverage of nodes and pixels, random and fixed phantoms, MRI."""
 
-from ._config import CONFIGS, MRIConfig, PhantomConfig, phantom_config
+from ._config import CONFIGS, REALISTIC, MRIConfig, PhantomConfig, phantom_config
+from ._decoupling import Decoupling
 from ._coverage import Coverage, node_coverage, paint, pixel_coverage
 from ._fixed import FIXED_PHANTOMS, benign_lesion, breast, fixed_phantom, malignant_lesion, three_inclusions
 from ._mri import add_mri_noise, mri_image
 from ._phantom import Phantom, Region
-from ._sampling import PhantomParameters, sample_phantom
-from ._shapes import Circle, StarShape, inside_circle
+from ._sampling import PhantomParameters, inside_glandular, sample_phantom
+from ._shapes import Circle, StarShape, inside_circle, inside_star
 from ._tissue import TissueTable, read_priors
 
 __all__ = [
     "CONFIGS",
     "Circle",
     "Coverage",
+    "Decoupling",
     "FIXED_PHANTOMS",
     "MRIConfig",
     "Phantom",
     "PhantomConfig",
     "PhantomParameters",
+    "REALISTIC",
     "Region",
     "StarShape",
     "TissueTable",
@@ -26,6 +29,8 @@ __all__ = [
     "breast",
     "fixed_phantom",
     "inside_circle",
+    "inside_glandular",
+    "inside_star",
     "malignant_lesion",
     "mri_image",
     "node_coverage",

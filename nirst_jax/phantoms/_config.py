@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .._config_dict import config_from_dict
+from ._decoupling import Decoupling
 from ._tissue import Range, TissueTable, _check_range
 
 
@@ -51,6 +52,7 @@ class PhantomConfig:
         scatter_amplitude: range of a in µs' = a (λ/1000 nm)^(−b), mm⁻¹ (equal ends: fixed).
         scatter_power: range of b.
         mri: the MRI image settings.
+        decoupling: where MRI and optics disagree (`Decoupling`; default: never, the study).
     """
 
     radius_mm: float = 41.0
@@ -63,6 +65,7 @@ class PhantomConfig:
     scatter_amplitude: Range = (1.0, 1.0)
     scatter_power: Range = (1.0, 1.0)
     mri: MRIConfig = field(default_factory=MRIConfig)
+    decoupling: Decoupling = field(default_factory=Decoupling)
 
     def __post_init__(self):
         for name in ("radius_mm", "pair_diameter_mm"):
@@ -94,6 +97,13 @@ class PhantomConfig:
                 f"a {max(diameters):g} mm inclusion cannot fit {self.margin_mm:g} mm inside a disk of "
                 f"radius {self.radius_mm:g} mm"
             )
+        from ._decoupling import GLANDULAR_EXTENT
+
+        if self.decoupling.glandular > 0 and self.decoupling.glandular_radius_mm[1] * GLANDULAR_EXTENT > room:
+            raise ValueError(
+                f"a fibroglandular region of mean radius {self.decoupling.glandular_radius_mm[1]:g} mm (lobes up to "
+                f"×{GLANDULAR_EXTENT:g}) cannot fit {self.margin_mm:g} mm inside a disk of radius {self.radius_mm:g} mm"
+            )
         span = 2 * self.pair_diameter_mm + self.pair_gap_mm[1]
         if self.two_inclusion_probability > 0 and span > 2 * room:
             raise ValueError(
@@ -113,7 +123,11 @@ class PhantomConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "PhantomConfig":
         """Rebuild from `to_dict` output; unknown keys are an error."""
-        nested = {"tissue": lambda d: TissueTable(**d), "mri": lambda d: MRIConfig(**d)}
+        nested = {
+            "tissue": lambda d: TissueTable(**d),
+            "mri": lambda d: MRIConfig(**d),
+            "decoupling": lambda d: Decoupling(**d),
+        }
         return config_from_dict(cls, data, "phantom config", nested)
 
     def replace(self, **changes) -> "PhantomConfig":
@@ -121,13 +135,18 @@ class PhantomConfig:
         return replace(self, **changes)
 
 
+REALISTIC = Decoupling(lesion_free=0.1, silent=0.15, hidden=0.05, benign=0.3, glandular=0.6)
+"""The `realistic` distribution's disagreements between MRI and optics (docs/data.md)."""
+
 CONFIGS = {
     "paper": PhantomConfig,
     "single": lambda: PhantomConfig(two_inclusion_probability=0.0),
     "mismatch": lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=2.0)),
+    "realistic": lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=1.0), decoupling=REALISTIC),
 }
-"""Named phantom distributions: `paper` (DESIGN §6), `single` (one inclusion only) and
-`mismatch` (the paper's distribution with MRI/optical shape mismatch up to 2 mm)."""
+"""Named phantom distributions: `paper` (DESIGN §6), `single` (one inclusion only),
+`mismatch` (the paper's distribution with MRI/optical shape mismatch up to 2 mm) and
+`realistic` (MRI and optics disagree as in real breasts: `REALISTIC`, 1 mm shape mismatch)."""
 
 
 def phantom_config(name: str) -> PhantomConfig:

@@ -10,7 +10,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from dataclasses import replace
+
 from ._config import PhantomConfig
+from ._decoupling import GLANDULAR_AMPLITUDE, GLANDULAR_EXTENT, GLANDULAR_ORDERS, Decoupling
+from ._shapes import inside_star
 
 _LENS_CANDIDATES = 64
 """Candidate midpoints for a pair of inclusions; each lands in the valid lens with probability
@@ -23,12 +27,19 @@ class PhantomParameters(eqx.Module):
     Attributes:
         centers: (K, 2) inclusion centres, mm (absent inclusions: 0).
         radii: (K,) inclusion radii, mm (absent: 0).
-        present: (K,) which inclusions exist; the first always does.
+        present: (K,) which inclusions exist; the first always does unless the phantom is
+            lesion-free (`Decoupling.lesion_free`).
         background: (3,) HbO (µM), Hb (µM), water (%).
         lesions: (K, 3) inclusion HbO, Hb, water.
         scatter: (2,) scattering amplitude a (mm⁻¹) and power b.
         mri_centers: (K, 2) inclusion centres on the MRI.
         mri_radii: (K,) inclusion radii on the MRI.
+        mri_greys: (K,) grey level of each inclusion on the MRI.
+        glandular_present: () whether there is a fibroglandular region (`Decoupling`).
+        glandular_center: (2,) its centre, mm.
+        glandular_radius: () its mean radius, mm.
+        glandular_shape: (2, len(GLANDULAR_ORDERS)) amplitudes and phases of its rim.
+        glandular: (3,) its HbO, Hb, water.
     """
 
     centers: jnp.ndarray
@@ -39,6 +50,12 @@ class PhantomParameters(eqx.Module):
     scatter: jnp.ndarray
     mri_centers: jnp.ndarray
     mri_radii: jnp.ndarray
+    mri_greys: jnp.ndarray
+    glandular_present: jnp.ndarray
+    glandular_center: jnp.ndarray
+    glandular_radius: jnp.ndarray
+    glandular_shape: jnp.ndarray
+    glandular: jnp.ndarray
 
     @property
     def n_inclusions(self) -> jnp.ndarray:
@@ -119,7 +136,8 @@ def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
     mri_radii = radii + jax.random.uniform(k_radius, (count,), F32, minval=-mismatch, maxval=mismatch)
     shifts = jax.vmap(lambda k: _single_center(k, mismatch))(jax.random.split(k_shift, count))
     mri_centers = centers + shifts
-    return PhantomParameters(
+    orders = len(GLANDULAR_ORDERS)
+    p = PhantomParameters(
         centers=centers,
         radii=radii,
         present=present,
@@ -128,4 +146,84 @@ def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
         scatter=scatter,
         mri_centers=jnp.where(present[:, None], mri_centers, 0.0),
         mri_radii=jnp.where(present, mri_radii, 0.0),
+        mri_greys=jnp.where(present, jnp.float32(config.mri.inclusion_grey), 0.0),
+        glandular_present=jnp.array(False),
+        glandular_center=jnp.zeros(2, F32),
+        glandular_radius=jnp.zeros((), F32),
+        glandular_shape=jnp.zeros((2, orders), F32),
+        glandular=jnp.zeros(3, F32),
+    )
+    if config.decoupling.active:  # static: the study's distribution keeps its draws bit for bit
+        p = _decouple(config, p, jax.random.fold_in(key, 0xDEC0))
+    return p
+
+
+def inside_glandular(p: PhantomParameters, points):
+    """(...,) bool: `points` (..., 2) inside the phantom's fibroglandular region (if any)."""
+    amplitudes, phases = p.glandular_shape
+    inside = inside_star(points, p.glandular_center, p.glandular_radius, GLANDULAR_ORDERS, amplitudes, phases)
+    return inside & p.glandular_present
+
+
+def _decouple(config: PhantomConfig, p: PhantomParameters, key) -> PhantomParameters:
+    """Apply the `Decoupling` options to a phantom drawn from the study's distribution."""
+    options: Decoupling = config.decoupling
+    tissue = config.tissue
+    keys = jax.random.split(key, 10)
+    count = p.present.shape[0]
+
+    # A fibroglandular region in an adipose background, or the study's homogeneous background.
+    glandular_present = jax.random.uniform(keys[0], (), F32) < options.glandular
+    radius = jax.random.uniform(keys[1], (), F32, *options.glandular_radius_mm)
+    room = config.radius_mm - config.margin_mm - GLANDULAR_EXTENT * radius
+    center = _single_center(keys[2], room)
+    shape = jnp.stack([
+        jax.random.uniform(keys[3], (len(GLANDULAR_ORDERS),), F32, 0.0, GLANDULAR_AMPLITUDE),
+        jax.random.uniform(keys[4], (len(GLANDULAR_ORDERS),), F32, 0.0, 2 * jnp.pi),
+    ])
+    adipose = replace(tissue, background_hbt=options.adipose_hbt, background_water=options.adipose_water)
+    glandular_tissue = replace(tissue, background_hbt=options.glandular_hbt, background_water=options.glandular_water)
+    k_adipose, k_glandular = jax.random.split(keys[5])
+    background = jnp.where(glandular_present, adipose.sample_background(k_adipose), p.background)
+    glandular = glandular_tissue.sample_background(k_glandular)
+    p = eqx.tree_at(
+        lambda q: (q.background, q.glandular_present, q.glandular_center, q.glandular_radius, q.glandular_shape, q.glandular),
+        p,
+        (background, glandular_present, center, radius, shape, glandular),
+    )
+
+    # Inclusions: none at all, or each benign- or malignant-like against its local tissue.
+    in_glandular = inside_glandular(p, p.centers)  # (K,)
+    local = jnp.where(in_glandular[:, None], glandular, background)
+    local_grey = jnp.where(in_glandular, options.glandular_grey, config.mri.background_grey).astype(F32)
+    lesion_keys = jax.random.split(keys[6], count)
+    if options.benign is None:
+        lesions = jax.vmap(tissue.sample_lesion)(lesion_keys, local)
+    else:
+        benign_table = replace(tissue, lesion_hbt_contrast=options.benign_hbt_contrast)
+        malignant_table = replace(tissue, lesion_hbt_contrast=options.malignant_hbt_contrast)
+        benign = jax.random.uniform(keys[7], (count,), F32) < options.benign
+        lesions = jnp.where(
+            benign[:, None],
+            jax.vmap(benign_table.sample_lesion)(lesion_keys, local),
+            jax.vmap(malignant_table.sample_lesion)(lesion_keys, local),
+        )
+    u = jax.random.uniform(keys[8], (count,), F32)
+    silent = u < options.silent
+    hidden = (u >= options.silent) & (u < options.silent + options.hidden)
+    lesions = jnp.where(silent[:, None], local, lesions)
+    present = p.present & ~(jax.random.uniform(keys[9], (), F32) < options.lesion_free)
+    greys = jnp.where(hidden, local_grey, jnp.float32(config.mri.inclusion_grey))
+    return eqx.tree_at(
+        lambda q: (q.present, q.lesions, q.mri_greys, q.mri_centers, q.mri_radii, q.centers, q.radii),
+        p,
+        (
+            present,
+            lesions,
+            jnp.where(present, greys, 0.0),
+            jnp.where(present[:, None], p.mri_centers, 0.0),
+            jnp.where(present, p.mri_radii, 0.0),
+            jnp.where(present[:, None], p.centers, 0.0),
+            jnp.where(present, p.radii, 0.0),
+        ),
     )

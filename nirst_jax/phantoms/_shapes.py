@@ -18,6 +18,24 @@ def inside_circle(points, center, radius):
     return (offset**2).sum(-1) <= jnp.asarray(radius) ** 2
 
 
+def inside_star(points, center, radius, orders, amplitudes, phases):
+    """(...,) bool: `points` (..., 2) inside r(θ) = radius·(1 + Σ_k a_k cos(m_k θ + φ_k)) about `center`.
+
+    Arguments:
+        points: (..., 2) mm.
+        center: (2,) mm.
+        radius: mean radius, mm.
+        orders: the integer orders m_k (a static sequence).
+        amplitudes, phases: (len(orders),) a_k and φ_k (arrays, may be traced).
+    """
+    offset = jnp.asarray(points) - jnp.asarray(center)
+    angle = jnp.arctan2(offset[..., 1], offset[..., 0])
+    boundary = jnp.ones_like(angle)
+    for k, order in enumerate(orders):
+        boundary = boundary + amplitudes[k] * jnp.cos(order * angle + phases[k])
+    return (offset**2).sum(-1) <= (radius * boundary) ** 2
+
+
 def _finite_point(name: str, value) -> tuple[float, float]:
     point = tuple(float(c) for c in np.ravel(value))
     if len(point) != 2 or not np.all(np.isfinite(point)):
@@ -92,9 +110,7 @@ class StarShape:
 
     def contains(self, points):
         """(...,) bool: points (..., 2) inside the shape."""
-        offset = jnp.asarray(points) - jnp.asarray(self.center)
-        angle = jnp.arctan2(offset[..., 1], offset[..., 0])
-        boundary = jnp.ones_like(angle)
-        for order, amplitude, phase in self.harmonics:
-            boundary = boundary + amplitude * jnp.cos(order * angle + phase)
-        return (offset**2).sum(-1) <= (self.radius * boundary) ** 2
+        orders = [m for m, _, _ in self.harmonics]
+        amplitudes = [a for _, a, _ in self.harmonics]
+        phases = [p for _, _, p in self.harmonics]
+        return inside_star(points, self.center, self.radius, orders, amplitudes, phases)

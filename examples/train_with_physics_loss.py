@@ -57,7 +57,7 @@ def main() -> None:
         if weight == 0:  # report the physics term of the data-only network too
             steps = Steps(trainer.steps.graphdef, trainer.optimiser, dataset.normalisation, dataset.image_mask,
                           physics=PhysicsLoss.for_dataset(dataset))
-            metrics = evaluate_batches(steps, best, dataset, test, config.batch_size, trainer.loader.sharding)
+            metrics = evaluate_batches(steps, best, trainer.loader, test, config.batch_size)
         else:
             metrics = trainer.evaluate(test, best)
         rmse = np.sqrt(metrics["mse"].mean(0))

@@ -114,6 +114,65 @@ def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
             assert abs(a[key] - b[key]) <= tolerance * abs(a[key]), (key, a[key], b[key])
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_two_devices_and_resume(dataset, tmp_path):
+    """jax.distributed on localhost: 2 processes × 1 CPU device, interrupted after 4 steps and
+    resumed, give the loss trajectory of 1 process × 2 devices trained straight through."""
+    common = f"""
+import json, sys, jax
+from nirst_jax.models import ModelSpec
+from nirst_jax.training import TrainConfig, Trainer, initialize_distributed
+config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125), epochs=2, batch_size=32)
+"""
+    worker = common + f"""
+initialize_distributed("127.0.0.1:" + sys.argv[1], 2, int(sys.argv[2]))
+assert len(jax.devices()) == 2 and len(jax.local_devices()) == 1
+run = {str(tmp_path / "multi")!r}
+Trainer({str(dataset.folder)!r}, run, config, progress=False).fit(stop_after_steps=4)
+trainer = Trainer({str(dataset.folder)!r}, run, config, resume=True, progress=False)
+assert int(trainer.state.step) == 4
+trainer.fit()
+print(json.dumps(trainer.records))
+"""
+    single = common + f"""
+assert len(jax.devices()) == 2
+trainer = Trainer({str(dataset.folder)!r}, {str(tmp_path / "single")!r}, config, progress=False)
+trainer.fit()
+print(json.dumps(trainer.records))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    port = str(free_port())
+    workers = [
+        subprocess.Popen([sys.executable, "-c", worker, port, str(rank)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for rank in (0, 1)
+    ]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for w, (_, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    done = subprocess.run([sys.executable, "-c", single], capture_output=True, text=True, timeout=600,
+                          env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = json.loads(done.stdout.strip().splitlines()[-1])
+    for out, _ in outputs:
+        records = json.loads(out.strip().splitlines()[-1])
+        assert [r["step"] for r in records] == [r["step"] for r in reference] == [5, 10]
+        for a, b in zip(records, reference):
+            for key in ("train_loss", "val_data", "val_rmse_water"):
+                assert abs(a[key] - b[key]) <= 1e-4 * abs(b[key]), (key, a[key], b[key])
+    # Process 0 alone wrote the run's files; the checkpoints hold the final step.
+    multi = tmp_path / "multi"
+    assert [json.loads(line)["epoch"] for line in (multi / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert sorted(p.name for p in (multi / "checkpoints" / "last").iterdir() if p.name.isdigit()) == ["10"]
+
+
 @pytest.fixture(scope="module")
 def physics(dataset):
     return PhysicsLoss.for_dataset(dataset)

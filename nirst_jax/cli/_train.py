@@ -40,6 +40,10 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="multi-process training: address of process 0 (with --num-processes, --process-id)")
+    parser.add_argument("--num-processes", type=int, help="multi-process training: how many processes")
+    parser.add_argument("--process-id", type=int, help="multi-process training: this process's rank")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
@@ -51,7 +55,13 @@ def run(args) -> int:
 
     from ..datasets import Dataset
     from ..models import ModelSpec
-    from ..training import TrainConfig, Trainer
+    from ..training import TrainConfig, Trainer, initialize_distributed
+
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in distributed):
+        if any(value is None for value in distributed):
+            raise ValueError("multi-process training needs --coordinator, --num-processes and --process-id together")
+        initialize_distributed(*distributed)
 
     if not args.data.is_dir():
         raise FileNotFoundError(f"dataset folder {args.data} does not exist")

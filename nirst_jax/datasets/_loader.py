@@ -30,6 +30,10 @@ class BatchLoader:
     number). The order is a permutation per epoch drawn from (`seed`, epoch), so iteration is
     reproducible and resumable at any epoch.
 
+    Several processes (`jax.distributed`, `devices` spanning them): every process draws the
+    same order, reads only the rows of each global batch that its own devices hold, and the
+    global batch is assembled with `jax.make_array_from_process_local_data`.
+
     Arguments:
         dataset: the store.
         split: "train", "validation" or "test".
@@ -40,7 +44,8 @@ class BatchLoader:
             still divide by the device count).
         devices: devices to shard over (default all).
         on_device: hold the whole split on the devices ("auto": when it fits in half the
-            device memory); otherwise batches are read from the memory-mapped shards.
+            device memory and there is one process); otherwise batches are read from the
+            memory-mapped shards.
     """
 
     def __init__(
@@ -69,6 +74,11 @@ class BatchLoader:
         mesh = DeviceMesh(np.array(devices), ("data",))
         self.sharding = NamedSharding(mesh, PartitionSpec("data"))
         self._replicated = NamedSharding(mesh, PartitionSpec())
+        self.multi_process = not self.sharding.is_fully_addressable
+        if self.multi_process and on_device is True:
+            raise ValueError("on_device=True needs the devices of one process; several processes read their rows from the store")
+        if self.multi_process:
+            on_device = False
         if on_device == "auto":
             per_phantom = sum(self._host_batch(self.indices[:1])[k].nbytes for k in BATCH_FIELDS)
             on_device = per_phantom * len(self.indices) <= min(device_memory_budget(d) for d in devices)
@@ -95,6 +105,27 @@ class BatchLoader:
             "index": np.asarray(indices, np.int32),
         }
 
+    def local_rows(self, size: int) -> slice:
+        """The rows of a global batch of `size` that this process's devices hold."""
+        spans = [index[0] for index in self.sharding.addressable_devices_indices_map((size,)).values()]
+        start = min(span.start or 0 for span in spans)
+        stop = max(size if span.stop is None else span.stop for span in spans)
+        return slice(start, stop)
+
+    def put(self, indices) -> dict[str, jax.Array]:
+        """The global batch of phantoms `indices` (the same on every process), sharded.
+
+        Each process reads only its own rows (`local_rows`).
+        """
+        indices = np.asarray(indices)
+        if not self.multi_process:
+            return jax.device_put(self._host_batch(indices), self.sharding)
+        local = self._host_batch(indices[self.local_rows(len(indices))])
+        return {
+            name: jax.make_array_from_process_local_data(self.sharding, value, (len(indices), *value.shape[1:]))
+            for name, value in local.items()
+        }
+
     def order(self, epoch: int) -> np.ndarray:
         """Positions into the split's indices for `epoch` (a permutation when shuffling)."""
         n = len(self.indices)
@@ -111,7 +142,7 @@ class BatchLoader:
             if self.on_device:
                 yield self._take(self._resident, jax.device_put(jnp.asarray(rows, jnp.int32), self._replicated))
             else:
-                yield jax.device_put(self._host_batch(self.indices[rows]), self.sharding)
+                yield self.put(self.indices[rows])
 
     def __iter__(self):
         return self.epoch(0)

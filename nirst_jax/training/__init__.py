@@ -3,6 +3,7 @@
 from ._checkpoints import Checkpoints
 from ._config import SCHEDULES, TrainConfig
 from ._data_loss import masked_mse
+from ._distributed import initialize_distributed
 from ._log import loss_figure, read_log
 from ._network import TrainedNetwork
 from ._physics_loss import PhysicsLoss
@@ -20,6 +21,7 @@ __all__ = [
     "Trainer",
     "evaluate_batches",
     "initial_state",
+    "initialize_distributed",
     "loss_figure",
     "masked_mse",
     "read_log",

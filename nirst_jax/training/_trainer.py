@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ..datasets import BatchLoader, Dataset
@@ -52,7 +52,8 @@ class Trainer:
         data: dataset store folder (or an open `Dataset`).
         run: the run folder (created; it must not hold another run unless resuming).
         config: the training settings.
-        devices: devices to train on, data-parallel (default: all).
+        devices: devices to train on, data-parallel (default: all, of every process when
+            running under `jax.distributed`: see `initialize_distributed`).
         resume: continue from RUN/checkpoints/last (the config must match, except `epochs`).
         progress: show a progress bar.
     """
@@ -71,7 +72,8 @@ class Trainer:
         self.run = Path(run)
         self.config = config
         self.devices = list(jax.devices() if devices is None else devices)
-        self.progress = progress
+        self.main_process = jax.process_index() == 0  # writes the run's files and shows progress
+        self.progress = progress and self.main_process
         dataset = self.dataset
         sim = dataset.config
         if config.model.wavelengths != len(sim.wavelengths_nm) or config.model.image_size != sim.image_size:
@@ -104,7 +106,8 @@ class Trainer:
             self.state = self.checkpoints.restore("last", self.state)
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
-        write_run_files(self.run, config, dataset, dataset.normalisation, dataset.image_mask, self.signal_mask)
+        if self.main_process:
+            write_run_files(self.run, config, dataset, dataset.normalisation, dataset.image_mask, self.signal_mask)
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG
@@ -144,7 +147,7 @@ class Trainer:
         try:
             while step < end:
                 epoch, position = divmod(step, self.steps_per_epoch)
-                weight = jnp.asarray(self.config.physics_weight_at(epoch), jnp.float32)
+                weight = np.float32(self.config.physics_weight_at(epoch))
                 started = time.perf_counter()
                 for batch in self.loader.epoch(epoch):
                     if position > 0:  # resuming inside an epoch: the order is the same, skip what was done
@@ -191,16 +194,17 @@ class Trainer:
             score = record["train_loss"]
         improved = score < float(self.state.best)
         self.state = self.state._replace(
-            running=jnp.zeros_like(self.state.running),
-            best=jnp.asarray(min(score, float(self.state.best)), jnp.float32),
+            running=np.zeros(self.state.running.shape, np.float32),
+            best=np.asarray(min(score, float(self.state.best)), np.float32),
         )
         self.state = jax.device_put(self.state, self.replicated)
         if improved:
             self.checkpoints.save("best", self.state)
         self.checkpoints.save("last", self.state)
         self.records.append(record)
-        write_log(self.run / METRICS, self.records)
-        save_loss_figure(self.run / LOSS_FIGURE, self.records)
+        if self.main_process:
+            write_log(self.run / METRICS, self.records)
+            save_loss_figure(self.run / LOSS_FIGURE, self.records)
 
     def evaluate(self, indices, state: TrainState | None = None) -> dict[str, np.ndarray]:
         """Per-phantom metrics of `state` (default the current one) on dataset phantoms.
@@ -210,23 +214,29 @@ class Trainer:
              "mse": (n, 3) MSE of HbO (µM²), Hb (µM²), water (%²) inside the disk}.
         """
         state = self.state if state is None else state
-        return evaluate_batches(self.steps, state, self.dataset, indices, self.config.batch_size, self.loader.sharding)
+        return evaluate_batches(self.steps, state, self.loader, indices, self.config.batch_size)
 
 
-def evaluate_batches(steps: Steps, state, dataset: Dataset, indices, batch_size: int, sharding) -> dict[str, np.ndarray]:
-    """`steps.evaluate` over `indices` in fixed-size batches (the last one padded, then dropped)."""
+def evaluate_batches(steps: Steps, state, loader: BatchLoader, indices, batch_size: int) -> dict[str, np.ndarray]:
+    """`steps.evaluate` over `indices` in fixed-size batches (the last one padded, then dropped).
+
+    Arguments:
+        steps, state: the run's steps and state.
+        loader: a loader of the run's dataset (its sharding; `put` reads each process's rows).
+        indices: phantom indices.
+        batch_size: phantoms per batch (a multiple of the device count).
+
+    Returns:
+        Per-phantom metrics, as `Steps.evaluate`, on every process.
+    """
     indices = np.asarray(indices)
     results = []
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk))])
-        batch = {
-            "signals": dataset.signals(padded),
-            "mri": dataset.read("mri", padded),
-            "targets": dataset.read("targets", padded),
-        }
-        out = jax.device_get(steps.evaluate(state, jax.device_put(batch, sharding)))
-        results.append({k: v[: len(chunk)] for k, v in out.items()})
+        out = steps.evaluate(state, loader.put(padded))
+        out = multihost_utils.process_allgather(out, tiled=True) if loader.multi_process else jax.device_get(out)
+        results.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 

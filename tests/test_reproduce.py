@@ -51,7 +51,7 @@ def test_scores_are_the_metrics_of_the_cached_reconstructions(study):
     assert scores.phantoms.tolist() == ids.tolist() and scores.methods == METHODS
     truth = dataset.read("targets", ids)
     for method in METHODS:
-        images = np.load(study / "reconstructions" / "test" / f"{method.lower().replace(' ', '-')}.npy")
+        images = np.load(study / "reconstructions" / "test" / f"{method.lower().replace(' + ', '-').replace(' ', '-')}.npy")
         assert images.shape == truth.shape and (images[:, :, ~dataset.image_mask] == 0).all()
         expected = image_metrics(images.astype(float), truth.astype(float), dataset.image_mask)
         for metric in ("mse", "psnr", "ssim"):

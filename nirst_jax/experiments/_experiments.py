@@ -10,6 +10,8 @@
   (the study's patients: 1.47 and 1.05).
 - `shape_mismatch`: MRI shapes off the optical truth by up to 2 mm.
 - `fine_mesh`: data simulated on a finer mesh than the training and DRI mesh (no inverse crime).
+- `refinement`: every network followed by DRI Gauss-Newton steps centred on its output.
+- `realistic`: Z-Net trained on the `realistic` distribution (MRI and optics decoupled).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..models import parameter_count
 from ..training import TrainedNetwork
 from ._scored import mean_row, psnr_change_table, psnr_comparison, relative, score_methods
 from ._section import Section
-from ._study import METHODS, NETWORKS, Study, TestSet
+from ._study import METHODS, NETWORKS, REFINED, Study, TestSet
 
 STUDY_WATER = {"DRI": (3.6, 22.1, 0.49), "Y-Net": (0.19, 37.4, 0.78), "Z-Net": (0.05, 43.3, 0.99)}
 """The study's water MSE, PSNR (dB) and SSIM (Feng et al. 2022, Fig. 2 and text)."""
@@ -108,14 +110,15 @@ def eight_fibres(study: Study) -> Section:
                         "reconstructs from those measurements alone; the networks, trained on 16 fibres, receive "
                         "the training mean for the missing ones.")
     test = study.test_set("test")
-    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid")
+    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout")
     scores = score_methods(study, test, methods, section, "test-split phantoms, 8 fibres", active_fibres=8)
     full = Scores.compute({m: study.reconstruct(test, m) for m in methods}, test.truth, test.mask, test.ids)
     section.tables.append(("Mean PSNR (dB) with all 16 fibres and with 8", psnr_change_table(full, scores, "16 → 8 fibres")))
     loss = {m: float((full.mean(m, "psnr") - scores.mean(m, "psnr")).mean()) for m in methods}
     section.text.append("Mean PSNR lost going from 16 to 8 fibres: " + ", ".join(f"{m} {v:.1f} dB" for m, v in loss.items())
-                        + ". A network trained on 16 fibres has never seen inputs at the training mean; training with "
-                        "`nirst train --active-fibres 8` gives a network for 8-fibre data instead.")
+                        + f". A network trained on 16 fibres alone has never seen inputs at the training mean; \"Z-Net "
+                        f"fibre dropout\" was trained with `--fibre-dropout {study.scale.fibre_dropout:g}` (random "
+                        "fibre subsets per phantom), so one network serves both.")
     section.numbers["psnr_loss_8_fibres"] = loss
     return section
 
@@ -148,19 +151,11 @@ def no_mri(study: Study) -> Section:
 
 def lesion_contrast(study: Study) -> Section:
     section = Section("lesion-contrast", "Malignant-like vs benign-like lesions: HbT contrast")
-    fixed, phantoms = study.fixed
+    fixed, _ = study.fixed
     grid = study.dataset.config.grid()
-    rows = ["| phantom | truth | " + " | ".join(METHODS) + " | study (patient, Z-Net) |", "|---" * (len(METHODS) + 3) + "|"]
-    contrasts = {}
-    for k in (1, 2):
-        phantom = phantoms[k]
-        lesion = region_masks(phantom, grid, fixed.mask)["lesion"]
-        values = {"truth": hbt_contrast(fixed.truth[k], lesion, fixed.mask)}
-        values |= {m: hbt_contrast(study.reconstruct(fixed, m)[k], lesion, fixed.mask) for m in METHODS}
-        contrasts[phantom.name] = values
-        rows.append(f"| {phantom.name} | " + " | ".join(f"{v:.2f}" for v in values.values())
-                    + f" | {STUDY_CONTRAST[phantom.name]} |")
-    section.tables.append(("HbT mean in the lesion over the rest of the disk", "\n".join(rows)))
+    table, contrasts = _contrast_rows(study, METHODS)
+    section.tables.append(("HbT mean in the lesion over the rest of the disk (the study, Z-Net on two patients: "
+                           + ", ".join(f"{k} {v}" for k, v in STUDY_CONTRAST.items()) + ")", table))
     separated = [m for m in METHODS if contrasts["malignant"][m] > contrasts["benign"][m] + 0.1]
     section.text.append("A 16 mm lesion with HbT contrast 1.5 (malignant-like) or 1.0 (benign-like) in the same "
                         "background. Methods whose contrasts differ by more than 0.1 in the right order: "
@@ -207,6 +202,92 @@ def fine_mesh(study: Study) -> Section:
     )
 
 
+def _contrast_rows(study: Study, methods) -> tuple[str, dict]:
+    """Markdown rows of the malignant/benign fixed phantoms' HbT contrast per method, and the values."""
+    fixed, phantoms = study.fixed
+    grid = study.dataset.config.grid()
+    rows = ["| phantom | truth | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    contrasts = {}
+    for k in (1, 2):
+        lesion = region_masks(phantoms[k], grid, fixed.mask)["lesion"]
+        values = {"truth": hbt_contrast(fixed.truth[k], lesion, fixed.mask)}
+        values |= {m: hbt_contrast(study.reconstruct(fixed, m)[k], lesion, fixed.mask) for m in methods}
+        contrasts[phantoms[k].name] = values
+        rows.append(f"| {phantoms[k].name} | " + " | ".join(f"{v:.2f}" for v in values.values()) + " |")
+    return "\n".join(rows), contrasts
+
+
+def _examples_figure(study: Study, section: Section, test: TestSet, images: dict, methods, file: str, what: str) -> None:
+    """Truth and `methods` on the first `Scale.examples` phantoms of `test`, added to `section`."""
+    grid = study.dataset.config.grid()
+    shown = slice(0, min(study.scale.examples, len(test.ids)))
+    figure = comparison_figure(test.truth[shown], {m: images[m][shown] for m in methods}, test.mask,
+                               (grid.low, grid.high), labels=[f"#{i}" for i in test.ids[shown]])
+    path = study.folder / section.key / file
+    save_figure(figure, path)
+    section.figures.append((f"Truth and reconstructions, {what}", relative(path, study)))
+
+
+def refinement(study: Study) -> Section:
+    section = Section("refinement", "Physics-consistent refinement of every network")
+    steps = study.scale.refine_steps
+    section.text.append(f"Each network's images refined by up to {steps} DRI Gauss-Newton steps on the training mesh with "
+                        "the prior centred on the network's output (`--refine`), so the final image explains the "
+                        "measurement. Rows \"NAME + refine\".")
+    networks = list(NETWORKS)
+    refined = [n + REFINED for n in networks]
+    gains = {}
+    for name in ("test", "fine-mesh"):
+        test = study.test_set(name)
+        images = {m: study.reconstruct(test, m) for m in ("DRI", *networks, *refined)}
+        scores = Scores.compute(images, test.truth, test.mask, test.ids)
+        rows = ["| network | " + " | ".join(f"{c.split()[0]} PSNR (dB)" for c in CHROMOPHORE_LABELS) + " | mean change (dB) |",
+                "|---|---|---|---|---|"]
+        for network in networks:
+            before, after = scores.mean(network, "psnr"), scores.mean(network + REFINED, "psnr")
+            gains.setdefault(name, {})[network] = float((after - before).mean())
+            rows.append(f"| {network} | " + " | ".join(f"{b:.1f} → {a:.1f}" for b, a in zip(before, after))
+                        + f" | {(after - before).mean():+.2f} |")
+        rows.append("| DRI | " + " | ".join(f"{v:.1f}" for v in scores.mean("DRI", "psnr")) + " | |")
+        what = "test split" if name == "test" else "fine-mesh set (no inverse crime)"
+        section.tables.append((f"Mean PSNR without → with refinement, {what}, {len(test.ids)} phantoms", "\n".join(rows)))
+        _examples_figure(study, section, test, images, ("DRI", "Z-Net", "Z-Net" + REFINED, "Z-Net realistic",
+                                                        "Z-Net realistic" + REFINED), f"refined_{name}.png", what)
+    table, contrasts = _contrast_rows(study, ["DRI", *[m for pair in zip(networks, refined) for m in pair]])
+    section.tables.append(("HbT lesion/background contrast without and with refinement", table))
+    error = {m: max(abs(contrasts[p][m] - contrasts[p]["truth"]) for p in contrasts) for m in contrasts["benign"] if m != "truth"}
+    section.text.append("Largest lesion-contrast error (of the two lesions) without → with refinement: " + ", ".join(
+        f"{n} {error[n]:.2f} → {error[n + REFINED]:.2f}" for n in networks) + f"; DRI {error['DRI']:.2f}.")
+    section.numbers |= {"psnr_gain": gains, "contrast_error": error, "hbt_contrast": contrasts}
+    return section
+
+
+def realistic(study: Study) -> Section:
+    section = Section("realistic", "Training where the MRI does not give the answer away (`realistic` distribution)")
+    section.text.append(
+        "\"Z-Net realistic\" is the same Z-Net trained on the `realistic` distribution (docs/data.md: MRI-visible "
+        "regions without optical contrast, fibroglandular tissue at its own grey level and optical values, "
+        "benign-like lesions, lesions the MRI does not show, lesion-free phantoms, 1 mm shape mismatch) instead "
+        "of the study's.")
+    methods = ("DRI", "Z-Net", "Z-Net realistic", "Z-Net" + REFINED, "Z-Net realistic" + REFINED)
+    for name, what in (("test", "the study's test split"), ("realistic", "the realistic test split")):
+        test = study.test_set(name)
+        images = {m: study.reconstruct(test, m) for m in methods}
+        scores = Scores.compute(images, test.truth, test.mask, test.ids)
+        section.tables.append((f"{what}, {len(test.ids)} phantoms: MSE, PSNR, SSIM mean ± std", scores.table()))
+        section.numbers[f"mean_psnr_{name}"] = {m: scores.mean(m, "psnr").tolist() for m in methods}
+        _examples_figure(study, section, test, images, methods, f"{name}_examples.png", what)
+    table, contrasts = _contrast_rows(study, methods)
+    section.tables.append(("HbT lesion/background contrast", table))
+    section.numbers["hbt_contrast"] = contrasts
+    change = np.mean(section.numbers["mean_psnr_test"]["Z-Net realistic"]) - np.mean(section.numbers["mean_psnr_test"]["Z-Net"])
+    section.text.append(f"On the study's test split the realistic Z-Net's mean PSNR differs from the study-trained one's by "
+                        f"{change:+.1f} dB; benign-like lesion (true {contrasts['benign']['truth']:.2f}): Z-Net "
+                        f"{contrasts['benign']['Z-Net']:.2f}, realistic {contrasts['benign']['Z-Net realistic']:.2f}, "
+                        f"refined {contrasts['benign']['Z-Net realistic' + REFINED]:.2f}.")
+    return section
+
+
 EXPERIMENTS = {
     "test-split": test_split,
     "three-inclusions": three_inclusions,
@@ -215,6 +296,8 @@ EXPERIMENTS = {
     "lesion-contrast": lesion_contrast,
     "shape-mismatch": shape_mismatch,
     "fine-mesh": fine_mesh,
+    "refinement": refinement,
+    "realistic": realistic,
 }
 """Experiment name → function (`nirst experiment NAME`, and the sections of the report)."""
 

@@ -26,6 +26,8 @@ class Scale:
         schedule: "constant" (the study) or "cosine".
         physics_weight: weight of the physics-consistency loss of the hybrid Z-Net.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
+        fibre_dropout: fibre-dropout rate of the "Z-Net fibre dropout" network.
+        refine_steps: DRI Gauss-Newton steps of each network's refined rows ("… + refine").
         examples: phantoms shown in the comparison figures.
         seed: seed of the dataset (the extra test sets use seed + 1, + 2).
     """
@@ -44,16 +46,20 @@ class Scale:
     schedule: str = "constant"
     physics_weight: float = 0.1
     physics_mesh_spacing_mm: float | None = None
+    fibre_dropout: float = 0.3
+    refine_steps: int = 5
     examples: int = 3
     seed: int = 2022
 
     def __post_init__(self):
-        for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples"):
+        for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
         if self.test_count is not None and self.test_count < 1:
             raise ValueError(f"scale {self.name!r}: test_count must be ≥ 1 or None, got {self.test_count!r}")
+        if not 0 <= self.fibre_dropout <= 1:
+            raise ValueError(f"scale {self.name!r}: fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
         if not 0 < self.fine_mesh_spacing_mm < self.mesh_spacing_mm:
             raise ValueError(
                 f"scale {self.name!r}: fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}) must be below "
@@ -71,7 +77,8 @@ class Scale:
 SCALES = {
     # Every stage, seconds each: the reproduction test in CI.
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
-                test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2),
+                test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
+                refine_steps=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),

@@ -5,6 +5,7 @@ Layout of the folder::
 
     study.json                  the scale (a different scale in the same folder is refused)
     data/                       the main dataset store (nirst simulate)
+    data-realistic/             the `realistic` distribution (training data of "Z-Net realistic")
     data-mismatch/, data-fine-mesh/   extra test sets (MRI shape mismatch; a finer mesh)
     runs/<network>/             training runs (nirst train)
     reconstructions/<set>/<method>.npy   images of each method on each test set
@@ -22,21 +23,42 @@ import numpy as np
 
 from .._atomic import atomic_path, save_json
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
-from ..evaluation import GaussNewtonMethod
+from ..evaluation import GaussNewtonMethod, RefinedNetwork
 from ..models import ModelSpec
-from ..phantoms import MRIConfig, PhantomConfig
+from ..phantoms import MRIConfig, PhantomConfig, phantom_config
 from ..training import TrainConfig, TrainedNetwork, train
 from ._fixed_data import simulate_fixed_phantoms
 from ._scale import Scale
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a network of the study is trained.
+
+    Attributes:
+        model: "znet", "ynet" or "znet-nomri".
+        hybrid: with the physics-consistency loss (`Scale.physics_weight`).
+        fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
+        data: "data" (the study's distribution) or "data-realistic" (`realistic`).
+    """
+
+    model: str
+    hybrid: bool = False
+    fibre_dropout: bool = False
+    data: str = "data"
+
+
 NETWORKS = {
-    "Z-Net": ("znet", False),
-    "Y-Net": ("ynet", False),
-    "Z-Net hybrid": ("znet", True),
-    "Z-Net no MRI": ("znet-nomri", False),
+    "Z-Net": Recipe("znet"),
+    "Y-Net": Recipe("ynet"),
+    "Z-Net hybrid": Recipe("znet", hybrid=True),
+    "Z-Net no MRI": Recipe("znet-nomri"),
+    "Z-Net fibre dropout": Recipe("znet", fibre_dropout=True),
+    "Z-Net realistic": Recipe("znet", data="data-realistic"),
 }
-"""Network name → (model, trained with the physics-consistency loss)."""
+"""Network name → how it is trained."""
 METHODS = ("DRI", *NETWORKS)
+REFINED = " + refine"
+"""Suffix of a network's refined rows: its images after `Scale.refine_steps` DRI steps centred on them."""
 FIXED_PHANTOM_NAMES = ("three-inclusions", "malignant", "benign")
 """The fixed phantoms of the experiments, in this order."""
 MISMATCH_MM = 2.0
@@ -44,7 +66,7 @@ MISMATCH_MM = 2.0
 
 
 def _folder_name(name: str) -> str:
-    return name.lower().replace(" ", "-")
+    return name.lower().replace(" + ", "-").replace(" ", "-")
 
 
 @dataclass
@@ -111,15 +133,27 @@ class Study:
         """The main dataset (the study's distribution), simulated on first use."""
         return self._store("data", self._simulation(), self.scale.count, self.scale.seed)
 
+    @cached_property
+    def realistic_dataset(self) -> Dataset:
+        """The `realistic` distribution (MRI and optics decoupled), same size as the main one."""
+        return self._store("data-realistic", self._simulation(phantom_config("realistic")), self.scale.count, self.scale.seed + 3)
+
+    def training_data(self, network: str) -> Dataset:
+        """The store `network` trains on."""
+        return self.realistic_dataset if NETWORKS[network].data == "data-realistic" else self.dataset
+
     def extra_dataset(self, name: str) -> Dataset:
-        """"mismatch" (MRI shapes off by up to 2 mm) or "fine-mesh" (data from a finer mesh)."""
+        """"mismatch" (MRI shapes off by up to 2 mm), "fine-mesh" (data from a finer mesh) or
+        "realistic" (the test split's store of the `realistic` distribution)."""
+        if name == "realistic":
+            return self.realistic_dataset
         if name == "mismatch":
             config = self._simulation(PhantomConfig(mri=MRIConfig(mismatch_mm=MISMATCH_MM)))
             return self._store("data-mismatch", config, self.scale.external_count, self.scale.seed + 1)
         if name == "fine-mesh":
             config = self._simulation(spacing=self.scale.fine_mesh_spacing_mm)
             return self._store("data-fine-mesh", config, self.scale.external_count, self.scale.seed + 2)
-        raise ValueError(f"unknown extra test set {name!r}; choose 'mismatch' or 'fine-mesh'")
+        raise ValueError(f"unknown extra test set {name!r}; choose 'mismatch', 'fine-mesh' or 'realistic'")
 
     def test_set(self, name: str = "test") -> TestSet:
         """The main test split ("test", first `test_count`) or a whole extra set, calibrated.
@@ -133,9 +167,10 @@ class Study:
         return self._test_sets[name]
 
     def _read_test_set(self, name: str) -> TestSet:
-        if name == "test":
-            data, ids = self.dataset, self.dataset.indices("test")[: self.scale.test_count]
-            ln_amplitude = data.read("ln_amplitude", ids).astype(float)
+        if name in ("test", "realistic"):  # test splits: the realistic store shares the main one's reference
+            data = self.dataset if name == "test" else self.realistic_dataset
+            ids = data.indices("test")[: self.scale.test_count]
+            ln_amplitude = data.read("ln_amplitude", ids).astype(float) - data.reference + self.dataset.reference
         else:
             data = self.extra_dataset(name)
             ids = np.arange(data.count)
@@ -159,16 +194,17 @@ class Study:
         """Train `network` (a key of `NETWORKS`) unless done; returns its run folder."""
         if network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose from {list(NETWORKS)}")
-        model, hybrid = NETWORKS[network]
-        s, dataset = self.scale, self.dataset
+        recipe = NETWORKS[network]
+        s, dataset = self.scale, self.training_data(network)
         config = TrainConfig(
-            model=ModelSpec(model, wavelengths=len(dataset.config.wavelengths_nm), image_size=s.image_size, width=s.width),
+            model=ModelSpec(recipe.model, wavelengths=len(dataset.config.wavelengths_nm), image_size=s.image_size, width=s.width),
             epochs=s.epochs,
             batch_size=s.batch_size,
             learning_rate=s.learning_rate,
             schedule=s.schedule,
-            physics_weight=s.physics_weight if hybrid else 0.0,
-            physics_mesh_spacing_mm=s.physics_mesh_spacing_mm if hybrid else None,
+            physics_weight=s.physics_weight if recipe.hybrid else 0.0,
+            physics_mesh_spacing_mm=s.physics_mesh_spacing_mm if recipe.hybrid else None,
+            fibre_dropout=s.fibre_dropout if recipe.fibre_dropout else 0.0,
             seed=s.seed,
         )
         folder = self.run_folder(network)
@@ -181,7 +217,8 @@ class Study:
         return folder
 
     def method(self, name: str, active_fibres: int | None = None):
-        """A reconstruction method: "DRI" or a network name; optionally with fewer fibres.
+        """A reconstruction method: "DRI", a network name, or a network name + `REFINED`;
+        optionally with fewer fibres.
 
         Methods are kept, so each compiles once per study.
         """
@@ -189,6 +226,14 @@ class Study:
         if key not in self._methods:
             if name == "DRI":
                 method = GaussNewtonMethod.for_dataset(self.dataset, "dri", active_fibres=active_fibres, progress=self.progress)
+            elif name.endswith(REFINED):
+                key_refinement = (REFINED, active_fibres)  # one compiled refinement for every network
+                if key_refinement not in self._methods:
+                    self._methods[key_refinement] = GaussNewtonMethod.for_dataset(
+                        self.dataset, "dri", active_fibres=active_fibres, iterations=self.scale.refine_steps,
+                        progress=self.progress,
+                    )
+                method = RefinedNetwork(self.method(name.removesuffix(REFINED), active_fibres), self._methods[key_refinement])
             else:
                 method = TrainedNetwork(self.trained(name), "best", active_fibres)
             self._methods[key] = method

@@ -122,6 +122,28 @@ def free_port() -> int:
         return handle.getsockname()[1]
 
 
+def test_fine_tuning_starts_from_the_parent_and_keeps_its_normalisation(dataset, dataset_3mm, tmp_path):
+    parent = train(dataset, tmp_path / "parent", TrainConfig(model=TINY, epochs=1, batch_size=32), progress=False)
+    best = parent.checkpoints.restore("best", parent.state)
+    config = TrainConfig(model=TINY, epochs=1, batch_size=16, physics_weight=1.0, data_weight=0.0,
+                         init_from=str(tmp_path / "parent"))
+    # Self-supervised on another store (another mesh): the parent's weights, its mean/std, this store's reference.
+    child = Trainer(dataset_3mm, tmp_path / "child", config, progress=False)
+    for a, b in zip(jax.tree.leaves((child.state.params, child.state.batch_stats)), jax.tree.leaves((best.params, best.batch_stats))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(child.state.step) == 0
+    inherited = TrainedNetwork(tmp_path / "parent").normalisation
+    np.testing.assert_array_equal(child.normalisation.signal_std, inherited.signal_std)
+    np.testing.assert_array_equal(child.normalisation.target_mean, inherited.target_mean)
+    np.testing.assert_allclose(child.normalisation.reference, dataset_3mm.reference)
+    child.fit()
+    assert np.isfinite(child.records[0]["train_physics"])
+    with np.load(tmp_path / "child" / "inputs.npz") as stored:
+        np.testing.assert_array_equal(stored["signal_std"], inherited.signal_std)
+    with pytest.raises(ValueError, match="holds a"):
+        Trainer(dataset, tmp_path / "other", config.replace(model=ModelSpec("ynet", image_size=SIZE, width=0.125)), progress=False)
+
+
 @pytest.mark.slow
 def test_two_processes_train_like_one_process_with_two_devices_and_resume(dataset, tmp_path):
     """jax.distributed on localhost: 2 processes × 1 CPU device, interrupted after 4 steps and

@@ -39,6 +39,8 @@ def add_parser(commands, name: str) -> None:
     )
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path, metavar="RUN",
+                        help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")
     parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
     parser.add_argument("--coordinator", metavar="HOST:PORT",
                         help="multi-process training: address of process 0 (with --num-processes, --process-id)")
@@ -85,6 +87,7 @@ def run(args) -> int:
         active_fibres=args.active_fibres,
         fibre_dropout=args.fibre_dropout,
         seed=args.seed,
+        init_from=None if args.init_from is None else str(args.init_from.absolute()),
     )
     trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress)
     print(

@@ -111,14 +111,15 @@ class Dataset:
         """Signal and target normalisation from the training split (see `Normalisation`)."""
         return Normalisation.from_manifest(self.manifest, self.reference)
 
-    def signals(self, indices) -> np.ndarray:
+    def signals(self, indices, normalisation: Normalisation | None = None) -> np.ndarray:
         """(B, L, S, K) float32 normalised ln A: (ln A − reference − mean_λ) / std_λ.
 
         The reference is the homogeneous phantom at the nominal background (a calibration
-        measurement), mean and std per wavelength come from the training split.
+        measurement), mean and std per wavelength come from the training split (or from
+        `normalisation`, e.g. a pre-trained network's, with this store's reference).
         """
         raw = self.read("ln_amplitude", indices).astype(np.float32)
-        return np.asarray(self.normalisation.signals(raw), np.float32)
+        return np.asarray((self.normalisation if normalisation is None else normalisation).signals(raw), np.float32)
 
     def sample(self, index: int) -> dict[str, np.ndarray]:
         """All stored fields of one phantom."""

@@ -46,6 +46,7 @@ class BatchLoader:
         on_device: hold the whole split on the devices ("auto": when it fits in half the
             device memory and there is one process); otherwise batches are read from the
             memory-mapped shards.
+        normalisation: how signals are normalised (default the store's own).
     """
 
     def __init__(
@@ -59,11 +60,13 @@ class BatchLoader:
         drop_last: bool = True,
         devices: Sequence[jax.Device] | None = None,
         on_device: bool | str = "auto",
+        normalisation=None,
     ):
         devices = list(jax.devices() if devices is None else devices)
         if batch_size < 1 or batch_size % len(devices):
             raise ValueError(f"batch_size {batch_size} must be a positive multiple of the {len(devices)} devices")
         self.dataset = dataset
+        self.normalisation = normalisation
         self.indices = dataset.indices(split)
         if len(self.indices) < batch_size and drop_last:
             raise ValueError(f"split {split!r} has {len(self.indices)} phantoms, fewer than one batch of {batch_size}")
@@ -99,7 +102,7 @@ class BatchLoader:
 
     def _host_batch(self, indices) -> dict[str, np.ndarray]:
         return {
-            "signals": self.dataset.signals(indices),
+            "signals": self.dataset.signals(indices, self.normalisation),
             "mri": self.dataset.read("mri", indices),
             "targets": self.dataset.read("targets", indices),
             "index": np.asarray(indices, np.int32),

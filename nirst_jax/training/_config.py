@@ -30,6 +30,10 @@ class TrainConfig:
         fibre_dropout: probability that a training phantom loses a random subset of its
             fibres (`random_fibre_masks`), so one network serves 16, 8 or other fibre counts.
         seed: model initialisation and data order.
+        init_from: a run folder whose best checkpoint initialises the network (parameters
+            and batch statistics; the optimiser starts afresh) and whose normalisation the
+            run keeps (with this dataset's reference): fine-tuning, e.g. with the physics loss
+            or self-supervised on other data. None: random initialisation from `seed`.
     """
 
     model: ModelSpec = ModelSpec()
@@ -44,6 +48,7 @@ class TrainConfig:
     active_fibres: int | None = None
     fibre_dropout: float = 0.0
     seed: int = 0
+    init_from: str | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):

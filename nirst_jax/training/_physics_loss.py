@@ -105,8 +105,9 @@ class PhysicsLoss(eqx.Module):
         )
 
     @classmethod
-    def for_dataset(cls, dataset, *, mesh: Mesh | None = None, active=None, **bounds) -> "PhysicsLoss":
-        """The physics loss of a dataset store (its mesh unless `mesh` is given)."""
+    def for_dataset(cls, dataset, *, mesh: Mesh | None = None, active=None, normalisation=None, **bounds) -> "PhysicsLoss":
+        """The physics loss of a dataset store (its mesh unless `mesh` is given; its
+        normalisation unless `normalisation` is given)."""
         config = dataset.config
         a, b = config.phantoms.scatter_amplitude, config.phantoms.scatter_power
         if a[0] != a[1] or b[0] != b[1]:
@@ -116,7 +117,7 @@ class PhysicsLoss(eqx.Module):
         return cls.create(
             dataset.mesh if mesh is None else mesh,
             config.grid(),
-            dataset.normalisation,
+            dataset.normalisation if normalisation is None else normalisation,
             reference_chromophores=config.phantoms.tissue.nominal_background(),
             wavelengths_nm=config.wavelengths_nm,
             n_fibres=config.n_fibres,

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
@@ -35,14 +37,30 @@ def optimiser_for(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTr
     return optax.adam(rate)
 
 
-def physics_loss_for(config: TrainConfig, dataset: Dataset, signal_mask) -> PhysicsLoss | None:
+def physics_loss_for(config: TrainConfig, dataset: Dataset, signal_mask, normalisation) -> PhysicsLoss | None:
     """The physics loss of a run (None when its weight is 0)."""
     if config.physics_weight == 0:
         return None
     mesh = None
     if config.physics_mesh_spacing_mm is not None:
         mesh = disk_mesh(dataset.config.phantoms.radius_mm, config.physics_mesh_spacing_mm)
-    return PhysicsLoss.for_dataset(dataset, mesh=mesh, active=signal_mask)
+    return PhysicsLoss.for_dataset(dataset, mesh=mesh, active=signal_mask, normalisation=normalisation)
+
+
+def pretrained(config: TrainConfig, dataset: Dataset):
+    """(network, normalisation) to start from: `config.init_from`'s best checkpoint and its
+    normalisation with `dataset`'s reference; (None, the dataset's normalisation) without it."""
+    if config.init_from is None:
+        return None, dataset.normalisation
+    from ._network import TrainedNetwork
+
+    parent = TrainedNetwork(config.init_from, "best")
+    if parent.config.model != config.model:
+        raise ValueError(f"init_from {config.init_from} holds a {parent.config.model}, this run trains a {config.model}")
+    if parent.data_shape != tuple(dataset.reference.shape):
+        raise ValueError(f"init_from {config.init_from} was trained on data {parent.data_shape}, this dataset has {dataset.reference.shape}")
+    reference = jnp.asarray(dataset.reference, jnp.float32)
+    return parent, eqx.tree_at(lambda n: n.reference, parent.normalisation, reference)
 
 
 class Trainer:
@@ -82,18 +100,20 @@ class Trainer:
                 f"the dataset has {len(sim.wavelengths_nm)} and {sim.image_size}"
             )
         self._check_run_folder(resume)
-        self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices)
+        parent, self.normalisation = pretrained(config, dataset)
+        self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
+                                  normalisation=self.normalisation)
         self.validation = dataset.indices("validation")
         self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
         self.optimiser = optimiser_for(config, len(self.loader))
-        graphdef, state = initial_state(config.model.build(config.seed), self.optimiser)
+        graphdef, state = initial_state(config.model.build(config.seed) if parent is None else parent.model, self.optimiser)
         self.steps = Steps(
             graphdef,
             self.optimiser,
-            dataset.normalisation,
+            self.normalisation,
             dataset.image_mask,
             None if config.active_fibres is None else self.signal_mask,
-            physics_loss_for(config, dataset, self.signal_mask),
+            physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
             config.data_weight,
             config.fibre_dropout,
             config.seed,
@@ -107,7 +127,7 @@ class Trainer:
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
         if self.main_process:
-            write_run_files(self.run, config, dataset, dataset.normalisation, dataset.image_mask, self.signal_mask)
+            write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask)
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG

@@ -34,7 +34,9 @@ def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophor
     labels = [f"phantom {i}" for i in range(len(truth))] if labels is None else list(labels)
     columns = {"truth": truth, **{k: np.asarray(v, float) for k, v in images.items()}}
     rows = [(p, c) for p in range(len(truth)) for c in chromophores]
-    figure, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns) + 0.8, 2.4 * len(rows)), squeeze=False)
+    # Constrained layout leaves room for the suptitle above the column titles (tight_layout does not).
+    figure, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns) + 0.8, 2.4 * len(rows)),
+                                squeeze=False, layout="constrained")
     for r, (p, c) in enumerate(rows):
         shown = np.concatenate([v[p, c][mask] for v in columns.values()])
         low, high = np.nanpercentile(shown, [1, 99])
@@ -52,5 +54,4 @@ def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophor
         figure.colorbar(handle, ax=axes[r, -1], label=DERIVED_UNITS[c], fraction=0.046)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure

@@ -105,6 +105,29 @@ def test_fibre_dropout_masks_are_whole_fibres_at_the_stated_rate():
     assert (np.asarray(random_fibre_masks(jax.random.key(1), 64, 16, 1.0)).any(-1).sum(1) < 16).all()
 
 
+def test_margin_and_resize_upsampling_keep_sizes_and_parameters_and_drop_the_checkerboard():
+    from nirst_jax.models._layers import ConvBNReLU
+
+    signals, mri = jnp.ones((2, 9, 16, 15)), jnp.zeros((2, 32, 32))
+    for name in MODEL_NAMES:
+        plain = ModelSpec(name, image_size=32, width=0.125).build(0)
+        clean = ModelSpec(name, image_size=32, width=0.125, margin=2, upsampling="resize").build(0)
+        assert parameter_count(plain) == parameter_count(clean)
+    assert jax.jit(lambda s, m: clean(s, m))(signals, mri).shape == (2, 3, 32, 32)  # Z-Net without MRI, last built
+    # A constant feature map up-sampled: the transposed convolution gives a 2-periodic pattern,
+    # the resize convolution a constant (away from the border).
+    x = jnp.ones((1, 6, 6, 4))
+    for up, periodic in (("transposed", True), ("resize", False)):
+        layer = ConvBNReLU(4, 8, up=up, rngs=nnx.Rngs(1))
+        y = np.asarray(layer.conv(x if up == "transposed" else jax.image.resize(x, (1, 12, 12, 4), "nearest")))[0, 2:-2, 2:-2]
+        assert (np.ptp(y, axis=(0, 1)) > 1e-3).any() == periodic, up
+    with pytest.raises(ValueError, match="margin"):
+        ModelSpec("znet", margin=-1)
+    with pytest.raises(ValueError, match="upsampling"):
+        ModelSpec("znet", upsampling="bicubic")
+    assert ModelSpec.from_dict({"name": "znet", "wavelengths": 9, "image_size": 100, "width": 1.0}).margin == 0  # older runs
+
+
 def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
     size, batch = 32, 8
     keys = jax.random.split(jax.random.key(0), 3)

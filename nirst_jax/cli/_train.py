@@ -38,6 +38,10 @@ def add_parser(commands, name: str) -> None:
         help="probability that a training phantom loses a random subset of fibres (one network for 16, 8, … fibres)",
     )
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
+    parser.add_argument("--margin", type=int, default=0,
+                        help="zero pixels around the image inside the network (0 = the study's; see docs/training.md)")
+    parser.add_argument("--upsampling", choices=("transposed", "resize"), default="transposed",
+                        help="2x up-sampling: transposed convolutions (the study's) or nearest resize + conv")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, metavar="RUN",
                         help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")
@@ -75,7 +79,8 @@ def run(args) -> int:
             raise ValueError(f"--devices must be in [1, {len(devices)}], got {args.devices}")
         devices = devices[: args.devices]
     config = TrainConfig(
-        model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width),
+        model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width,
+                        margin=args.margin, upsampling=args.upsampling),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

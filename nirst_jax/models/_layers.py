@@ -7,26 +7,38 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+UPSAMPLING = ("transposed", "resize")
+
+
 class ConvBNReLU(nnx.Module):
     """σ(x ∗ k): a convolution (no bias: BN follows), batch normalisation and ReLU.
 
     Arguments:
         in_channels, out_channels: feature counts.
         kernel: square kernel size (1 or 3 here; 'SAME' padding).
-        up: a 2×2 transposed convolution with stride 2 instead (doubles height and width).
+        up: double height and width first: "transposed", a 2×2 transposed convolution with
+            stride 2 (the study's); "resize", nearest-neighbour ×2 then a 2×2 convolution (the
+            same parameters, without the transposed convolution's 2-periodic checkerboard:
+            Odena et al., Distill 2016); None, no up-sampling.
         rngs: `nnx.Rngs` for initialisation.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, up: bool = False, rngs: nnx.Rngs):
-        if up:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, up: str | None = None, rngs: nnx.Rngs):
+        if up not in (None, *UPSAMPLING):
+            raise ValueError(f"up must be None or one of {UPSAMPLING}, got {up!r}")
+        self.resize_first = up == "resize"
+        if up == "transposed":
             self.conv = nnx.ConvTranspose(
                 in_channels, out_channels, (2, 2), strides=(2, 2), padding="VALID", use_bias=False, rngs=rngs
             )
         else:
-            self.conv = nnx.Conv(in_channels, out_channels, (kernel, kernel), padding="SAME", use_bias=False, rngs=rngs)
+            size = (2, 2) if up == "resize" else (kernel, kernel)
+            self.conv = nnx.Conv(in_channels, out_channels, size, padding="SAME", use_bias=False, rngs=rngs)
         self.norm = nnx.BatchNorm(out_channels, momentum=0.9, rngs=rngs)
 
     def __call__(self, x, train: bool):
+        if self.resize_first:
+            x = jax.image.resize(x, (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], x.shape[3]), "nearest")
         return jax.nn.relu(self.norm(self.conv(x), use_running_average=not train))
 
 
@@ -42,10 +54,11 @@ class DoubleConv(nnx.Module):
 
 
 class UpConv(nnx.Module):
-    """σ(σ(x ⊗ k₂ₓ₂) ∗ k₃ₓ₃): 2×2 up-convolution then a 3×3 convolution, each with BN + ReLU."""
+    """σ(σ(x ⊗ k₂ₓ₂) ∗ k₃ₓ₃): 2×2 up-convolution (`upsampling`, see `ConvBNReLU`) then a 3×3
+    convolution, each with BN + ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, rngs: nnx.Rngs):
-        self.up = ConvBNReLU(in_channels, out_channels, up=True, rngs=rngs)
+    def __init__(self, in_channels: int, out_channels: int, *, upsampling: str = "transposed", rngs: nnx.Rngs):
+        self.up = ConvBNReLU(in_channels, out_channels, up=upsampling, rngs=rngs)
         self.conv = ConvBNReLU(out_channels, out_channels, rngs=rngs)
 
     def __call__(self, x, size: int, train: bool):
@@ -96,3 +109,17 @@ def mri_image(mri):
 def output_image(x):
     """(B, H, W, C) features → (B, C, H, W), the images' channel-first convention."""
     return jnp.transpose(x, (0, 3, 1, 2))
+
+
+def pad_image(x, margin: int):
+    """(B, H, W, C) → (B, H + 2m, W + 2m, C) with zeros around (m = `margin`)."""
+    if margin == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (margin, margin), (margin, margin), (0, 0)))
+
+
+def crop_image(x, margin: int):
+    """Inverse of `pad_image` on (B, C, H, W) outputs."""
+    if margin == 0:
+        return x
+    return x[:, :, margin:-margin, margin:-margin]

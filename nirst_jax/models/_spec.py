@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from flax import nnx
 
 from .._config_dict import config_from_dict
+from ._layers import UPSAMPLING
 from ._ynet import YNet
 from ._znet import ZNet
 
@@ -22,12 +23,16 @@ class ModelSpec:
         wavelengths: signal channels L.
         image_size: output pixels per side.
         width: channel multiplier (1 = the study's size; small values for tests and demos).
+        margin: zero pixels around the image inside the network (`ZNet`); 0 = the study's.
+        upsampling: "transposed" (the study's) or "resize" (no checkerboard; `ConvBNReLU`).
     """
 
     name: str = "znet"
     wavelengths: int = 9
     image_size: int = 100
     width: float = 1.0
+    margin: int = 0
+    upsampling: str = "transposed"
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -38,6 +43,10 @@ class ModelSpec:
             raise ValueError(f"image_size must be an integer ≥ 16, got {self.image_size!r}")
         if not (0 < self.width <= 8):
             raise ValueError(f"width must be in (0, 8], got {self.width!r}")
+        if isinstance(self.margin, bool) or int(self.margin) != self.margin or not 0 <= self.margin <= 16:
+            raise ValueError(f"margin must be an integer in [0, 16], got {self.margin!r}")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
 
     @property
     def uses_mri(self) -> bool:
@@ -46,14 +55,16 @@ class ModelSpec:
     def build(self, seed: int = 0) -> nnx.Module:
         """A freshly initialised network (parameters from `seed`)."""
         rngs = nnx.Rngs(seed)
+        shape = dict(margin=int(self.margin), upsampling=self.upsampling)
         if self.name == "ynet":
-            return YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width, rngs=rngs)
+            return YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width, rngs=rngs, **shape)
         return ZNet(
             wavelengths=self.wavelengths,
             image_size=self.image_size,
             use_mri=self.uses_mri,
             width=self.width,
             rngs=rngs,
+            **shape,
         )
 
     def to_dict(self) -> dict:

@@ -6,7 +6,18 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from ._layers import DoubleConv, UpConv, max_pool, mri_image, output_image, pyramid, resize, signal_image
+from ._layers import (
+    DoubleConv,
+    UpConv,
+    crop_image,
+    max_pool,
+    mri_image,
+    output_image,
+    pad_image,
+    pyramid,
+    resize,
+    signal_image,
+)
 from ._znet import scaled
 
 ENCODER_WIDTHS = (20, 40, 80, 160, 240)
@@ -28,14 +39,25 @@ class YNet(nnx.Module):
         wavelengths: input channels of the signal image (L).
         image_size: output pixels per side (≥ 16).
         width: multiplier of every channel count.
+        margin, upsampling: as `ZNet`'s.
         rngs: `nnx.Rngs` for initialisation.
     """
 
     use_mri = True
 
-    def __init__(self, *, wavelengths: int = 9, image_size: int = 100, width: float = 1.0, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        *,
+        wavelengths: int = 9,
+        image_size: int = 100,
+        width: float = 1.0,
+        margin: int = 0,
+        upsampling: str = "transposed",
+        rngs: nnx.Rngs,
+    ):
         widths = [scaled(n, width) for n in ENCODER_WIDTHS]
-        self.sizes = pyramid(image_size)
+        self.margin = margin
+        self.sizes = pyramid(image_size + 2 * margin)
 
         def encoder(channels):
             return nnx.List([DoubleConv(a, b, rngs=rngs) for a, b in zip([channels] + widths[:-1], widths)])
@@ -43,7 +65,7 @@ class YNet(nnx.Module):
         self.signal_encoder = encoder(wavelengths)
         self.mri_encoder = encoder(1)
         self.bottleneck = DoubleConv(2 * widths[4], widths[4], rngs=rngs)
-        self.up = nnx.List([UpConv(a, b, rngs=rngs) for a, b in zip(widths[:0:-1], widths[3::-1])])
+        self.up = nnx.List([UpConv(a, b, upsampling=upsampling, rngs=rngs) for a, b in zip(widths[:0:-1], widths[3::-1])])
         self.fuse = nnx.List([DoubleConv(3 * b, b, rngs=rngs) for b in widths[3::-1]])
         self.out = nnx.Conv(widths[0], 3, (1, 1), rngs=rngs)
 
@@ -63,13 +85,13 @@ class YNet(nnx.Module):
         Returns:
             (B, 3, H, H) normalised HbO, Hb, water.
         """
-        size = self.sizes[0]
+        size = self.sizes[0] - 2 * self.margin
         if mri is None or mri.shape[1] != size:
             raise ValueError(f"this Y-Net needs an MRI of {size}×{size} pixels, got {None if mri is None else mri.shape}")
-        from_signal = self._encode(self.signal_encoder, resize(signal_image(signals), size), train)
-        from_mri = self._encode(self.mri_encoder, mri_image(mri), train)
+        from_signal = self._encode(self.signal_encoder, resize(signal_image(signals), self.sizes[0]), train)
+        from_mri = self._encode(self.mri_encoder, pad_image(mri_image(mri), self.margin), train)
         x = self.bottleneck(jnp.concatenate([from_signal[4], from_mri[4]], -1), train)
         for level, (up, fuse) in zip(range(3, -1, -1), zip(self.up, self.fuse)):
             x = up(x, self.sizes[level], train)
             x = fuse(jnp.concatenate([x, from_signal[level], from_mri[level]], -1), train)
-        return output_image(self.out(x))
+        return crop_image(output_image(self.out(x)), self.margin)

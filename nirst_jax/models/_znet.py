@@ -6,7 +6,19 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from ._layers import ConvBNReLU, DoubleConv, UpConv, max_pool, mri_image, output_image, pyramid, resize, signal_image
+from ._layers import (
+    ConvBNReLU,
+    DoubleConv,
+    UpConv,
+    crop_image,
+    max_pool,
+    mri_image,
+    output_image,
+    pad_image,
+    pyramid,
+    resize,
+    signal_image,
+)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -35,14 +47,27 @@ class ZNet(nnx.Module):
         image_size: output pixels per side (≥ 16).
         use_mri: False builds the study's ablation without the MRI path (Fig. S5).
         width: multiplier of every channel count.
+        margin: pixels of zeros around the image the network works on (its output is cropped
+            back), so the disk's extreme pixels, which touch the image border, see the same
+            neighbourhood as the rest of its rim instead of the convolutions' padding.
+        upsampling: "transposed" (the study's) or "resize" (`ConvBNReLU`).
         rngs: `nnx.Rngs` for initialisation.
     """
 
     def __init__(
-        self, *, wavelengths: int = 9, image_size: int = 100, use_mri: bool = True, width: float = 1.0, rngs: nnx.Rngs
+        self,
+        *,
+        wavelengths: int = 9,
+        image_size: int = 100,
+        use_mri: bool = True,
+        width: float = 1.0,
+        margin: int = 0,
+        upsampling: str = "transposed",
+        rngs: nnx.Rngs,
     ):
         c = lambda n: scaled(n, width) if n else 0  # noqa: E731
-        self.sizes = pyramid(image_size)
+        self.margin = margin
+        self.sizes = pyramid(image_size + 2 * margin)
         self.use_mri = use_mri
         bottleneck = c(256)
         up = [c(128), c(64), c(32), c(16)]
@@ -52,7 +77,7 @@ class ZNet(nnx.Module):
         self.signal_in = ConvBNReLU(wavelengths, c(128), rngs=rngs)
         self.signal_in2 = ConvBNReLU(c(128), bottleneck, rngs=rngs)
         self.signal_up = nnx.List(
-            [UpConv(a, b, rngs=rngs) for a, b in zip([bottleneck] + up[:-1], up)]
+            [UpConv(a, b, upsampling=upsampling, rngs=rngs) for a, b in zip([bottleneck] + up[:-1], up)]
         )
         if use_mri:
             self.mri_in = DoubleConv(1, mri_features, kernel=1, rngs=rngs)
@@ -60,7 +85,7 @@ class ZNet(nnx.Module):
                 [DoubleConv(a, b, rngs=rngs) for a, b in zip([mri_features] + down[:-1], down)]
             )
         inputs = [bottleneck + down[3], up[0] + down[2] + decoder[0], up[1] + down[1] + decoder[1], up[2] + down[0] + decoder[2]]
-        self.decoder = nnx.List([UpConv(a, b, rngs=rngs) for a, b in zip(inputs, decoder)])
+        self.decoder = nnx.List([UpConv(a, b, upsampling=upsampling, rngs=rngs) for a, b in zip(inputs, decoder)])
         self.head = ConvBNReLU(up[3] + mri_features + decoder[3], c(32), rngs=rngs)
         self.out = nnx.Conv(c(32), 3, (3, 3), padding="SAME", rngs=rngs)
 
@@ -79,9 +104,10 @@ class ZNet(nnx.Module):
         for layer, size in zip(self.signal_up, sizes[3::-1]):
             phi.append(layer(phi[-1], size, train))
         if self.use_mri:
-            if mri is None or mri.shape[1] != sizes[0]:
-                raise ValueError(f"this Z-Net needs an MRI of {sizes[0]}×{sizes[0]} pixels, got {None if mri is None else mri.shape}")
-            psi = [self.mri_in(mri_image(mri), train)]
+            size = sizes[0] - 2 * self.margin
+            if mri is None or mri.shape[1] != size:
+                raise ValueError(f"this Z-Net needs an MRI of {size}×{size} pixels, got {None if mri is None else mri.shape}")
+            psi = [self.mri_in(pad_image(mri_image(mri), self.margin), train)]
             for layer in self.mri_down:
                 psi.append(max_pool(layer(psi[-1], train)))
         else:
@@ -90,4 +116,4 @@ class ZNet(nnx.Module):
         for n, (layer, size) in enumerate(zip(self.decoder, sizes[3::-1])):
             decoded = layer(decoded, size, train)
             decoded = jnp.concatenate([phi[n + 1], psi[3 - n], decoded], -1)
-        return output_image(self.out(self.head(decoded, train)))
+        return crop_image(output_image(self.out(self.head(decoded, train))), self.margin)

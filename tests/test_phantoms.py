@@ -205,6 +205,8 @@ def test_config_round_trips_through_a_dict():
     for name in ("mismatch", "realistic"):
         config = phantom_config(name)
         assert PhantomConfig.from_dict(config.to_dict()) == config
+    # The study's configs describe themselves as before `decoupling` existed (older stores resume).
+    assert "decoupling" not in phantom_config("paper").to_dict() and "decoupling" in phantom_config("realistic").to_dict()
     with pytest.raises(ValueError, match="unknown phantom config keys"):
         PhantomConfig.from_dict({"radius": 3})
 

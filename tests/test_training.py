@@ -75,6 +75,8 @@ def test_resume_inside_an_epoch_equals_uninterrupted_training(dataset, tmp_path)
         Trainer(dataset, tmp_path / "a", config, progress=False)
     with pytest.raises(ValueError, match="config differs"):
         Trainer(dataset, tmp_path / "a", config.replace(learning_rate=0.001), resume=True, progress=False)
+    with pytest.raises(ValueError, match="either it or active_fibres"):
+        config.replace(active_fibres=8)
     with pytest.raises(ValueError, match="the dataset has 9 and 32"):
         Trainer(dataset, tmp_path / "c", config.replace(model=ModelSpec("znet", image_size=64)), progress=False)
 

@@ -61,6 +61,8 @@ def run(args) -> int:
         raise ValueError("nothing to evaluate: give --run NAME=RUN and/or drop --no-dri")
     if args.refine < 0:
         raise ValueError(f"--refine must be ≥ 0, got {args.refine}")
+    if args.refine and not args.run:
+        raise ValueError("--refine refines networks: give them with --run NAME=RUN")
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
     names = [name for name, _ in args.run]

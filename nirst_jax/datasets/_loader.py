@@ -109,11 +109,16 @@ class BatchLoader:
         }
 
     def local_rows(self, size: int) -> slice:
-        """The rows of a global batch of `size` that this process's devices hold."""
-        spans = [index[0] for index in self.sharding.addressable_devices_indices_map((size,)).values()]
-        start = min(span.start or 0 for span in spans)
-        stop = max(size if span.stop is None else span.stop for span in spans)
-        return slice(start, stop)
+        """The rows of a global batch of `size` that this process's devices hold (one block)."""
+        spans = sorted(
+            (span.start or 0, size if span.stop is None else span.stop)
+            for span, *_ in self.sharding.addressable_devices_indices_map((size,)).values()
+        )
+        if not spans:
+            raise ValueError("this process holds none of the training devices: give every process at least one")
+        if any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
+            raise ValueError(f"this process's devices hold rows {spans} of each batch, not one block: order the devices by process")
+        return slice(spans[0][0], spans[-1][1])
 
     def put(self, indices) -> dict[str, jax.Array]:
         """The global batch of phantoms `indices` (the same on every process), sharded.

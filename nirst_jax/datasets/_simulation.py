@@ -80,7 +80,8 @@ class SimulationConfig:
 
     def to_dict(self) -> dict:
         """A JSON-ready description (inverse: `SimulationConfig.from_dict`)."""
-        data = asdict(self)  # recurses into the phantom config
+        data = asdict(self)
+        data["phantoms"] = self.phantoms.to_dict()
         data["wavelengths_nm"] = list(self.wavelengths_nm)
         return data
 

@@ -304,10 +304,9 @@ def _write_static_files(folder, header, config, simulator, mesh, seed) -> None:
     (folder / "shards").mkdir(exist_ok=True)
 
     def reference():
-        nominal = config.phantoms.tissue.nominal_background()
-        homogeneous = np.repeat(nominal[:, None], mesh.n_nodes, axis=1).astype(config.dtype)
+        nominal = config.phantoms.tissue.nominal_background().astype(config.dtype)
         amplitude, power = np.mean(config.phantoms.scatter_amplitude), np.mean(config.phantoms.scatter_power)
-        return np.asarray(jax.jit(lambda c: simulator.model(c, amplitude, power))(homogeneous))
+        return np.asarray(jax.jit(lambda c: simulator.model.homogeneous(c, amplitude, power))(nominal))
 
     files = {
         "mesh/nodes.npy": lambda: mesh.nodes,

@@ -104,7 +104,7 @@ class Study:
         stamp = self.folder / "study.json"
         if stamp.exists():
             stored = json.loads(stamp.read_text())
-            if stored != scale.to_dict():
+            if Scale.from_dict(stored) != scale:  # settings added since the folder was made take their defaults
                 raise ValueError(
                     f"{self.folder} holds a study at scale {stored.get('name')!r} with other settings; "
                     f"use another --out folder"

@@ -17,9 +17,9 @@ class ConvBNReLU(nnx.Module):
         in_channels, out_channels: feature counts.
         kernel: square kernel size (1 or 3 here; 'SAME' padding).
         up: double height and width first: "transposed", a 2×2 transposed convolution with
-            stride 2 (the study's); "resize", nearest-neighbour ×2 then a 2×2 convolution (the
-            same parameters, without the transposed convolution's 2-periodic checkerboard:
-            Odena et al., Distill 2016); None, no up-sampling.
+            stride 2 (the study's); "resize", nearest-neighbour ×2 then a 3×3 convolution
+            (without the transposed convolution's 2-periodic checkerboard, Odena et al.,
+            Distill 2016; odd, so unshifted; 9/4 of the parameters); None, no up-sampling.
         rngs: `nnx.Rngs` for initialisation.
     """
 
@@ -32,8 +32,8 @@ class ConvBNReLU(nnx.Module):
                 in_channels, out_channels, (2, 2), strides=(2, 2), padding="VALID", use_bias=False, rngs=rngs
             )
         else:
-            size = (2, 2) if up == "resize" else (kernel, kernel)
-            self.conv = nnx.Conv(in_channels, out_channels, size, padding="SAME", use_bias=False, rngs=rngs)
+            size = 3 if up == "resize" else kernel
+            self.conv = nnx.Conv(in_channels, out_channels, (size, size), padding="SAME", use_bias=False, rngs=rngs)
         self.norm = nnx.BatchNorm(out_channels, momentum=0.9, rngs=rngs)
 
     def __call__(self, x, train: bool):

@@ -50,7 +50,7 @@ class ZNet(nnx.Module):
         margin: pixels of zeros around the image the network works on (its output is cropped
             back), so the disk's extreme pixels, which touch the image border, see the same
             neighbourhood as the rest of its rim instead of the convolutions' padding.
-        upsampling: "transposed" (the study's) or "resize" (`ConvBNReLU`).
+        upsampling: "transposed" (the study's) or "resize" (`ConvBNReLU`; 4.83 M parameters).
         rngs: `nnx.Rngs` for initialisation.
     """
 

@@ -117,8 +117,13 @@ class PhantomConfig:
         return 2 if self.two_inclusion_probability > 0 else 1
 
     def to_dict(self) -> dict:
-        """A JSON-ready description (inverse: `PhantomConfig.from_dict`)."""
-        return asdict(self)
+        """A JSON-ready description (inverse: `PhantomConfig.from_dict`). `decoupling` is left
+        out when all its options are off, so the study's configs describe themselves as before
+        the option existed (and stores made then still resume)."""
+        data = asdict(self)
+        if not self.decoupling.active:
+            del data["decoupling"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "PhantomConfig":

@@ -267,6 +267,23 @@ class SpectralForwardModel(eqx.Module):
         mua, musp = self.optical_properties(chromophores, scatter_amplitude, scatter_power)
         return self.measurements_from_fluence(self.fluence_from_optics(mua, musp))
 
+    def homogeneous(
+        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+    ):
+        """Measurements of a homogeneous medium (e.g. a calibration reference phantom).
+
+        Arguments:
+            chromophores: (3,) HbO (µM), Hb (µM), water (%).
+            scatter_amplitude, scatter_power: the scattering law (scalars).
+
+        Returns:
+            As `__call__`.
+        """
+        chromophores = jnp.asarray(chromophores)
+        if chromophores.shape != (3,):
+            raise ValueError(f"homogeneous chromophores must have shape (3,), got {chromophores.shape}")
+        return self(jnp.broadcast_to(chromophores[:, None], (3, self.fem.n_nodes)), scatter_amplitude, scatter_power)
+
     def optics_jacobian(self, mua, musp):
         """Exact adjoint Jacobian of the measurements w.r.t. nodal µa and µs'.
 

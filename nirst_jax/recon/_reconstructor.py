@@ -38,6 +38,11 @@ def image_grid(mesh: Mesh, size: int = 100) -> PixelGrid:
     return PixelGrid(size, -half, half)
 
 
+def _unknowns_scale(reference) -> jnp.ndarray:
+    """(3,) scale of the unknowns: the background, floored so a chromophore near zero stays usable."""
+    return jnp.maximum(reference, 0.05 * jnp.asarray(nominal_background(), reference.dtype))
+
+
 class Reconstruction(NamedTuple):
     """A reconstruction.
 
@@ -191,8 +196,7 @@ class Reconstructor(eqx.Module):
             )
             reference = fit.coefficients[:, 0]
         reference = jnp.asarray(reference)
-        # Scale by the background, floored so a chromophore fitted near zero stays usable.
-        scale = jnp.maximum(reference, 0.05 * jnp.asarray(nominal_background(), reference.dtype))
+        scale = _unknowns_scale(reference)
         result = self.solver(
             self.model, self.basis, data, self.regulariser(structure), weight, reference, scale, amplitude, power
         )
@@ -212,7 +216,7 @@ class Reconstructor(eqx.Module):
             raise ValueError(f"start must have shape {size}, got {start.shape}")
         offset = self.grid.image_to_nodes(start)
         reference = jnp.mean(offset, axis=1) if reference is None else jnp.asarray(reference)
-        scale = jnp.maximum(reference, 0.05 * jnp.asarray(nominal_background(), reference.dtype))
+        scale = _unknowns_scale(reference)
         zero = jnp.zeros(3, offset.dtype)
         result = self.solver(
             self.model, self.basis, data, self.regulariser(structure), weight, zero, scale, *self.scatter, offset=offset

@@ -71,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"physics_mesh_spacing_mm must be positive, got {self.physics_mesh_spacing_mm!r}")
         if not (np.isfinite(self.fibre_dropout) and 0 <= self.fibre_dropout <= 1):
             raise ValueError(f"fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
+        if self.fibre_dropout > 0 and self.active_fibres is not None:
+            raise ValueError("fibre_dropout draws among all fibres: train with either it or active_fibres, not both")
         if self.active_fibres is not None and self.active_fibres < 2:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 

@@ -91,8 +91,7 @@ class PhysicsLoss(eqx.Module):
         reference_chromophores = np.asarray(reference_chromophores, float)
         if reference_chromophores.shape != (3,) or not (np.isfinite(reference_chromophores).all() and (reference_chromophores >= 0).all()):
             raise ValueError(f"reference_chromophores must be (3,) finite and ≥ 0, got {reference_chromophores}")
-        homogeneous = jnp.broadcast_to(jnp.asarray(reference_chromophores, jnp.result_type(float))[:, None], (3, mesh.n_nodes))
-        reference = jax.jit(lambda c: model(c, *scatter))(homogeneous)
+        reference = jax.jit(lambda c: model.homogeneous(c, *scatter))(jnp.asarray(reference_chromophores, jnp.result_type(float)))
         normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference, jnp.float32))
         return cls(
             model=model,

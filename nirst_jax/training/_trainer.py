@@ -119,7 +119,9 @@ class Trainer:
             config.seed,
         )
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
-        self.state = jax.device_put(state, self.replicated)
+        # Host copies first: a restored parent's arrays are committed to one local device, which a
+        # sharding over several processes does not accept.
+        self.state = jax.device_put(jax.tree.map(np.asarray, state), self.replicated)
         self.checkpoints = Checkpoints(self.run)
         self.records: list[dict] = []
         if resume and self.checkpoints.latest_step("last") is not None:

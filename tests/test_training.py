@@ -124,6 +124,7 @@ def free_port() -> int:
         return handle.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_parent_and_keeps_its_normalisation(dataset, dataset_3mm, tmp_path):
     parent = train(dataset, tmp_path / "parent", TrainConfig(model=TINY, epochs=1, batch_size=32), progress=False)
     best = parent.checkpoints.restore("best", parent.state)
@@ -231,6 +232,7 @@ def dataset_3mm(tmp_path_factory):
     return Dataset(folder)
 
 
+@pytest.mark.slow
 def test_physics_loss_on_a_coarser_mesh_is_at_the_noise_floor(dataset_3mm):
     """Physics mesh 3.5 mm, data from a 3 mm mesh: referenced to its own mesh's reference
     phantom, the physics term at the true chromophores is within 1.3× the noise floor

@@ -53,8 +53,14 @@ def save_json(path, data) -> None:
 
 
 def save_figure(figure, path, **kwargs) -> None:
-    """`figure.savefig` (format from the suffix of `path`), atomically."""
+    """`figure.savefig` (format from the suffix of `path`), atomically; then the figure is
+    closed (pyplot keeps every open figure alive, and a study makes dozens)."""
+    import matplotlib.pyplot as plt
+
     kwargs.setdefault("dpi", 120)
     kwargs.setdefault("bbox_inches", "tight")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    finally:
+        plt.close(figure)

@@ -51,8 +51,4 @@ def loss_figure(records: list[dict]):
 
 def save_loss_figure(path, records: list[dict]) -> None:
     """Write `loss_figure(records)` as PNG."""
-    import matplotlib.pyplot as plt
-
-    figure = loss_figure(records)
-    save_figure(figure, path)
-    plt.close(figure)
+    save_figure(loss_figure(records), path)

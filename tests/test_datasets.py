@@ -226,6 +226,7 @@ def test_two_processes_split_the_shards_and_give_the_same_store(store, tmp_path)
     assert store_files(folder) == store_files(store)
 
 
+@pytest.mark.slow
 def test_realistic_phantoms_paint_the_fibroglandular_region_in_truth_and_mri():
     """Where only the fibroglandular region lies, the truth holds its values and the MRI its grey."""
     import equinox as eqx

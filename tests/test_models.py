@@ -39,6 +39,7 @@ def test_full_size_models_have_the_studys_parameter_count_and_output_shape(name)
     assert bool(jnp.isfinite(out).all())
 
 
+@pytest.mark.slow
 def test_mri_path_matters_only_where_there_is_one():
     signals = jax.random.normal(jax.random.key(1), (1, 9, 16, 15))
     mri_a = jax.random.normal(jax.random.key(2), (1, 32, 32))

@@ -124,6 +124,7 @@ def test_bad_inputs_are_rejected(small):
         fit_homogeneous(nj.SpectralForwardModel.create(mesh, frequency_hz=1e8), data)
 
 
+@pytest.mark.slow
 def test_dri_recovers_one_inclusion_and_beats_tikhonov():
     """Paper-size phantom (1797 nodes), 1% noise: DRI within ±15 % / ±5 %, monotone misfit."""
     mesh = nj.disk_mesh(41, 2.5)

@@ -81,6 +81,7 @@ def test_resume_inside_an_epoch_equals_uninterrupted_training(dataset, tmp_path)
         Trainer(dataset, tmp_path / "c", config.replace(model=ModelSpec("znet", image_size=64)), progress=False)
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
     script = textwrap.dedent(
         f"""

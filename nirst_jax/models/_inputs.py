@@ -53,7 +53,7 @@ def mask_signals(signals, mask):
 
     Arguments:
         signals: (..., L, S, K) normalised ln A.
-        mask: (S, K) bool from `fibre_mask`.
+        mask: (S, K) bool from `fibre_mask`, or per phantom (B, 1, S, K) (`random_fibre_masks`).
     """
     return jnp.where(jnp.asarray(mask), signals, 0)
 

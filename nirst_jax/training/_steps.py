@@ -105,7 +105,7 @@ class Steps:
             return signals
         key = jax.random.fold_in(self.dropout_key, step)
         masks = random_fibre_masks(key, signals.shape[0], signals.shape[-2], self.fibre_dropout)
-        return jnp.where(masks[:, None], signals, 0)
+        return mask_signals(signals, masks[:, None])  # (B, 1, S, K): one mask per phantom
 
     def _train(self, state: TrainState, batch: dict, physics_weight):
         inputs = self._dropped(batch["signals"], state.step)

@@ -6,6 +6,8 @@ sources, CW), prints side by side:
 - forward: ours vs assembling the same COO values into CSC + `scipy.sparse.linalg.splu` + solves;
 - Jacobian d lnA / d(HbO, Hb, water): ours (adjoint) vs SuperLU source + adjoint solves and the
   same sensitivity formulas in NumPy;
+- the matrix-free products J·v and Jᵀ·w (`jacobian_product`, `jacobian_transpose_product`)
+  against one forward (target: Jᵀ·w ≤ 2× a forward);
 - compile times, and the throughput of a vmapped batch of phantoms;
 - the page faults and system CPU time of each Jacobian call (the kernel zero-fills fresh
   pages for its large result; see docs/benchmarks.md for the allocator setting that avoids it).
@@ -144,7 +146,7 @@ def main() -> None:
     print(f"float64, CW, 9 wavelengths × 16 sources × 15 detectors; ours: median of {args.repeats} warm runs, forward and Jacobian interleaved\n")
     header = (
         f"{'nodes':>6} | {'fwd ours':>9} {'fwd SciPy':>9} {'ratio':>6} | {'jac ours':>9} {'jac SciPy':>9} "
-        f"{'ratio':>6} | {'jac/fwd':>7} | {'compile f/j':>11} | {'batch/s':>8}"
+        f"{'ratio':>6} | {'jac/fwd':>7} {'Jv/fwd':>6} {'JTw/fwd':>7} | {'compile f/j':>11} | {'batch/s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -167,8 +169,16 @@ def main() -> None:
         np.testing.assert_allclose(baseline.forward(), ours, rtol=1e-8, atol=1e-9)
         np.testing.assert_allclose(baseline.jacobian(), ours_jacobian, rtol=1e-6, atol=1e-9 * np.abs(ours_jacobian).max())
 
-        t_forward, t_jacobian = interleaved_times(
-            [lambda: forward(c).block_until_ready(), lambda: jacobian(c).block_until_ready()], args.repeats
+        direction = jnp.asarray(rng.standard_normal(c.shape))
+        weights = jnp.asarray(rng.standard_normal(ours.shape))
+        product = jax.jit(lambda c, v: model.jacobian_product(c, v)[1])
+        transpose_product = jax.jit(lambda c, w: model.jacobian_transpose_product(c, w)[1])
+        np.testing.assert_allclose(np.asarray(product(c, direction)), np.einsum("lskcn,cn->lsk", ours_jacobian, direction),
+                                   rtol=1e-8, atol=1e-10)
+        t_forward, t_jacobian, t_product, t_transpose = interleaved_times(
+            [lambda: forward(c).block_until_ready(), lambda: jacobian(c).block_until_ready(),
+             lambda: product(c, direction).block_until_ready(), lambda: transpose_product(c, weights).block_until_ready()],
+            args.repeats,
         )
         faults.append((mesh.n_nodes, ours_jacobian.nbytes, *page_faults_per_call(lambda: jacobian(c).block_until_ready())))
         t_scipy = best_time(baseline.forward, max(3, args.repeats // 4))
@@ -181,13 +191,16 @@ def main() -> None:
         print(
             f"{mesh.n_nodes:6d} | {1e3 * t_forward:7.1f}ms {1e3 * t_scipy:7.1f}ms {t_forward / t_scipy:6.2f} | "
             f"{1e3 * t_jacobian:7.1f}ms {1e3 * t_scipy_jacobian:7.1f}ms {t_jacobian / t_scipy_jacobian:6.2f} | "
-            f"{t_jacobian / t_forward:7.2f} | {compile_forward:4.1f}s/{compile_jacobian:4.1f}s | "
+            f"{t_jacobian / t_forward:7.2f} {t_product / t_forward:6.2f} {t_transpose / t_forward:7.2f} | "
+            f"{compile_forward:4.1f}s/{compile_jacobian:4.1f}s | "
             f"{args.batch / t_batch:8.1f}",
             flush=True,
         )
         record("forward", f"forward, {mesh.n_nodes} nodes", 1e3 * t_forward, 1e3 * t_scipy, "ms", "SciPy SuperLU")
         record("forward", f"Jacobian, {mesh.n_nodes} nodes", 1e3 * t_jacobian, 1e3 * t_scipy_jacobian, "ms", "SciPy SuperLU")
         record("forward", f"Jacobian / forward, {mesh.n_nodes} nodes", t_jacobian / t_forward, None, "×")
+        record("forward", f"J·v / forward, {mesh.n_nodes} nodes", t_product / t_forward, None, "×")
+        record("forward", f"Jᵀ·w / forward, {mesh.n_nodes} nodes", t_transpose / t_forward, None, "×")
     print("\nratio = ours / SciPy (lower is better); batch/s = phantoms per second, vmapped batch")
     print("Jacobian output and the page faults of writing it (fresh memory from the kernel each call):")
     for nodes, size, count, system in faults:

@@ -161,6 +161,46 @@ def test_frequency_domain_jacobian_matches_forward_mode():
     np.testing.assert_allclose(np.asarray(contracted[:, 1]), np.asarray(phase_dot), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("frequency_hz", [0.0, 100e6])
+def test_matrix_free_products_equal_the_materialised_jacobian(frequency_hz):
+    model = nj.SpectralForwardModel.create(nj.disk_mesh(RADIUS, 6.0), wavelengths_nm=(700.0, 850.0), frequency_hz=frequency_hz)
+    n = model.fem.n_nodes
+    chromophores = _random_chromophores(n, 11)
+    rng = np.random.default_rng(12)
+    direction = jnp.asarray(rng.standard_normal((3, n)))
+    jacobian = np.asarray(model.jacobian(chromophores))  # (L, S, K, 3, N) or (L, 2, S, K, 3, N)
+    if frequency_hz == 0:
+        jacobian = jacobian[:, None]
+    measured, product = jax.jit(lambda c, v: model.jacobian_product(c, v))(chromophores, direction)
+    product = np.stack(product, 1) if frequency_hz else np.asarray(product)[:, None]
+    np.testing.assert_allclose(product, np.einsum("lqskcn,cn->lqsk", jacobian, direction), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate(jax.tree.leaves(measured)), np.concatenate(jax.tree.leaves(model(chromophores))),
+                               rtol=1e-12)
+    weights = rng.standard_normal(jacobian.shape[:4])  # (L, Q, S, K)
+    cotangent = tuple(weights[:, q] for q in range(2)) if frequency_hz else weights[:, 0]
+    _, pulled = jax.jit(lambda c, w: model.jacobian_transpose_product(c, w))(chromophores, cotangent)
+    np.testing.assert_allclose(np.asarray(pulled), np.einsum("lqskcn,lqsk->cn", jacobian, weights), rtol=1e-9,
+                               atol=1e-12 * np.abs(pulled).max())
+    # The µa, µs' products against the materialised optics Jacobians (CW only: same code path).
+    if frequency_hz == 0:
+        mua, musp = model.optical_properties(chromophores)
+        j_mua, j_musp = (np.asarray(j) for j in model.optics_jacobian(mua, musp))
+        d_mua, d_musp = (jnp.asarray(rng.standard_normal(mua.shape)) for _ in range(2))
+        _, forward_product = model.optics_jacobian_product(mua, musp, d_mua, d_musp)
+        expected = np.einsum("lskn,ln->lsk", j_mua, d_mua) + np.einsum("lskn,ln->lsk", j_musp, d_musp)
+        np.testing.assert_allclose(np.asarray(forward_product), expected, rtol=1e-9, atol=1e-12)
+        w = rng.standard_normal(model.data_shape)
+        _, (back_mua, back_musp) = model.optics_jacobian_transpose_product(mua, musp, w)
+        np.testing.assert_allclose(np.asarray(back_mua), np.einsum("lskn,lsk->ln", j_mua, w), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(back_musp), np.einsum("lskn,lsk->ln", j_musp, w), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="tangent"):
+        model.jacobian_product(chromophores, direction[:2])
+    bad = np.full(weights[:, 0].shape, np.nan)
+    with pytest.raises(ValueError, match="cotangent"):
+        model.jacobian_transpose_product(chromophores, (bad, bad) if frequency_hz else bad)
+
+
 def test_jit_vmap_grad_compose(small_model):
     model = small_model
     batch = jnp.stack([_random_chromophores(model.fem.n_nodes, seed) for seed in range(3)])

@@ -10,6 +10,7 @@ from flax import nnx
 from nirst_jax.datasets import Normalisation
 from nirst_jax.models import (
     MODEL_NAMES,
+    STUDY_ARCHITECTURE,
     ModelSpec,
     evenly_spaced_fibres,
     fibre_mask,
@@ -26,12 +27,12 @@ STUDY_PARAMETERS = {"znet": 3.48e6, "ynet": 6.09e6}
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_full_size_models_have_the_studys_parameter_count_and_output_shape(name):
-    model = ModelSpec(name).build(0)
+    model = ModelSpec(name, **STUDY_ARCHITECTURE).build(0)
     count = parameter_count(model)
     if name in STUDY_PARAMETERS:
         assert abs(count / STUDY_PARAMETERS[name] - 1) <= 0.10, count
     else:  # the ablation drops the MRI path and its decoder inputs
-        assert count < 0.7 * parameter_count(ModelSpec("znet").build(0))
+        assert count < 0.7 * parameter_count(ModelSpec("znet", **STUDY_ARCHITECTURE).build(0))
     signals = jax.random.normal(jax.random.key(1), (2, 9, 16, 15))
     mri = jax.random.normal(jax.random.key(2), (2, 100, 100))
     out = nnx.jit(lambda m, s, r: m(s, r, train=True))(model, signals, mri)
@@ -110,9 +111,9 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
     from nirst_jax.models._layers import ConvBNReLU
 
     signals, mri = jnp.ones((2, 9, 16, 15)), jnp.zeros((2, 32, 32))
-    plain = ModelSpec("znet", image_size=32, width=0.125).build(0)
-    clean = ModelSpec("znet", image_size=32, width=0.125, margin=2, upsampling="resize").build(0)
-    assert parameter_count(ModelSpec("znet", image_size=32, width=0.125, margin=2).build(0)) == parameter_count(plain)
+    plain = ModelSpec("znet", image_size=32, width=0.125, **STUDY_ARCHITECTURE).build(0)
+    clean = ModelSpec("znet", image_size=32, width=0.125).build(0)  # the defaults: margin 2, resize
+    assert parameter_count(ModelSpec("znet", image_size=32, width=0.125, margin=2, upsampling="transposed").build(0)) == parameter_count(plain)
     assert parameter_count(clean) > parameter_count(plain)  # 3×3 instead of 2×2 up-sampling kernels
     assert jax.jit(lambda s, m: clean(s, m))(signals, mri).shape == (2, 3, 32, 32)
     # A constant feature map up-sampled: the transposed convolution gives a 2-periodic pattern,
@@ -126,7 +127,9 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
         ModelSpec("znet", margin=-1)
     with pytest.raises(ValueError, match="upsampling"):
         ModelSpec("znet", upsampling="bicubic")
-    assert ModelSpec.from_dict({"name": "znet", "wavelengths": 9, "image_size": 100, "width": 1.0}).margin == 0  # older runs
+    older_run = ModelSpec.from_dict({"name": "znet", "wavelengths": 9, "image_size": 100, "width": 1.0})
+    assert (older_run.margin, older_run.upsampling) == (0, "transposed")  # runs from before the fields existed
+    assert ModelSpec.from_dict(ModelSpec("ynet").to_dict()) == ModelSpec("ynet")
 
 
 def test_a_train_step_decreases_the_loss_on_a_fixed_batch():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
-    from ..models import MODEL_NAMES
+    from ..models import MODEL_NAMES, ModelSpec
     from ..training import SCHEDULES
 
     parser = commands.add_parser(
@@ -38,10 +38,10 @@ def add_parser(commands, name: str) -> None:
         help="probability that a training phantom loses a random subset of fibres (one network for 16, 8, … fibres)",
     )
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
-    parser.add_argument("--margin", type=int, default=0,
-                        help="zero pixels around the image inside the network (0 = the study's; see docs/training.md)")
-    parser.add_argument("--upsampling", choices=("transposed", "resize"), default="transposed",
-                        help="2x up-sampling: transposed convolutions (the study's) or nearest resize + conv")
+    parser.add_argument("--margin", type=int, default=ModelSpec.margin,
+                        help="zero pixels around the image inside the network (the study's: 0; see docs/training.md)")
+    parser.add_argument("--upsampling", choices=("transposed", "resize"), default=ModelSpec.upsampling,
+                        help="2x up-sampling: nearest resize + 3x3 conv (default) or transposed convolutions (the study's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, metavar="RUN",
                         help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")

@@ -24,7 +24,10 @@ class Scale:
         batch_size: training batch size.
         learning_rate: Adam learning rate.
         schedule: "constant" (the study) or "cosine".
-        physics_weight: weight of the physics-consistency loss of the hybrid Z-Net.
+        physics_weight: weight of the physics-consistency loss of the hybrid Z-Net, which is
+            the trained Z-Net fine-tuned with that loss (the best schedule, docs/training.md).
+        physics_epochs: epochs of that fine-tuning.
+        physics_learning_rate: its learning rate (same schedule as the others).
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
         fibre_dropout: fibre-dropout rate of the "Z-Net fibre dropout" network.
         refine_steps: DRI Gauss-Newton steps of each network's refined rows ("… + refine").
@@ -45,6 +48,8 @@ class Scale:
     learning_rate: float = 0.005
     schedule: str = "constant"
     physics_weight: float = 0.1
+    physics_epochs: int = 10
+    physics_learning_rate: float = 0.001
     physics_mesh_spacing_mm: float | None = None
     fibre_dropout: float = 0.3
     refine_steps: int = 5
@@ -52,7 +57,8 @@ class Scale:
     seed: int = 2022
 
     def __post_init__(self):
-        for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps"):
+        for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps",
+                     "physics_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
@@ -84,8 +90,7 @@ SCALES = {
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
     # The whole study in ≤ 30 min on a 2-core CPU.
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=2.0,
-                   external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
-                   physics_mesh_spacing_mm=6.0),
+                   external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
                    external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128),

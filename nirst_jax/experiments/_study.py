@@ -36,7 +36,8 @@ class Recipe:
 
     Attributes:
         model: "znet", "ynet" or "znet-nomri".
-        hybrid: with the physics-consistency loss (`Scale.physics_weight`).
+        hybrid: the trained "Z-Net" fine-tuned with the physics-consistency loss
+            (`Scale.physics_weight`, `physics_epochs`, `physics_learning_rate`).
         fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
         data: "data" (the study's distribution) or "data-realistic" (`realistic`).
     """
@@ -202,18 +203,24 @@ class Study:
             batch_size=s.batch_size,
             learning_rate=s.learning_rate,
             schedule=s.schedule,
-            physics_weight=s.physics_weight if recipe.hybrid else 0.0,
-            physics_mesh_spacing_mm=s.physics_mesh_spacing_mm if recipe.hybrid else None,
             fibre_dropout=s.fibre_dropout if recipe.fibre_dropout else 0.0,
             seed=s.seed,
         )
+        if recipe.hybrid:
+            config = config.replace(
+                init_from=str(self.trained("Z-Net").absolute()),
+                epochs=s.physics_epochs,
+                learning_rate=s.physics_learning_rate,
+                physics_weight=s.physics_weight,
+                physics_mesh_spacing_mm=s.physics_mesh_spacing_mm,
+            )
         folder = self.run_folder(network)
         done = folder / "done.json"
         if not done.exists():
             trainer = train(dataset, folder, config, resume=folder.exists(), progress=self.progress)
             seconds = sum(r["seconds"] for r in trainer.records)
             trainer.checkpoints.close()
-            save_json(done, {"epochs": s.epochs, "seconds": seconds})
+            save_json(done, {"epochs": config.epochs, "seconds": seconds})
         return folder
 
     def method(self, name: str, active_fibres: int | None = None):

@@ -12,6 +12,8 @@ from ._ynet import YNet
 from ._znet import ZNet
 
 MODEL_NAMES = ("znet", "ynet", "znet-nomri")
+STUDY_ARCHITECTURE = {"margin": 0, "upsampling": "transposed"}
+"""The `ModelSpec` settings of the published networks (Feng et al. 2022): `ModelSpec(name, **STUDY_ARCHITECTURE)`."""
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,21 @@ class ModelSpec:
         wavelengths: signal channels L.
         image_size: output pixels per side.
         width: channel multiplier (1 = the study's size; small values for tests and demos).
-        margin: zero pixels around the image inside the network (`ZNet`); 0 = the study's.
-        upsampling: "transposed" (the study's) or "resize" (no checkerboard; `ConvBNReLU`).
+        margin: zero pixels around the image inside the network (`ZNet`), so the disk's rim
+            pixels see the same neighbourhood as the others; 0 = the study's.
+        upsampling: "resize" (nearest ×2 then a 3×3 convolution: no checkerboard; `ConvBNReLU`)
+            or "transposed" (the study's 2×2 stride-2 transposed convolution).
+
+    The defaults give clean images (docs/training.md, "Image artefacts"); `STUDY_ARCHITECTURE`
+    (margin 0, transposed) is the published architecture.
     """
 
     name: str = "znet"
     wavelengths: int = 9
     image_size: int = 100
     width: float = 1.0
-    margin: int = 0
-    upsampling: str = "transposed"
+    margin: int = 2
+    upsampling: str = "resize"
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -72,7 +79,9 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
-        return config_from_dict(cls, data, "model spec")
+        """The spec of `to_dict`; runs saved before `margin`/`upsampling` existed used the
+        study's architecture, so missing keys read as `STUDY_ARCHITECTURE`."""
+        return config_from_dict(cls, {**STUDY_ARCHITECTURE, **data}, "model spec")
 
 
 def parameter_count(model: nnx.Module) -> int:

@@ -354,6 +354,87 @@ class SpectralForwardModel(eqx.Module):
         extinction = jnp.asarray(self.extinction)
         return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights, extinction)
 
+    def jacobian_product(
+        self, chromophores, tangent, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+    ):
+        """Measurements and J·v without materialising J (forward mode; one more set of
+        source solves with the same factorisation).
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
+            tangent: (3, N) direction v in the same units.
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+
+        Returns:
+            (measurements, J·v), both as `__call__` returns measurements: (L, S, K) ln A, or
+            the tuple (ln A, phase) in the frequency domain.
+        """
+        chromophores, tangent = self._check_direction(chromophores, tangent, "tangent")
+        return jax.jvp(lambda c: self(c, scatter_amplitude, scatter_power), (chromophores,), (tangent,))
+
+    def jacobian_transpose_product(
+        self, chromophores, cotangent, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+    ):
+        """Measurements and Jᵀ·w without materialising J: the adjoint method (one adjoint
+        solve per source with the forward solve's factorisation), e.g. the data-fit gradient
+        Jᵀ(F(c) − y).
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
+            cotangent: w shaped like the measurements ((L, S, K), or (ln A, phase) in the
+                frequency domain); unused detector slots (`layout.active` False) are ignored.
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+
+        Returns:
+            (measurements, Jᵀ·w) with Jᵀ·w of shape (3, N), per µM, µM, %.
+        """
+        chromophores = check_array("chromophores (HbO µM, Hb µM, water %)", chromophores, (3, self.fem.n_nodes))
+        chromophores = chromophores.astype(jnp.result_type(chromophores.dtype, float))
+        measurements, pullback = jax.vjp(lambda c: self(c, scatter_amplitude, scatter_power), chromophores)
+        cotangent = jax.tree.map(
+            lambda m, w: self._measurement_shaped("cotangent", w, m), measurements, cotangent
+        )
+        (product,) = pullback(cotangent)
+        return measurements, product
+
+    def optics_jacobian_product(self, mua, musp, d_mua, d_musp):
+        """Measurements and J·v for nodal µa, µs' (each (L, N)) in the direction (d_mua, d_musp).
+
+        Returns:
+            (measurements, J·v) as `jacobian_product`.
+        """
+        mua, musp = self._check_optics(mua, musp)
+        shape = (self.n_wavelengths, self.fem.n_nodes)
+        d_mua = check_array("d_mua", d_mua, shape, minimum=None).astype(mua.dtype)
+        d_musp = check_array("d_musp", d_musp, shape, minimum=None).astype(mua.dtype)
+        return jax.jvp(lambda a, s: self.measurements_from_fluence(self._fluence(a, s)), (mua, musp), (d_mua, d_musp))
+
+    def optics_jacobian_transpose_product(self, mua, musp, cotangent):
+        """Measurements and Jᵀ·w for nodal µa, µs' (each (L, N)); w as in
+        `jacobian_transpose_product`.
+
+        Returns:
+            (measurements, (Jᵀ·w for µa, Jᵀ·w for µs')), each (L, N).
+        """
+        mua, musp = self._check_optics(mua, musp)
+        measurements, pullback = jax.vjp(lambda a, s: self.measurements_from_fluence(self._fluence(a, s)), mua, musp)
+        cotangent = jax.tree.map(lambda m, w: self._measurement_shaped("cotangent", w, m), measurements, cotangent)
+        return measurements, pullback(cotangent)
+
+    def _check_direction(self, chromophores, tangent, name: str):
+        shape = (3, self.fem.n_nodes)
+        chromophores = check_array("chromophores (HbO µM, Hb µM, water %)", chromophores, shape)
+        tangent = check_array(name, tangent, shape, minimum=None)
+        dtype = jnp.result_type(chromophores.dtype, tangent.dtype, float)
+        return chromophores.astype(dtype), tangent.astype(dtype)
+
+    def _measurement_shaped(self, name: str, value, like):
+        """`value` checked against the shape of one measurement array `like`, in its dtype;
+        slots the layout does not use are zeroed (their measurements are placeholders)."""
+        value = check_array(name, value, like.shape, minimum=None).astype(like.dtype)
+        active = jnp.asarray(self.layout.active)
+        return jnp.where(active, value, 0.0)
+
     def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.
 

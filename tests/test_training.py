@@ -14,11 +14,13 @@ import pytest
 
 from nirst_jax.cli import main
 from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
-from nirst_jax.models import ModelSpec
+from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec
 from nirst_jax.training import PhysicsLoss, TrainConfig, TrainedNetwork, Trainer, masked_mse, train
 
 SIZE = 32
-TINY = ModelSpec("znet", image_size=SIZE, width=0.125)
+# These tests exercise the trainer, not the architecture (tests/test_models.py covers the default
+# one): the study's architecture keeps them within the default suite's time budget.
+TINY = ModelSpec("znet", image_size=SIZE, width=0.125, **STUDY_ARCHITECTURE)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def mean_predictor_mse(dataset, indices):
 
 
 def test_tiny_training_beats_the_mean_predictor_and_inference_matches(dataset, tmp_path):
-    config = TrainConfig(model=ModelSpec("znet", image_size=SIZE, width=0.25), epochs=12, batch_size=32)
+    config = TrainConfig(model=ModelSpec("znet", image_size=SIZE, width=0.25, **STUDY_ARCHITECTURE), epochs=12, batch_size=32)
     trainer = train(dataset, tmp_path / "run", config, progress=False)
     test = dataset.indices("test")
     best = TrainedNetwork(tmp_path / "run", "best")
@@ -89,7 +91,7 @@ def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
         from nirst_jax.models import ModelSpec
         from nirst_jax.training import TrainConfig, Trainer
         assert len(jax.devices()) == 4
-        config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125), epochs=2, batch_size=32)
+        config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125, margin=0, upsampling="transposed"), epochs=2, batch_size=32)
         out = {{}}
         for n in (1, 4):
             trainer = Trainer({str(dataset.folder)!r}, {str(tmp_path)!r} + f"/run{{n}}", config, devices=jax.devices()[:n], progress=False)
@@ -145,7 +147,7 @@ def test_fine_tuning_starts_from_the_parent_and_keeps_its_normalisation(dataset,
     with np.load(tmp_path / "child" / "inputs.npz") as stored:
         np.testing.assert_array_equal(stored["signal_std"], inherited.signal_std)
     with pytest.raises(ValueError, match="holds a"):
-        Trainer(dataset, tmp_path / "other", config.replace(model=ModelSpec("ynet", image_size=SIZE, width=0.125)), progress=False)
+        Trainer(dataset, tmp_path / "other", config.replace(model=ModelSpec("ynet", image_size=SIZE, width=0.125, **STUDY_ARCHITECTURE)), progress=False)
 
 
 @pytest.mark.slow
@@ -156,7 +158,7 @@ def test_two_processes_train_like_one_process_with_two_devices_and_resume(datase
 import json, sys, jax
 from nirst_jax.models import ModelSpec
 from nirst_jax.training import TrainConfig, Trainer, initialize_distributed
-config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125), epochs=2, batch_size=32)
+config = TrainConfig(model=ModelSpec("znet", image_size={SIZE}, width=0.125, margin=0, upsampling="transposed"), epochs=2, batch_size=32)
 """
     worker = common + f"""
 initialize_distributed("127.0.0.1:" + sys.argv[1], 2, int(sys.argv[2]))

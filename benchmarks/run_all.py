@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table (ours vs each baseline, as a ratio).
 
-Usage: python benchmarks/run_all.py [--full] [--only forward,simulate,reconstruct,train]
+Usage: python benchmarks/run_all.py [--full] [--only forward,simulate,reconstruct,train,learned]
 
 By default each benchmark runs in a quick mode (small meshes, few repeats: minutes on a 2-core
 CPU); --full uses each script's own defaults (the figures in docs/benchmarks.md). Each script's
@@ -23,6 +23,7 @@ QUICK = {
     "simulate": ["--count", "64", "--baseline-count", "4"],
     "reconstruct": ["--spacing", "4", "--batch", "2", "--repeats", "1"],
     "train": ["--models", "znet,ynet", "--batch", "4", "--steps", "2"],
+    "learned": ["--spacing", "6", "--batch", "4", "--iterations", "2", "--repeats", "1"],
 }
 
 

@@ -186,6 +186,7 @@ def test_loader_batches_shuffles_and_holds_data_on_device(dataset):
     assert [int(b["index"][0]) for b in everything] == dataset.indices("train").tolist()
 
 
+@pytest.mark.slow
 def test_four_devices_generate_the_same_store_and_shard_batches(store, tmp_path):
     script = textwrap.dedent(
         f"""

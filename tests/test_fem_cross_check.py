@@ -77,7 +77,7 @@ def nirfast_problem():
     return mesh, mua, kappa, float(ri[0]), rhs
 
 
-@pytest.mark.parametrize("frequency_hz", [0.0, 100e6])
+@pytest.mark.parametrize("frequency_hz", [0.0, pytest.param(100e6, marks=pytest.mark.slow)])
 def test_fields_match_an_independent_scipy_fem(nirfast_problem, frequency_hz):
     mesh, mua, kappa, n, rhs = nirfast_problem
     robin = np.full(mesh.n_nodes, 1 / (2 * float(boundary_factor(n))))

@@ -201,6 +201,7 @@ def test_matrix_free_products_equal_the_materialised_jacobian(frequency_hz):
         model.jacobian_transpose_product(chromophores, (bad, bad) if frequency_hz else bad)
 
 
+@pytest.mark.slow
 def test_jit_vmap_grad_compose(small_model):
     model = small_model
     batch = jnp.stack([_random_chromophores(model.fem.n_nodes, seed) for seed in range(3)])

@@ -10,6 +10,7 @@ from flax import nnx
 from nirst_jax.datasets import Normalisation
 from nirst_jax.models import (
     MODEL_NAMES,
+    PHYSICS_MODELS,
     STUDY_ARCHITECTURE,
     ModelSpec,
     evenly_spaced_fibres,
@@ -21,11 +22,14 @@ from nirst_jax.models import (
 )
 from nirst_jax.training import Steps, initial_state, masked_mse
 
+NETWORKS = tuple(name for name in MODEL_NAMES if name not in PHYSICS_MODELS)
+"""The networks without physics inside (`ModelSpec.build`; tests/test_learned.py covers the others)."""
 # Feng et al. 2022, Table 1.
 STUDY_PARAMETERS = {"znet": 3.48e6, "ynet": 6.09e6}
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NETWORKS)
 def test_full_size_models_have_the_studys_parameter_count_and_output_shape(name):
     model = ModelSpec(name, **STUDY_ARCHITECTURE).build(0)
     count = parameter_count(model)
@@ -132,6 +136,7 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
     assert ModelSpec.from_dict(ModelSpec("ynet").to_dict()) == ModelSpec("ynet")
 
 
+@pytest.mark.slow
 def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
     size, batch = 32, 8
     keys = jax.random.split(jax.random.key(0), 3)
@@ -148,7 +153,7 @@ def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
         "targets": normalisation.images(jax.random.normal(keys[2], (batch, 3, size, size))),
     }
     mask = np.ones((size, size), bool)
-    for name in MODEL_NAMES:
+    for name in NETWORKS:
         optimiser = optax.adam(5e-3)
         graphdef, state = initial_state(ModelSpec(name, image_size=size, width=0.125).build(0), optimiser)
         steps = Steps(graphdef, optimiser, normalisation, mask)

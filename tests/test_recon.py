@@ -199,6 +199,7 @@ def test_dri_beats_tikhonov_on_random_phantoms():
     np.testing.assert_allclose(result.chromophores[3], single.chromophores, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_gradient_wrt_regularisation_weight_matches_finite_differences(small):
     mesh, model = small
     solver = GaussNewton(iterations=2, tolerance=0.0, unrolled=True)
@@ -220,6 +221,7 @@ def test_gradient_wrt_regularisation_weight_matches_finite_differences(small):
     assert int(steps) == 2  # all steps taken, so the derivative is of one smooth branch
 
 
+@pytest.mark.slow
 def test_reconstruct_cli(tmp_path):
     forward = tmp_path / "forward"
     assert main(["forward", "--out", str(forward), "--mesh-spacing", "5", "--noise", "0.01"]) == 0

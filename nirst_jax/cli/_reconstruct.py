@@ -10,29 +10,32 @@ import numpy as np
 
 from ._arguments import float_list
 
-METHODS = ("dri", "tikhonov", "softprior", "znet")
+METHODS = ("dri", "tikhonov", "softprior", "znet", "lgn")
+NETWORK_METHODS = ("znet", "lgn")
+"""Methods that run a trained network from --checkpoint: znet any network, lgn a learned Gauss-Newton run."""
 
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
     parser = commands.add_parser(
         name,
-        help="reconstruct images: Gauss-Newton (DRI, Tikhonov, soft prior) or a trained Z-Net/Y-Net",
+        help="reconstruct images: Gauss-Newton (DRI, Tikhonov, soft prior) or a trained network (Z-Net, Y-Net, learned Gauss-Newton)",
         description=(
             "Reconstruct HbO, Hb and water from CW ln amplitudes (npz, e.g. from `nirst forward`) "
             "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton, or with a "
-            "network trained by `nirst train` (--method znet --checkpoint RUN). Writes "
+            "network trained by `nirst train` (--method znet|lgn --checkpoint RUN). Writes "
             "OUT/reconstruction.npz, OUT/reconstruction.png and OUT/convergence.json. File "
             "formats: docs/reconstruction.md."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--method", choices=METHODS, default="dri", help="znet: any network trained by `nirst train`")
-    parser.add_argument("--checkpoint", type=Path, help="--method znet: the training run folder")
-    parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet: which checkpoint")
+    parser.add_argument("--method", choices=METHODS, default="dri",
+                        help="znet: any network trained by `nirst train`; lgn: a learned Gauss-Newton run (`--model lgn`)")
+    parser.add_argument("--checkpoint", type=Path, help="--method znet|lgn: the training run folder")
+    parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet|lgn: which checkpoint")
     parser.add_argument(
         "--refine", type=int, default=0, metavar="N",
-        help="--method znet: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
+        help="--method znet|lgn: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
     )
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
     parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
@@ -118,21 +121,27 @@ def _fibre_set_up(mesh, fibres_xy, count):
 
 
 def _prepare(args):
-    """Read and check the inputs shared by every method; returns (mesh, model, ln A, MRI, scatter)."""
+    """Read and check the inputs shared by every method.
+
+    Returns:
+        (mesh, model, ln A calibrated for `model`, MRI, scatter, recalibrate): `recalibrate(other)`
+        calibrates the same raw data for another forward model (e.g. a network's training
+        set-up), or is None when no calibration was asked for.
+    """
     from ..physics import SpectralForwardModel
     from ..recon import calibrate
 
     data = _read_data(args.data)
-    if args.method in ("dri", "softprior", "znet") and args.mri is None and args.labels is None:
+    if args.method in ("dri", "softprior", *NETWORK_METHODS) and args.mri is None and args.labels is None:
         raise ValueError(f"--method {args.method} needs --mri" + (" or --labels" if args.method == "softprior" else ""))
     if args.basis_size < 0 or args.iterations < 1:
         raise ValueError("--basis-size must be ≥ 0 and --iterations ≥ 1")
     if args.reference is not None and args.self_calibrate:
         raise ValueError("give --reference or --self-calibrate, not both")
-    if (args.method == "znet") != (args.checkpoint is not None):
-        raise ValueError("--checkpoint goes with --method znet (and only with it)")
-    if args.refine < 0 or (args.refine and args.method != "znet"):
-        raise ValueError(f"--refine N (N ≥ 0) goes with --method znet, got {args.refine} with {args.method}")
+    if (args.method in NETWORK_METHODS) != (args.checkpoint is not None):
+        raise ValueError("--checkpoint goes with --method znet or lgn (and only with them)")
+    if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
+        raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
     mesh = _mesh(args, data)
     n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
@@ -154,12 +163,17 @@ def _prepare(args):
     if not np.isfinite(ln_amplitude[active]).all():
         raise ValueError(f"{args.data}: ln_amplitude has NaN or infinite active measurements")
     image = None if args.mri is None else _read_image(args.mri, "MRI")
-    if args.reference is not None:
-        reference = _read_data(args.reference)["ln_amplitude"]
-        ln_amplitude, _ = calibrate(model, ln_amplitude, reference, scatter_amplitude=scatter[0], scatter_power=scatter[1])
-    elif args.self_calibrate:
-        ln_amplitude, _ = calibrate(model, ln_amplitude, scatter_amplitude=scatter[0], scatter_power=scatter[1])
-    return mesh, model, np.asarray(ln_amplitude), image, scatter
+    recalibrate = None
+    if args.reference is not None or args.self_calibrate:
+        reference = None if args.reference is None else _read_data(args.reference)["ln_amplitude"]
+
+        def recalibrate(target_model, target_scatter=scatter):
+            calibrated, _ = calibrate(target_model, ln_amplitude, reference,
+                                      scatter_amplitude=target_scatter[0], scatter_power=target_scatter[1])
+            return np.asarray(calibrated)
+
+        return mesh, model, recalibrate(model), image, scatter, recalibrate
+    return mesh, model, ln_amplitude, image, scatter, recalibrate
 
 
 def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
@@ -210,8 +224,12 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
     return result.images, result.chromophores, grid, np.asarray(reconstructor.grid.mask), summary, title
 
 
-def _network(args, mesh, model, ln_amplitude, image, scatter):
-    """Returns (images, nodal chromophores, grid, image mask, summary, title); the misfit re-simulates the images."""
+def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
+    """Returns (images, nodal chromophores, grid, image mask, summary, title); the misfit re-simulates the images.
+
+    With calibration (`recalibrate`), the network's input is calibrated against the set-up it
+    was trained on (its mesh), so no discretisation offset between that mesh and the
+    command's stays in its input; the misfit and `--refine` use the command's mesh."""
     import jax.numpy as jnp
 
     from ..mesh import GridInterpolation
@@ -219,11 +237,16 @@ def _network(args, mesh, model, ln_amplitude, image, scatter):
     from ..training import TrainedNetwork
 
     network = TrainedNetwork(args.checkpoint, args.which)
+    if args.method == "lgn" and network.config.model.name != "lgn":
+        raise ValueError(f"--method lgn needs a learned Gauss-Newton run; {args.checkpoint} holds a {network.config.model.name}")
     if network.data_shape != model.data_shape:
         raise ValueError(f"the network was trained on data of shape {network.data_shape}, --data has {model.data_shape}")
     if image.shape != (network.image_size, network.image_size):
         raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
-    images = network(ln_amplitude, image)
+    network_input = ln_amplitude
+    if recalibrate is not None:
+        network_input = recalibrate(network.forward_model(), network.scatter)
+    images = network(network_input, image)
     grid = image_grid(mesh, network.image_size)
     interpolation = GridInterpolation.build(mesh, grid)
     nodes = np.asarray(interpolation.image_to_nodes(jnp.asarray(images, float)))
@@ -261,10 +284,13 @@ def run(args) -> int:
     from ..evaluation import circle_roi, derived_maps, roi_contrast
     from ..figures import reconstruction_figure
 
-    mesh, model, ln_amplitude, image, scatter = _prepare(args)
+    mesh, model, ln_amplitude, image, scatter, recalibrate = _prepare(args)
     started = time.perf_counter()
-    method = _network if args.method == "znet" else _gauss_newton
-    images, nodes, grid, mask, summary, title = method(args, mesh, model, ln_amplitude, image, scatter)
+    if args.method in NETWORK_METHODS:
+        result = _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate)
+    else:
+        result = _gauss_newton(args, mesh, model, ln_amplitude, image, scatter)
+    images, nodes, grid, mask, summary, title = result
     elapsed = time.perf_counter() - started
     images = np.where(mask, np.asarray(images), 0.0)
     maps = derived_maps(images, mask)
@@ -289,7 +315,7 @@ def run(args) -> int:
     )
     save_json(out / "convergence.json", summary)
     save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
-    iterative = args.method != "znet" or args.refine
+    iterative = args.method not in NETWORK_METHODS or args.refine
     for k, value in enumerate(summary["misfit"]):
         print(f"iteration {k}: mean-square ln A misfit {value:.4g}" if iterative else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
     if "hbt_contrast" in summary:

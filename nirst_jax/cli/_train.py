@@ -8,12 +8,12 @@ from pathlib import Path
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
-    from ..models import MODEL_NAMES, ModelSpec
-    from ..training import SCHEDULES
+    from ..models import MODEL_NAMES, PHYSICS_GRADIENTS, ModelSpec
+    from ..training import FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
 
     parser = commands.add_parser(
         name,
-        help="train a network (Z-Net, Y-Net, Z-Net without MRI) with optax",
+        help="train a network (Z-Net, Y-Net, Z-Net without MRI, learned Gauss-Newton) with optax",
         description=(
             "Train on a store from `nirst simulate`, data-parallel over all devices. Writes "
             "RUN/config.json, RUN/inputs.npz, RUN/checkpoints/{last,best} (orbax), "
@@ -22,13 +22,19 @@ def add_parser(commands, name: str) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", choices=MODEL_NAMES, default="znet")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="znet",
+                        help="znet, ynet, znet-nomri (Z-Net without the MRI path) or lgn (learned Gauss-Newton, docs/learned.md)")
     parser.add_argument("--data", type=Path, required=True, help="dataset store folder")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.005)
-    parser.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    parser.add_argument("--physics-weight", type=float, default=0.0, help="weight of the physics-consistency loss")
+    parser.add_argument("--epochs", type=int, default=200, help="passes over the training split (the study's: 200)")
+    parser.add_argument("--batch-size", type=int, default=128, help="phantoms per step, over all devices")
+    parser.add_argument("--learning-rate", type=float, default=0.005, help="Adam's step size")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                        help="learning rate: constant (the study's) or cosine decay to 0 over the run")
+    parser.add_argument(
+        "--physics-weight", type=float,
+        help=f"weight of the physics-consistency loss (default: {FINE_TUNING_PHYSICS_WEIGHT:g} when fine-tuning with "
+             "--init-from, the best schedule measured, docs/training.md; else 0, off)",
+    )
     parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
     parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss (default: the dataset's)")
     parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised MSE (0: self-supervised)")
@@ -42,7 +48,13 @@ def add_parser(commands, name: str) -> None:
                         help="zero pixels around the image inside the network (the study's: 0; see docs/training.md)")
     parser.add_argument("--upsampling", choices=("transposed", "resize"), default=ModelSpec.upsampling,
                         help="2x up-sampling: nearest resize + 3x3 conv (default) or transposed convolutions (the study's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=ModelSpec.iterations,
+                        help="lgn: unrolled Gauss-Newton iterations")
+    parser.add_argument("--basis-size", type=int, default=ModelSpec.basis_size,
+                        help="lgn: pixel-basis points per side of the Gauss-Newton direction")
+    parser.add_argument("--gradients", choices=PHYSICS_GRADIENTS, default=ModelSpec.gradients,
+                        help="lgn: how training differentiates the physics directions (docs/learned.md)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     parser.add_argument("--init-from", type=Path, metavar="RUN",
                         help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")
     parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
@@ -53,6 +65,15 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
+
+
+def physics_weight(args) -> float:
+    """--physics-weight, or its default: the best measured fine-tuning weight with --init-from, else 0."""
+    from ..training import FINE_TUNING_PHYSICS_WEIGHT
+
+    if args.physics_weight is not None:
+        return args.physics_weight
+    return 0.0 if args.init_from is None else FINE_TUNING_PHYSICS_WEIGHT
 
 
 def run(args) -> int:
@@ -80,13 +101,14 @@ def run(args) -> int:
         devices = devices[: args.devices]
     config = TrainConfig(
         model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width,
-                        margin=args.margin, upsampling=args.upsampling),
+                        margin=args.margin, upsampling=args.upsampling, iterations=args.iterations,
+                        basis_size=args.basis_size, gradients=args.gradients),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         schedule=args.schedule,
         data_weight=args.data_weight,
-        physics_weight=args.physics_weight,
+        physics_weight=physics_weight(args),
         physics_warmup_epochs=args.physics_warmup,
         physics_mesh_spacing_mm=args.physics_mesh_spacing,
         active_fibres=args.active_fibres,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .._config_dict import config_from_dict
+from ..training import FINE_TUNING_PHYSICS_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Scale:
     batch_size: int
     learning_rate: float = 0.005
     schedule: str = "constant"
-    physics_weight: float = 0.1
-    physics_epochs: int = 10
+    physics_weight: float = FINE_TUNING_PHYSICS_WEIGHT
+    physics_epochs: int = 5
     physics_learning_rate: float = 0.001
     physics_mesh_spacing_mm: float | None = None
     fibre_dropout: float = 0.3
@@ -88,7 +89,7 @@ SCALES = {
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
-    # The whole study in ≈ 47 min on a 2-core CPU (measured 2026-12-02).
+    # The whole study in ≈ 47–49 min on a 2-core CPU (measured 2026-12-02 and -03).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=2.0,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.

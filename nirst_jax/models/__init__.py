@@ -1,12 +1,14 @@
 """Networks: Z-Net, Y-Net, the Z-Net without MRI, and their inputs."""
 
 from ._inputs import evenly_spaced_fibres, fibre_mask, mask_signals, normalise_mri, random_fibre_masks
-from ._spec import MODEL_NAMES, STUDY_ARCHITECTURE, ModelSpec, parameter_count
+from ._spec import MODEL_NAMES, PHYSICS_GRADIENTS, PHYSICS_MODELS, STUDY_ARCHITECTURE, ModelSpec, parameter_count
 from ._ynet import YNet
 from ._znet import ZNet
 
 __all__ = [
     "MODEL_NAMES",
+    "PHYSICS_GRADIENTS",
+    "PHYSICS_MODELS",
     "STUDY_ARCHITECTURE",
     "ModelSpec",
     "YNet",

@@ -11,7 +11,11 @@ from ._layers import UPSAMPLING
 from ._ynet import YNet
 from ._znet import ZNet
 
-MODEL_NAMES = ("znet", "ynet", "znet-nomri")
+MODEL_NAMES = ("znet", "ynet", "znet-nomri", "lgn")
+PHYSICS_MODELS = ("lgn",)
+PHYSICS_GRADIENTS = ("stopped", "linearised", "exact")
+"""How an unrolled network's training differentiates its physics directions (docs/learned.md)."""
+"""Networks with the physics inside (`nirst_jax.learned`): built with their operators, not `ModelSpec.build`."""
 STUDY_ARCHITECTURE = {"margin": 0, "upsampling": "transposed"}
 """The `ModelSpec` settings of the published networks (Feng et al. 2022): `ModelSpec(name, **STUDY_ARCHITECTURE)`."""
 
@@ -21,7 +25,8 @@ class ModelSpec:
     """A network architecture and its sizes.
 
     Attributes:
-        name: "znet", "ynet" or "znet-nomri" (Z-Net without the MRI path).
+        name: "znet", "ynet", "znet-nomri" (Z-Net without the MRI path) or "lgn" (learned
+            Gauss-Newton, `nirst_jax.learned`).
         wavelengths: signal channels L.
         image_size: output pixels per side.
         width: channel multiplier (1 = the study's size; small values for tests and demos).
@@ -29,6 +34,11 @@ class ModelSpec:
             pixels see the same neighbourhood as the others; 0 = the study's.
         upsampling: "resize" (nearest ×2 then a 3×3 convolution: no checkerboard; `ConvBNReLU`)
             or "transposed" (the study's 2×2 stride-2 transposed convolution).
+        iterations: unrolled iterations (lgn only).
+        basis_size: pixel-basis points per side of the Gauss-Newton direction (lgn only).
+        gradients: how training differentiates the physics directions (lgn only):
+            "stopped" (constants), "linearised" (through the reference Jacobian: cheap) or
+            "exact" (through the forward and adjoint solves); `nirst_jax.learned.GRADIENTS`.
 
     The defaults give clean images (docs/training.md, "Image artefacts"); `STUDY_ARCHITECTURE`
     (margin 0, transposed) is the published architecture.
@@ -40,6 +50,9 @@ class ModelSpec:
     width: float = 1.0
     margin: int = 2
     upsampling: str = "resize"
+    iterations: int = 5
+    basis_size: int = 12
+    gradients: str = "linearised"
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -54,13 +67,31 @@ class ModelSpec:
             raise ValueError(f"margin must be an integer in [0, 16], got {self.margin!r}")
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        if isinstance(self.iterations, bool) or int(self.iterations) != self.iterations or not 1 <= self.iterations <= 50:
+            raise ValueError(f"iterations must be an integer in [1, 50], got {self.iterations!r}")
+        if isinstance(self.basis_size, bool) or int(self.basis_size) != self.basis_size or not 2 <= self.basis_size <= 64:
+            raise ValueError(f"basis_size must be an integer in [2, 64], got {self.basis_size!r}")
+        if self.gradients not in PHYSICS_GRADIENTS:
+            raise ValueError(f"gradients must be one of {PHYSICS_GRADIENTS}, got {self.gradients!r}")
 
     @property
     def uses_mri(self) -> bool:
         return self.name != "znet-nomri"
 
+    @property
+    def needs_physics(self) -> bool:
+        """Whether the network holds the physics (build it with `nirst_jax.learned.build_network`)."""
+        return self.name in PHYSICS_MODELS
+
+    @property
+    def channels(self) -> int:
+        """Channels of each learned Gauss-Newton update network: 64 × width."""
+        return max(4, round(64 * self.width))
+
     def build(self, seed: int = 0) -> nnx.Module:
         """A freshly initialised network (parameters from `seed`)."""
+        if self.needs_physics:
+            raise ValueError(f"{self.name!r} holds the physics of its data: build it with nirst_jax.learned.build_network")
         rngs = nnx.Rngs(seed)
         shape = dict(margin=int(self.margin), upsampling=self.upsampling)
         if self.name == "ynet":

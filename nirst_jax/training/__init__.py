@@ -1,16 +1,17 @@
 """Training Z-Net / Y-Net with optax: losses (data, physics), steps, checkpoints, the loop, inference."""
 
 from ._checkpoints import Checkpoints
-from ._config import SCHEDULES, TrainConfig
+from ._config import FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES, TrainConfig
 from ._data_loss import masked_mse
 from ._distributed import initialize_distributed
 from ._log import loss_figure, read_log
 from ._network import TrainedNetwork
-from ._physics_loss import PhysicsLoss
+from ..learned import PhysicsLoss
 from ._steps import Steps, TrainState, initial_state
 from ._trainer import Trainer, evaluate_batches, train
 
 __all__ = [
+    "FINE_TUNING_PHYSICS_WEIGHT",
     "Checkpoints",
     "PhysicsLoss",
     "SCHEDULES",

@@ -10,6 +10,9 @@ from .._config_dict import config_from_dict
 from ..models import ModelSpec
 
 SCHEDULES = ("constant", "cosine")
+FINE_TUNING_PHYSICS_WEIGHT = 0.1
+"""Physics weight of the best schedule measured (docs/training.md, "Which schedule"): a trained
+network fine-tuned with the physics loss at w = 0.1; `nirst train --init-from` uses it by default."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
         if self.fibre_dropout > 0 and self.active_fibres is not None:
             raise ValueError("fibre_dropout draws among all fibres: train with either it or active_fibres, not both")
+        if self.fibre_dropout > 0 and self.model.needs_physics:
+            raise ValueError(f"fibre_dropout is not supported for {self.model.name!r}: its physics compares fixed measurements (use active_fibres)")
         if self.active_fibres is not None and self.active_fibres < 2:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 

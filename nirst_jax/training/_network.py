@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._batching import padded_batches
+from ..datasets import SimulationConfig
 from ..models import fibre_mask, mask_signals, normalise_mri
 from ._checkpoints import Checkpoints
 from ._config import TrainConfig
 from ._run_folder import read_run_files
 from ._steps import initial_state
-from ._trainer import optimiser_for
+from ._trainer import network_for, optimiser_for
 
 
 class TrainedNetwork:
@@ -35,8 +36,12 @@ class TrainedNetwork:
         meta, self.normalisation, self.image_mask, self.signal_mask = read_run_files(self.run)
         self.meta = meta
         self.config = TrainConfig.from_dict(meta["train"])
+        if active_fibres is not None:
+            self.signal_mask = self.signal_mask & fibre_mask(self.data_shape[1], active_fibres)
         optimiser = optimiser_for(self.config, 1)
-        graphdef, template = initial_state(self.config.model.build(self.config.seed), optimiser)
+        self.simulation = SimulationConfig.from_dict(meta["dataset"]["simulation"])
+        network = network_for(self.config, self.simulation, self.normalisation, self.signal_mask)
+        graphdef, template = initial_state(network, optimiser)
         checkpoints = Checkpoints(self.run)
         state = checkpoints.restore(which, template)
         checkpoints.close()
@@ -44,8 +49,6 @@ class TrainedNetwork:
         from flax import nnx
 
         self.model = nnx.merge(graphdef, state.params, state.batch_stats)
-        if active_fibres is not None:
-            self.signal_mask = self.signal_mask & fibre_mask(self.data_shape[1], active_fibres)
         signal_mask = self.signal_mask
         self._predict = jax.jit(lambda s, m: self._forward(mask_signals(s, signal_mask), m))
 
@@ -53,6 +56,21 @@ class TrainedNetwork:
     def data_shape(self) -> tuple[int, int, int]:
         """(L, S, K) of the measurements it expects."""
         return tuple(self.normalisation.reference.shape)
+
+    @property
+    def scatter(self) -> tuple[float, float]:
+        """(a mm⁻¹, b) of the training data's reference phantom: the middle of their ranges, as
+        the dataset simulates its reference (fixed scatter: the value)."""
+        phantoms = self.simulation.phantoms
+        return float(np.mean(phantoms.scatter_amplitude)), float(np.mean(phantoms.scatter_power))
+
+    def forward_model(self):
+        """The forward model of the set-up the network was trained on (its mesh, wavelengths,
+        fibres): what measurements must be calibrated against for this network."""
+        from ..physics import SpectralForwardModel
+
+        sim = self.simulation
+        return SpectralForwardModel.create(sim.mesh(), wavelengths_nm=sim.wavelengths_nm, n_fibres=sim.n_fibres)
 
     @property
     def image_size(self) -> int:

@@ -12,7 +12,7 @@ from flax import nnx
 from ..datasets import Normalisation
 from ..models import mask_signals, normalise_mri, random_fibre_masks
 from ._data_loss import masked_mse
-from ._physics_loss import PhysicsLoss
+from ..learned import PhysicsLoss
 
 
 class TrainState(NamedTuple):

@@ -15,13 +15,14 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..datasets import BatchLoader, Dataset
-from ..mesh import disk_mesh
+from ..datasets import BatchLoader, Dataset, SimulationConfig
+from ..learned import build_network
+from ..mesh import Mesh, disk_mesh
 from ..models import fibre_mask
 from ._checkpoints import Checkpoints
 from ._config import TrainConfig
 from ._log import read_log, save_loss_figure, write_log
-from ._physics_loss import PhysicsLoss
+from ..learned import PhysicsLoss
 from ._run_folder import CONFIG, LOSS_FIGURE, METRICS, write_run_files
 from ._steps import Steps, TrainState, initial_state
 
@@ -37,14 +38,28 @@ def optimiser_for(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTr
     return optax.adam(rate)
 
 
+def physics_mesh(config: TrainConfig, simulation: SimulationConfig) -> Mesh | None:
+    """The mesh of a run's physics (loss, or inside the network): a disk of
+    `physics_mesh_spacing_mm`, or None for the data's own mesh."""
+    if config.physics_mesh_spacing_mm is None:
+        return None
+    return disk_mesh(simulation.phantoms.radius_mm, config.physics_mesh_spacing_mm)
+
+
 def physics_loss_for(config: TrainConfig, dataset: Dataset, signal_mask, normalisation) -> PhysicsLoss | None:
     """The physics loss of a run (None when its weight is 0)."""
     if config.physics_weight == 0:
         return None
-    mesh = None
-    if config.physics_mesh_spacing_mm is not None:
-        mesh = disk_mesh(dataset.config.phantoms.radius_mm, config.physics_mesh_spacing_mm)
+    mesh = physics_mesh(config, dataset.config)
     return PhysicsLoss.for_dataset(dataset, mesh=mesh, active=signal_mask, normalisation=normalisation)
+
+
+def network_for(config: TrainConfig, simulation: SimulationConfig, normalisation, signal_mask, mesh: Mesh | None = None):
+    """The freshly initialised network of a run (`build_network`; physics on `physics_mesh`,
+    else on `mesh`, the data's)."""
+    if config.model.needs_physics:
+        mesh = physics_mesh(config, simulation) or mesh
+    return build_network(config.model, config.seed, simulation, normalisation, signal_mask, mesh)
 
 
 def pretrained(config: TrainConfig, dataset: Dataset):
@@ -106,7 +121,8 @@ class Trainer:
         self.validation = dataset.indices("validation")
         self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
         self.optimiser = optimiser_for(config, len(self.loader))
-        graphdef, state = initial_state(config.model.build(config.seed) if parent is None else parent.model, self.optimiser)
+        model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
+        graphdef, state = initial_state(model, self.optimiser)
         self.steps = Steps(
             graphdef,
             self.optimiser,

@@ -1,0 +1,103 @@
+"""Learned Gauss-Newton cost: training samples/s, and inference per phantom against DRI per phantom.
+
+Usage: python benchmarks/learned.py [--spacing 4.0] [--image-size 32] [--batch 16] [--iterations 5]
+                                    [--width 0.25] [--repeats 3]
+
+Simulates `--batch` phantoms of the `paper` distribution on a disk mesh of `--spacing` mm (the
+`small` scale's: 4 mm, 736 nodes; 32×32 images), then times on the same data and mesh:
+- `lgn` inference, batched (vmap over phantoms, the K iterations in one jit), per phantom;
+- one `lgn` training step (linearised gradients, and exact through the solves), samples/s;
+- DRI as the study runs it (`GaussNewtonMethod`: 24×24 pixel basis, up to 10 Gauss-Newton
+  steps, float64), vmapped over the same batch, per phantom.
+Prints one side-by-side table (lgn / DRI time per phantom as a ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+jax.config.update("jax_enable_x64", True)  # DRI in float64, as the study runs it; the network stays float32
+
+sys.path.insert(0, str(Path(__file__).parent))
+from forward import best_time  # noqa: E402
+from _summary import record  # noqa: E402
+
+from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset  # noqa: E402
+from nirst_jax.learned import build_network  # noqa: E402
+from nirst_jax.models import ModelSpec, normalise_mri  # noqa: E402
+from nirst_jax.phantoms import phantom_config  # noqa: E402
+from nirst_jax.evaluation import GaussNewtonMethod  # noqa: E402
+from nirst_jax.training import Steps, initial_state  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spacing", type=float, default=4.0, help="mesh spacing (mm) of data, lgn and DRI")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    config = SimulationConfig(phantoms=phantom_config("paper"), mesh_spacing_mm=args.spacing, image_size=args.image_size)
+    with tempfile.TemporaryDirectory() as folder:
+        # Every phantom in the training split, so the store has normalisation statistics.
+        dataset = Dataset(simulate_dataset(Path(folder) / "data", config, max(args.batch * 2, 16), seed=0, progress=False))
+        indices = dataset.indices("train")[: args.batch]
+        ln_amplitude = dataset.read("ln_amplitude", indices)
+        mri = dataset.read("mri", indices)
+        targets = dataset.read("targets", indices)
+        normalisation, mesh, mask = dataset.normalisation, dataset.mesh, dataset.image_mask
+    batch = len(indices)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); mesh {mesh.n_nodes} nodes, "
+          f"{args.image_size}² images, batch {batch}, K = {args.iterations}")
+
+    rows = []
+    signals = jnp.asarray(normalisation.signals(ln_amplitude), jnp.float32)
+    batch_data = {"signals": signals, "mri": jnp.asarray(mri), "targets": jnp.asarray(targets)}
+    for gradients in ("linearised", "exact"):
+        spec = ModelSpec("lgn", image_size=args.image_size, width=args.width, iterations=args.iterations,
+                         gradients=gradients)
+        network = build_network(spec, 0, config, normalisation, mesh=mesh)
+        if gradients == "linearised":
+            apply = nnx.jit(lambda n, s, m: n(s, m))
+            normalised = normalise_mri(jnp.asarray(mri), mask)
+            jax.block_until_ready(apply(network, signals, normalised))
+            seconds = best_time(lambda: jax.block_until_ready(apply(network, signals, normalised)), args.repeats)
+            rows.append(("lgn inference per phantom", seconds / batch))
+        optimiser = optax.adam(1e-4)
+        graphdef, state = initial_state(network, optimiser)
+        steps = Steps(graphdef, optimiser, normalisation, mask)
+        holder = {"state": jax.block_until_ready(steps.train(state, batch_data, jnp.float32(0)))}
+
+        def step():
+            holder["state"] = jax.block_until_ready(steps.train(holder["state"], batch_data, jnp.float32(0)))
+
+        rows.append((f"lgn training, {gradients} gradients: samples/s", batch / best_time(step, args.repeats)))
+
+    dri = GaussNewtonMethod(mesh, args.image_size, config.wavelengths_nm, config.n_fibres, batch_size=batch, progress=False)
+    dri(ln_amplitude, mri)  # compile
+    dri_seconds = best_time(lambda: dri(ln_amplitude, mri), args.repeats) / batch
+
+    lgn_seconds = rows[0][1]
+    print(f"\n{'quantity':<48}{'lgn':>12}{'DRI':>12}{'lgn/DRI':>10}")
+    print(f"{'inference per phantom (s)':<48}{lgn_seconds:>12.4f}{dri_seconds:>12.4f}{lgn_seconds / dri_seconds:>10.2f}")
+    for name, value in rows[1:]:
+        print(f"{name:<48}{value:>12.1f}")
+    record("learned", "lgn inference per phantom", lgn_seconds, dri_seconds, "s", "DRI per phantom")
+    for name, value in rows[1:]:
+        record("learned", name, value, None, "samples/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Learned reconstruction: unrolled networks with the physics in the loop (above `recon` and
+`models`, below `training`)."""
+
+from ._build import build_network
+from ._lgn import DEFAULT_ITERATIONS, LearnedGaussNewton, UpdateNetworks
+from ._physics import UnrolledPhysics
+from ._physics_loss import PhysicsLoss
+
+__all__ = ["DEFAULT_ITERATIONS", "LearnedGaussNewton", "PhysicsLoss", "UnrolledPhysics", "UpdateNetworks", "build_network"]

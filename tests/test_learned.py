@@ -114,6 +114,46 @@ def test_linearised_gradients_follow_the_exact_ones_and_stopped_do_not(dataset, 
 
 
 @pytest.mark.slow
+def test_exact_gradient_of_one_weight_equals_central_differences(dataset, physics):
+    """float64: d(loss)/d(one CNN weight) and d(loss)/d(a step size) through the unrolled
+    iterations, the forward and the adjoint solves, against central differences."""
+    signals, mri, targets = batch(dataset, count=2)
+    target = physics.physics_loss.normalisation.targets(targets)
+    network = LearnedGaussNewton(physics, iterations=2, width=4, gradients="exact", rngs=nnx.Rngs(0))
+    for kernel in network.updates.kernels:
+        kernel[...] = kernel[...] + 0.05 * jax.random.normal(jax.random.key(2), kernel.shape, kernel.dtype)
+    graphdef, params = nnx.split(network, nnx.Param)
+    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))
+
+    def loss(params):
+        images = nnx.merge(graphdef, params)(signals.astype(jnp.float64), mri.astype(jnp.float64))
+        return jnp.mean(jnp.square(images - target))
+
+    grad = jax.jit(jax.grad(loss))(params)
+    value = jax.jit(loss)
+    picks = [
+        (lambda p: p.step_sizes, (1,)),
+        (lambda p: p.updates.kernels[0], (0, 1, 1, 2, 3)),  # iteration 0's first layer: feeds iteration 1's physics
+    ]
+    h = 1e-5
+    for where, index in picks:
+        def shifted(delta):
+            return jax.tree.map(lambda x: x, params) if delta == 0 else _add_at(params, where, index, delta)
+        numeric = (float(value(shifted(h))) - float(value(shifted(-h)))) / (2 * h)
+        analytic = float(where(grad)[...][index])
+        assert abs(numeric) > 1e-6, numeric
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-4, err_msg=str(index))
+
+
+def _add_at(params, where, index, delta):
+    """A copy of the `nnx.State` `params` with `delta` added to one entry of the leaf `where` picks."""
+    params = jax.tree.map(lambda x: x, params)
+    variable = where(params)
+    variable[...] = variable[...].at[index].add(delta)
+    return params
+
+
+@pytest.mark.slow
 def test_lgn_learns_and_reloads_through_the_common_machinery(dataset, tmp_path):
     """Trained by `Trainer` (checkpoints, validation), it lowers its training loss on a fixed
     batch, and `TrainedNetwork` gives back exactly the trained network's images."""

@@ -165,11 +165,12 @@ class UnrolledPhysics(eqx.Module):
             regulariser: (K, K) R (`regulariser`).
             damping: λ, relative (the k-th DRI step uses ρᵏ).
         """
-        a = self.sensitivity
+        dtype = jnp.result_type(residual.dtype, jnp.float32)  # float64 inputs solve in float64
+        a = self.sensitivity.astype(dtype)
         k = self.basis.n_coefficients
-        penalty = jnp.kron(jnp.eye(3, dtype=a.dtype), regulariser.astype(a.dtype))
-        system = self.normal + (damping * self.dri_weight * self.curvature) * penalty
-        coefficients = jsl.cho_solve(jsl.cho_factor(system, lower=True), a.T @ residual.reshape(-1).astype(a.dtype))
+        penalty = jnp.kron(jnp.eye(3, dtype=dtype), regulariser.astype(dtype))
+        system = self.normal.astype(dtype) + (damping * self.dri_weight * self.curvature.astype(dtype)) * penalty
+        coefficients = jsl.cho_solve(jsl.cho_factor(system, lower=True), a.T @ residual.reshape(-1).astype(dtype))
         nodes = self.basis.nodes_from(coefficients.reshape(3, k))
         return self.physics_loss.interpolation.nodes_to_image(nodes)
 

@@ -240,20 +240,21 @@ def dataset_3mm(tmp_path_factory):
 
 @pytest.mark.slow
 def test_physics_loss_on_a_coarser_mesh_is_at_the_noise_floor(dataset_3mm):
-    """Physics mesh 3.5 mm, data from a 3 mm mesh: referenced to its own mesh's reference
-    phantom, the physics term at the true chromophores is within 1.3× the noise floor
-    (measured 1.23×: what is left is the mesh error's dependence on each phantom's background,
-    docs/training.md); referenced to the data mesh's reference (the old formula) ≈ 4×."""
+    """Physics mesh 3.25 mm, data from a 3 mm mesh: referenced to its own mesh's reference
+    phantom, the physics term at the true chromophores is within 1.2× the noise floor
+    (measured 1.11×; 1.23× on a 3.5 mm mesh: what is left is the mesh error's dependence on each
+    phantom's background, docs/training.md); referenced to the data mesh's reference (the old
+    formula) 3.5×."""
     from nirst_jax.mesh import disk_mesh
 
     dataset = dataset_3mm
     indices = np.arange(dataset.count)
     truth = jnp.asarray(dataset.normalisation.targets(dataset.read("targets", indices)))
     signals = jnp.asarray(dataset.signals(indices))
-    physics = PhysicsLoss.for_dataset(dataset, mesh=disk_mesh(41.0, 3.5))
+    physics = PhysicsLoss.for_dataset(dataset, mesh=disk_mesh(41.0, 3.25))
     floor = noise_floor(dataset)
     at_truth = float(jax.jit(lambda t, s: physics(t, s))(truth, signals))
-    assert 0.8 * floor < at_truth < 1.3 * floor, (at_truth / floor)
+    assert 0.8 * floor < at_truth < 1.2 * floor, (at_truth / floor)
     # The old formula: the prediction on the physics mesh normalised with the data mesh's reference.
     biased = eqx.tree_at(lambda p: p.normalisation.reference, physics, jnp.asarray(dataset.reference, jnp.float32))
     assert float(jax.jit(lambda t, s: biased(t, s))(truth, signals)) > 3 * floor

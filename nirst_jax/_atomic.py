@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,14 +54,15 @@ def save_json(path, data) -> None:
 
 
 def save_figure(figure, path, **kwargs) -> None:
-    """`figure.savefig` (format from the suffix of `path`), atomically; then the figure is
-    closed (pyplot keeps every open figure alive, and a study makes dozens)."""
-    import matplotlib.pyplot as plt
-
+    """`figure.savefig` (format from the suffix of `path`), atomically. Our figures are
+    `matplotlib.figure.Figure`s outside pyplot (no backend is selected, nothing stays open); a
+    pyplot figure passed in is closed after saving."""
     kwargs.setdefault("dpi", 120)
     kwargs.setdefault("bbox_inches", "tight")
     try:
         with atomic_path(path) as temporary:
             figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     finally:
-        plt.close(figure)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(figure)

@@ -106,3 +106,26 @@ def test_region_table_of_the_truth_recovers_the_phantom_values():
     table = region_table(truth, {"perfect": truth, "scaled": 1.1 * truth}, masks)
     assert "(+0.0 %)" in table and "(+10.0 %)" in table
     assert len(table.splitlines()) == 2 + 3 * (len(phantom.regions) + 1)
+
+
+def test_figures_keep_the_users_matplotlib_backend(tmp_path):
+    """Importing and using the figure code must not switch a notebook's backend (it selected
+    Agg at import before): a fresh interpreter with the `pdf` backend keeps it, and the
+    figures still save as PNG."""
+    import subprocess
+    import sys
+
+    script = f"""
+import matplotlib
+matplotlib.use("pdf")
+import numpy as np
+import nirst_jax.figures, nirst_jax.training
+from nirst_jax._atomic import save_figure
+from nirst_jax.training._log import loss_figure
+figure = loss_figure([{{"epoch": 0, "train_data": 1.0, "val_data": 1.2}}, {{"epoch": 1, "train_data": 0.5, "val_data": 0.7}}])
+save_figure(figure, {str(tmp_path / "loss.png")!r})
+assert matplotlib.get_backend() == "pdf", matplotlib.get_backend()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
-"""Figures (matplotlib, Agg backend)."""
+"""Figures: `matplotlib.figure.Figure`s built outside pyplot (no backend is selected, so
+notebooks keep theirs); `save_figure` writes them."""
 
 from ._box_plots import box_plots
 from ._comparison_figure import comparison_figure

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 from ..evaluation import CHROMOPHORE_LABELS, METRIC_LABELS, METRICS  # noqa: E402
 
@@ -21,7 +18,8 @@ def box_plots(scores, title: str = ""):
         The matplotlib figure.
     """
     methods = scores.methods
-    figure, axes = plt.subplots(len(METRICS), 3, figsize=(4.2 * 3, 3.2 * len(METRICS)), squeeze=False)
+    figure = Figure(figsize=(4.2 * 3, 3.2 * len(METRICS)))
+    axes = figure.subplots(len(METRICS), 3, squeeze=False)
     for i, metric in enumerate(METRICS):
         for c, chromophore in enumerate(CHROMOPHORE_LABELS):
             axis = axes[i, c]

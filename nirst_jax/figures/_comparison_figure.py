@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..evaluation import DERIVED_NAMES, DERIVED_UNITS  # noqa: E402
@@ -35,8 +32,8 @@ def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophor
     columns = {"truth": truth, **{k: np.asarray(v, float) for k, v in images.items()}}
     rows = [(p, c) for p in range(len(truth)) for c in chromophores]
     # Constrained layout leaves room for the suptitle above the column titles (tight_layout does not).
-    figure, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns) + 0.8, 2.4 * len(rows)),
-                                squeeze=False, layout="constrained")
+    figure = Figure(figsize=(2.6 * len(columns) + 0.8, 2.4 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
     for r, (p, c) in enumerate(rows):
         shown = np.concatenate([v[p, c][mask] for v in columns.values()])
         low, high = np.nanpercentile(shown, [1, 99])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..physics import CHROMOPHORE_UNITS, CHROMOPHORES  # noqa: E402
@@ -43,7 +41,8 @@ def forward_figure(
     """
     n_fibres = len(fibres_xy)
     extra = mri is not None or ln_amplitude_clean is not None
-    figure, axes = plt.subplots(2, 4 if extra else 3, figsize=(20 if extra else 15, 9.5))
+    figure = Figure(figsize=(20 if extra else 15, 9.5))
+    axes = figure.subplots(2, 4 if extra else 3)
     low, high = extent
     for ax, image, name, unit in zip(axes[0], images, CHROMOPHORES, CHROMOPHORE_UNITS):
         shown = np.ma.masked_where(~mask, image)
@@ -56,7 +55,7 @@ def forward_figure(
         figure.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label=unit)
 
     separation = (np.arange(1, n_fibres) * 360.0 / n_fibres + 180.0) % 360.0 - 180.0
-    colours = plt.cm.plasma(np.linspace(0, 0.9, len(wavelengths_nm)))
+    colours = colormaps["plasma"](np.linspace(0, 0.9, len(wavelengths_nm)))
     ax = axes[1, 0]
     for colour, wavelength, data in zip(colours, wavelengths_nm, ln_amplitude):
         order = np.argsort(separation)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..evaluation import DERIVED_NAMES, DERIVED_UNITS, derived_maps  # noqa: E402
@@ -31,7 +28,8 @@ def reconstruction_figure(
     rows = [("reconstruction", derived_maps(images, mask))]
     if truth is not None:
         rows.insert(0, ("truth", derived_maps(truth, mask)))
-    figure, axes = plt.subplots(len(rows), 5, figsize=(16, 3.3 * len(rows)), squeeze=False)
+    figure = Figure(figsize=(16, 3.3 * len(rows)))
+    axes = figure.subplots(len(rows), 5, squeeze=False)
     for j, (name, unit) in enumerate(PANELS):
         values = np.concatenate([maps[j][np.isfinite(maps[j])] for _, maps in rows])
         low, high = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))

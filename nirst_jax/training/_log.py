@@ -24,12 +24,10 @@ def write_log(path, records: list[dict]) -> None:
 
 def loss_figure(records: list[dict]):
     """Training and validation loss per epoch (log scale), physics term dashed when present."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
     epochs = [r["epoch"] + 1 for r in records]
     for key, label, style in (
         ("train_data", "train MSE", "-"),

@@ -99,6 +99,8 @@ def main() -> None:
             f"{name:<11}{rates['data']:>21.1f}{rates['hybrid']:>18.1f}{rates['data'] / rates['hybrid']:>18.2f}"
             f"{hours:>20.2f} h{study:>7.1f}h{hours / study:>8.2f}"
         )
+        record("train", f"{name} samples/s data-only, batch {args.batch}", rates["data"], None, "samples/s")
+        record("train", f"{name} samples/s hybrid, batch {args.batch}", rates["hybrid"], None, "samples/s")
         record("train", f"{name} hybrid step time / data-only", rates["data"] / rates["hybrid"], None, "×")
         record("train", f"{name} 200 epochs × 14k, data-only", hours, study, "h", "the study (2 × RTX 2080)")
 

@@ -1,7 +1,8 @@
 """MRI-guided reconstruction (DRI) of your own measurements through the Python API.
 
-Your files: an npz with `ln_amplitude` (wavelengths, 16 sources, 15 detectors; detectors of
-each source in ring order after it) and `wavelengths_nm`; the same for a homogeneous reference
+Your files: an npz with `ln_amplitude` (wavelengths, 16 sources, 15 detector slots; slot k of
+source s is fibre k for k < s and fibre k + 1 otherwise, i.e. the other fibres in ascending
+order) and `wavelengths_nm`; the same for a homogeneous reference
 phantom measured with the same system (calibration); and the MRI slice as .npy or .png
 covering the disk. Without --data, the script first writes a stand-in set of such files
 (a simulated lesion, 2 % noise, and a per-measurement coupling error that calibration must

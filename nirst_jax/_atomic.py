@@ -47,6 +47,13 @@ def save_npz(path, **arrays) -> None:
             np.savez_compressed(handle, **arrays)
 
 
+def save_npy(path, array) -> None:
+    """`np.save`, atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, np.asarray(array))
+
+
 def save_json(path, data) -> None:
     """Pretty-printed JSON, atomically."""
     with atomic_path(path) as temporary:

@@ -7,18 +7,24 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 import pytest
 
 import nirst_jax as nj
 from nirst_jax.cli import main
-from nirst_jax.datasets import BatchLoader, Dataset, SimulationConfig, simulate_dataset
+from nirst_jax.datasets import BatchLoader, Dataset, PhantomSimulator, SimulationConfig, simulate_dataset
 from nirst_jax.datasets import _store
-from nirst_jax.phantoms import Circle, pixel_coverage
+from nirst_jax._random import purpose_key
+from nirst_jax.evaluation import GaussNewtonMethod
+from nirst_jax.experiments import simulate_fixed_phantoms
+from nirst_jax.learned import PhysicsLoss
+from nirst_jax.phantoms import Circle, Coverage, PhantomConfig, fixed_phantom, pixel_coverage
 
 # A small store: coarse mesh, 24 phantoms in shards of 8, 4 phantoms per device step.
 CONFIG = SimulationConfig(mesh_spacing_mm=5.0)
@@ -67,7 +73,7 @@ def test_mri_grey_levels_and_noise(dataset):
     assert background.std() / mri_config.background_grey == pytest.approx(mri_config.noise, rel=0.05)
 
 
-def test_targets_and_data_are_consistent_with_the_physics(dataset):
+def test_stored_targets_and_data_belong_to_the_stored_phantom(dataset):
     mesh = dataset.mesh
     model = nj.SpectralForwardModel.create(mesh)
     for i in (0, 1):
@@ -75,13 +81,70 @@ def test_targets_and_data_are_consistent_with_the_physics(dataset):
         # Targets hold the background and lesion values where pixels are fully inside/outside.
         interior = pixel_coverage(CONFIG.grid(), Circle(tuple(sample["centers"][0]), float(sample["radii"][0]))) == 1
         np.testing.assert_allclose(sample["targets"][:, interior].mean(1), sample["lesions"][0], rtol=1e-5)
-        # Clean data = the forward model of the stored nodal chromophores; the background
-        # reference = the forward model of the homogeneous background.
+        # Stored consistently (a provenance check, not a physics one: the forward model itself is
+        # checked against the closed-form disk solution in tests/test_forward.py): the clean data
+        # and the background reference are the forward model of the stored nodal chromophores and
+        # of the stored background, with the phantom's stored scattering law.
         a, b = sample["scatter"]
         clean = model(jnp.asarray(sample["chromophores_nodes"], jnp.float64), float(a), float(b))
         np.testing.assert_allclose(sample["ln_amplitude_clean"], clean, atol=2e-4)
         homogeneous = np.repeat(sample["background"][:, None].astype(np.float64), mesh.n_nodes, 1)
         np.testing.assert_allclose(sample["ln_amplitude_background"], model(homogeneous, float(a), float(b)), atol=2e-4)
+
+
+def test_fixed_phantoms_do_not_share_noise_with_training_phantoms(dataset, tmp_path):
+    """Fixed test phantom 0 and training phantom 0 of the same seed draw independent MRI noise."""
+    quiet = replace(CONFIG, phantoms=replace(CONFIG.phantoms, mri=replace(CONFIG.phantoms.mri, noise=0.0)))
+    clean = Dataset(simulate_dataset(tmp_path / "clean", quiet, **{**ARGS, "count": 1})).sample(0)["mri"]
+    fixed = simulate_fixed_phantoms(["three-inclusions"], CONFIG, dataset.mesh, seed=ARGS["seed"])
+    fixed_clean = fixed_phantom("three-inclusions").mri(Coverage.pixels(CONFIG.grid()), fixed["mask"])
+    both = (clean > 0) & (np.asarray(fixed_clean) > 0)
+    training_noise = dataset.sample(0)["mri"][both] / clean[both] - 1
+    fixed_noise = fixed["mri"][0][both] / np.asarray(fixed_clean)[both] - 1
+    assert training_noise.std() == pytest.approx(CONFIG.phantoms.mri.noise, rel=0.05)
+    assert fixed_noise.std() == pytest.approx(CONFIG.phantoms.mri.noise, rel=0.05)
+    # Independent draws: correlation 0 ± 1/√N (N ≈ 7800 pixels); shared keys gave exactly 1.
+    assert abs(np.corrcoef(training_noise, fixed_noise)[0, 1]) < 0.05
+
+
+def test_purpose_keys_are_distinct_from_each_other_and_from_split_children():
+    key = jax.random.key(3)
+    streams = [purpose_key(key, p) for p in ("phantom", "mri-noise", "amplitude-noise", "shuffle")]
+    streams += list(jax.random.split(key, 3))
+    data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in streams}
+    assert len(data) == len(streams)
+    same = jax.random.key_data(purpose_key(jax.random.key(3), "mri-noise"))
+    np.testing.assert_array_equal(same, jax.random.key_data(streams[1]))
+    with pytest.raises(ValueError, match="purpose"):
+        purpose_key(key, "")
+
+
+def test_the_set_up_owns_its_scattering_law_everywhere():
+    """Simulation, forward model defaults, physics loss and DRI use the dataset's law, or refuse."""
+    law = (1.5, 1.2)
+    phantoms = PhantomConfig(scatter_amplitude=(law[0], law[0]), scatter_power=(law[1], law[1]))
+    config = SimulationConfig(phantoms=phantoms, mesh_spacing_mm=6.0)
+    simulator = PhantomSimulator.create(config)
+    sample = jax.jit(lambda key: simulator(key))(jax.random.key(0))
+    mesh = config.mesh()
+    right = nj.SpectralForwardModel.create(mesh, scatter_amplitude=law[0], scatter_power=law[1])
+    nodes = jnp.asarray(sample["chromophores_nodes"], jnp.float64)
+    # The model's own law is its default: no call can silently fall back to a = b = 1.
+    np.testing.assert_allclose(right(nodes), right(nodes, *law), rtol=0, atol=0)
+    # Sources sit at the dataset's transport length: data = the set-up's model, not one placed with a = 1.
+    np.testing.assert_allclose(sample["ln_amplitude_clean"], right(nodes), rtol=2e-4)  # float32 simulation
+    placed_with_one = nj.SpectralForwardModel.create(mesh)(nodes, *law)
+    assert np.abs(np.asarray(placed_with_one) - np.asarray(right(nodes))).max() > 1e-2
+    assert (simulator.model.scatter_amplitude, simulator.model.scatter_power) == law
+    with pytest.raises(ValueError, match="differs from the forward model's set-up"):
+        nj.recon.Reconstructor.create(right, mesh, scatter=(1.0, 1.0))
+    # A law drawn per phantom cannot be silently replaced by its mean.
+    varying = replace(config, phantoms=replace(phantoms, scatter_amplitude=(1.0, 2.0)))
+    store = type("Store", (), {"config": varying, "mesh": mesh})()
+    with pytest.raises(ValueError, match="DRI reconstruction needs a known scattering law"):
+        GaussNewtonMethod.for_dataset(store)
+    with pytest.raises(ValueError, match="the physics loss needs a known scattering law"):
+        PhysicsLoss.for_dataset(store)
 
 
 def test_split_is_deterministic_disjoint_and_70_20_10(dataset):
@@ -97,7 +160,7 @@ def test_manifest_records_what_made_the_store(dataset):
     manifest = dataset.manifest
     assert manifest["seed"] == ARGS["seed"] and manifest["count"] == 24 and manifest["status"] == "complete"
     assert manifest["nirst_jax_version"] == nj.__version__
-    assert manifest["mesh"]["sha256"] == _store.mesh_hash(dataset.mesh)
+    assert manifest["mesh"]["sha256"] == dataset.mesh.content_hash  # the one mesh hash of the package
     assert SimulationConfig.from_dict(manifest["config"]) == CONFIG
     assert len(manifest["checksums"]) == 3 * len(manifest["fields"]) + 5
     signals = dataset.signals(dataset.indices("train"))
@@ -135,6 +198,16 @@ def test_mismatched_or_corrupt_stores_are_refused(store, tmp_path):
         simulate_dataset(store, CONFIG, **{**ARGS, "seed": 6}, resume=True)
     with pytest.raises(ValueError, match="'config.noise' is 0.02, this run's is 0.01"):
         simulate_dataset(store, SimulationConfig(mesh_spacing_mm=5.0, noise=0.01), **ARGS, resume=True)
+    # Settings that change the bytes of the shards: mixing runs made under them is refused.
+    with pytest.raises(ValueError, match="'device_batch' is 4, this run's is 2"):
+        simulate_dataset(store, CONFIG, **{**ARGS, "device_batch": 2}, resume=True)
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["jax_version"] == jax.__version__ and manifest["jaxlib_version"] == jaxlib.__version__
+    older = tmp_path / "older"
+    shutil.copytree(store, older)
+    (older / "manifest.json").write_text(json.dumps({**manifest, "jax_version": "0.4.30"}))
+    with pytest.raises(ValueError, match="'jax_version' is \"0.4.30\""):
+        simulate_dataset(older, CONFIG, **ARGS, resume=True)
     copy = tmp_path / "copy"
     shutil.copytree(store, copy)
     target = copy / "shards" / "shard-00001" / "mri.npy"
@@ -193,7 +266,7 @@ def test_four_devices_generate_the_same_store_and_shard_batches(store, tmp_path)
         import sys, json
         import nirst_jax, jax
         jax.config.update("jax_enable_x64", True)  # as in this test process (conftest)
-        from nirst_jax.datasets import BatchLoader, Dataset, SimulationConfig, simulate_dataset
+        from nirst_jax.datasets import BatchLoader, Dataset, PhantomSimulator, SimulationConfig, simulate_dataset
         assert jax.device_count() == 4
         folder = simulate_dataset(sys.argv[1], SimulationConfig(mesh_spacing_mm=5.0), **{ARGS!r})
         batch = next(iter(BatchLoader(Dataset(folder), "train", 8)))
@@ -245,7 +318,7 @@ def test_realistic_phantoms_paint_the_fibroglandular_region_in_truth_and_mri():
     for i, key in enumerate(keys):
         if not out["glandular_present"][i]:
             continue
-        p = sample_phantom(config.phantoms, jax.random.split(key, 3)[0])
+        p = sample_phantom(config.phantoms, purpose_key(key, "phantom"))
         np.testing.assert_allclose(p.glandular, out["glandular"][i], rtol=1e-6)  # the same draw as the simulator's
         # The region's core (mean radius × 0.8: off its edge pixels), away from every inclusion
         # (MRI shapes may be shifted by up to 1 mm).

@@ -23,8 +23,12 @@ def test_every_example_is_covered():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(SMALL_ARGUMENTS)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script", sorted(SMALL_ARGUMENTS))
+HEAVIEST = ("dri_on_user_data.py", "dri_vs_tikhonov.py", "train_with_physics_loss.py")
+"""Run with the `extended` tests (1.5–2 min each on 2 cores), the rest with the slow ones."""
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.extended if s in HEAVIEST else pytest.mark.slow)
+                                    for s in sorted(SMALL_ARGUMENTS)])
 def test_example_runs(script, tmp_path):
     arguments = [a.format(tmp=tmp_path) for a in SMALL_ARGUMENTS[script]]
     result = subprocess.run([sys.executable, str(EXAMPLES / script), *arguments], capture_output=True, text=True,

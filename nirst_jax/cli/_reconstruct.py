@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +54,26 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--out", type=Path, default=Path("nirst-reconstruct"), help="output folder")
 
 
+# What NumPy, zipfile and Pillow raise on a corrupt or truncated file.
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, SyntaxError, zipfile.BadZipFile)
+
+
 def _read_image(path: Path, what: str) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"{what} file {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        image = np.load(path, allow_pickle=False)
-    elif path.suffix.lower() == ".png":
-        import matplotlib.image
-
-        image = matplotlib.image.imread(path)
-        image = image[..., :3].mean(-1) if image.ndim == 3 else image
-        image = image[::-1]  # PNG rows run top-down; our images have y growing with the row
-    else:
+    if path.suffix.lower() not in (".npy", ".png"):
         raise ValueError(f"{what} file {path} must be .npy or .png")
+    try:
+        if path.suffix.lower() == ".npy":
+            image = np.load(path, allow_pickle=False)
+        else:
+            import matplotlib.image
+
+            image = matplotlib.image.imread(path)
+            image = image[..., :3].mean(-1) if image.ndim == 3 else image
+            image = image[::-1]  # PNG rows run top-down; our images have y growing with the row
+    except _UNREADABLE as error:
+        raise ValueError(f"cannot read {what} file {path} (corrupt or truncated?): {error}") from None
     image = np.asarray(image, float)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
         raise ValueError(f"{what} {path} must be a square 2-D image, got shape {image.shape}")
@@ -80,8 +88,8 @@ def _read_data(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read data file {path}: {error}") from None
+    except _UNREADABLE as error:
+        raise ValueError(f"cannot read data file {path} (corrupt or truncated?): {error}") from None
     for key in ("ln_amplitude", "wavelengths_nm"):
         if key not in data:
             raise ValueError(f"data file {path} has no {key!r} array")
@@ -129,7 +137,7 @@ def _prepare(args):
         set-up), or is None when no calibration was asked for.
     """
     from ..physics import SpectralForwardModel
-    from ..recon import calibrate
+    from ..recon import calibrate, check_weight
 
     data = _read_data(args.data)
     if args.method in ("dri", "softprior", *NETWORK_METHODS) and args.mri is None and args.labels is None:
@@ -140,6 +148,8 @@ def _prepare(args):
         raise ValueError("give --reference or --self-calibrate, not both")
     if (args.method in NETWORK_METHODS) != (args.checkpoint is not None):
         raise ValueError("--checkpoint goes with --method znet or lgn (and only with them)")
+    if args.weight is not None:
+        check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
         raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
     mesh = _mesh(args, data)
@@ -213,15 +223,27 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
     weight = DEFAULT_WEIGHTS[args.method] if args.weight is None else args.weight
     result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jnp.asarray(ln_amplitude), structure)
     result = jax.tree.map(np.asarray, result)
+    status = _succeeded(result.status, args.method)
     summary = {
         "weight": weight,
         "basis_size": args.basis_size,
         "steps": int(result.steps),
+        "status": status.name.lower(),
         "misfit": [float(m) for m in result.misfit if np.isfinite(m)],
         "background": dict(zip(("HbO_uM", "Hb_uM", "water_pct"), map(float, result.background))),
     }
     title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
     return result.images, result.chromophores, grid, np.asarray(reconstructor.grid.mask), summary, title
+
+
+def _succeeded(status, what: str):
+    """The `GaussNewtonStatus`; ValueError (exit 2) when the run failed, so no failed fit is written as images."""
+    from ..recon import GaussNewtonStatus
+
+    status = GaussNewtonStatus(int(status))
+    if status.failed:
+        raise ValueError(f"{what} Gauss-Newton {status.describe()}; nothing written (check the data and --weight)")
+    return status
 
 
 def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
@@ -267,9 +289,10 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
         refined = jax.jit(lambda d, m, s: reconstructor(d, m, weight, start=s))(
             jnp.asarray(ln_amplitude), jnp.asarray(image), jnp.asarray(images, float)
         )
+        status = _succeeded(refined.status, "the DRI refinement")
         images, nodes = np.asarray(refined.images), np.asarray(refined.chromophores)
         misfit = [float(m) for m in np.asarray(refined.misfit) if np.isfinite(m)]
-        summary.update(misfit=misfit, refine_steps=int(refined.steps), weight=weight)
+        summary.update(misfit=misfit, refine_steps=int(refined.steps), refine_status=status.name.lower(), weight=weight)
         title += f" + {int(refined.steps)} DRI refinement steps (α = {weight:g})"
     return images, nodes, grid, np.asarray(interpolation.mask), summary, title
 

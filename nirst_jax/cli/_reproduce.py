@@ -21,10 +21,11 @@ def add_parser(commands, name: str) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--scale", choices=[s for s in SCALES if s != "demo"], default="small")
+    parser.add_argument("--scale", choices=[s for s in SCALES if s != "demo"], default="small",
+                        help="dataset, network and test-set sizes (docs/reproduction.md)")
     parser.add_argument("--only", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
                         help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, default=Path("nirst-reproduce"), help="output folder")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -42,6 +44,11 @@ class Dataset:
     @property
     def count(self) -> int:
         return int(self.manifest["count"])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the manifest's file checksums: identifies the store by its content, not its path."""
+        return hashlib.sha256(json.dumps(self.manifest["checksums"], sort_keys=True).encode()).hexdigest()
 
     @property
     def fields(self) -> tuple[str, ...]:

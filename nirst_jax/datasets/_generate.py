@@ -1,6 +1,6 @@
 """Batched, jit-compiled phantom generation sharded over devices with `jax.shard_map`.
 
-Phantom i is simulated from `fold_in(key(seed), i)`, and every device always runs the same
+Phantom i is simulated from `fold_in(seed_key(seed, "dataset-phantom"), i)`, and every device always runs the same
 program on `device_batch` phantoms, so the dataset is bit-identical whatever the number of
 devices (or processes) that generate it.
 """
@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh as DeviceMesh
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._random import seed_key
 from ._simulation import PhantomSimulator
 
 
@@ -46,7 +47,7 @@ class ShardedGenerator:
             raise ValueError(f"device_batch must be ≥ 1, got {device_batch!r}")
         self.mesh = DeviceMesh(np.array(devices), ("data",))
         self.sharding = NamedSharding(self.mesh, PartitionSpec("data"))
-        root = jax.random.key(int(seed))
+        root = seed_key(seed, "dataset-phantom")
 
         def local(indices):
             return jax.vmap(lambda i: simulator(jax.random.fold_in(root, i)))(indices)

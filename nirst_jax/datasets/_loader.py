@@ -10,6 +10,7 @@ import numpy as np
 from jax.sharding import Mesh as DeviceMesh
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._random import seed_key
 from ._dataset import Dataset
 
 BATCH_FIELDS = ("signals", "mri", "targets")
@@ -139,7 +140,7 @@ class BatchLoader:
         n = len(self.indices)
         if not self.shuffle:
             return np.arange(n)
-        key = jax.random.fold_in(jax.random.key(self.seed), epoch)
+        key = jax.random.fold_in(seed_key(self.seed, "shuffle"), epoch)
         return np.asarray(jax.random.permutation(key, n))
 
     def epoch(self, epoch: int = 0) -> Iterator[dict[str, jax.Array]]:

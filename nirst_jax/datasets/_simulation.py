@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._config_dict import config_from_dict
+from .._random import purpose_key
 from ..mesh import GridInterpolation, Mesh, PixelGrid, disk_mesh
 from ..phantoms import (
     Coverage,
@@ -78,6 +79,15 @@ class SimulationConfig:
         """The simulation mesh."""
         return disk_mesh(self.phantoms.radius_mm, self.mesh_spacing_mm)
 
+    def forward_model(self, mesh: Mesh | None = None) -> SpectralForwardModel:
+        """The set-up's forward model: on `mesh` (default the simulation mesh), with the
+        wavelengths, fibres and reference scattering law (`PhantomConfig.reference_scatter`)."""
+        amplitude, power = self.phantoms.reference_scatter
+        return SpectralForwardModel.create(
+            self.mesh() if mesh is None else mesh, wavelengths_nm=self.wavelengths_nm, n_fibres=self.n_fibres,
+            scatter_amplitude=amplitude, scatter_power=power,
+        )
+
     def to_dict(self) -> dict:
         """A JSON-ready description (inverse: `SimulationConfig.from_dict`)."""
         data = asdict(self)
@@ -113,9 +123,8 @@ class PhantomSimulator(eqx.Module):
         """Build the mesh (unless given), forward model and coverage operators for `config`."""
         mesh = config.mesh() if mesh is None else mesh
         grid = config.grid()
-        model = SpectralForwardModel.create(mesh, wavelengths_nm=config.wavelengths_nm, n_fibres=config.n_fibres)
         return cls(
-            model=model,
+            model=config.forward_model(mesh),
             node_coverage=Coverage.nodes(mesh),
             pixel_coverage=Coverage.pixels(grid),
             mask=GridInterpolation.build(mesh, grid).mask,
@@ -143,7 +152,7 @@ class PhantomSimulator(eqx.Module):
             `mri_greys` and the fibroglandular region's `glandular_*` and `glandular` values).
         """
         config = self.config
-        k_phantom, k_mri, k_data = jax.random.split(key, 3)
+        k_phantom, k_mri, k_data = (purpose_key(key, p) for p in ("phantom", "mri-noise", "amplitude-noise"))
         p = sample_phantom(config.phantoms, k_phantom)
         node_fractions = self._circle_fractions(self.node_coverage, p.centers, p.radii, p.present)
         pixel_fractions = self._circle_fractions(self.pixel_coverage, p.centers, p.radii, p.present)

@@ -23,12 +23,14 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jaxlib
 import numpy as np
 
 from .._atomic import atomic_path, current_umask, save_json
+from .._random import RANDOM_STREAMS_VERSION
 from .._version import __version__
 from ..mesh import Mesh
-from ._generate import ShardedGenerator
+from ._generate import ShardedGenerator, default_device_batch
 from ._simulation import PhantomSimulator, SimulationConfig
 from ._split import SPLIT_FRACTIONS, SPLITS, split_labels
 
@@ -42,13 +44,6 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def mesh_hash(mesh: Mesh) -> str:
-    """SHA-256 of the mesh's node (float64) and element (int64) arrays."""
-    digest = hashlib.sha256(np.ascontiguousarray(mesh.nodes, np.float64).tobytes())
-    digest.update(np.ascontiguousarray(mesh.elements, np.int64).tobytes())
     return digest.hexdigest()
 
 
@@ -68,7 +63,8 @@ def _field_spec(simulator: PhantomSimulator) -> dict:
     return {name: {"shape": list(s.shape), "dtype": str(s.dtype)} for name, s in sorted(shapes.items())}
 
 
-def _header(config: SimulationConfig, config_name: str, seed: int, count: int, shard_size: int, mesh: Mesh, fields) -> dict:
+def _header(config: SimulationConfig, config_name: str, seed: int, count: int, shard_size: int, device_batch: int,
+            mesh: Mesh, fields) -> dict:
     labels = split_labels(count, seed)
     header = {
         "format": FORMAT,
@@ -77,13 +73,18 @@ def _header(config: SimulationConfig, config_name: str, seed: int, count: int, s
         "config_name": config_name,
         "config": config.to_dict(),
         "seed": int(seed),
-        # XLA compiles differently per backend and index width, changing float rounding.
+        "random_streams": RANDOM_STREAMS_VERSION,
+        # XLA compiles differently per backend, version, index width and batch, changing float
+        # rounding: shards made under other values must not be mixed.
         "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "device_batch": int(device_batch),
         "count": int(count),
         "shard_size": int(shard_size),
         "n_shards": -(-count // shard_size),
-        "mesh": {"nodes": mesh.n_nodes, "elements": mesh.n_elements, "sha256": mesh_hash(mesh)},
+        "mesh": {"nodes": mesh.n_nodes, "elements": mesh.n_elements, "sha256": mesh.content_hash},
         "fields": fields,
         "split": {
             "fractions": list(SPLIT_FRACTIONS),
@@ -223,7 +224,7 @@ def simulate_dataset(
         out: store folder (created; must be empty or absent unless `resume`).
         config: what to simulate.
         count: number of phantoms.
-        seed: dataset seed (phantom i uses `fold_in(key(seed), i)`).
+        seed: dataset seed (phantom i uses `fold_in(seed_key(seed, "dataset-phantom"), i)`).
         config_name: the config's name, recorded in the manifest.
         shard_size: phantoms per shard file.
         device_batch: phantoms per device per step.
@@ -248,7 +249,11 @@ def simulate_dataset(
     config.dtype  # noqa: B018  (fails early when float64 is asked without x64)
     mesh = config.mesh()
     simulator = PhantomSimulator.create(config, mesh)
-    header = _header(config, config_name, seed, int(count), int(shard_size), mesh, _field_spec(simulator))
+    device_batch = default_device_batch() if device_batch is None else device_batch
+    if isinstance(device_batch, bool) or int(device_batch) != device_batch or device_batch < 1:
+        raise ValueError(f"device_batch must be a positive integer, got {device_batch!r}")
+    header = _header(config, config_name, seed, int(count), int(shard_size), int(device_batch), mesh,
+                     _field_spec(simulator))
 
     complete = False
     if process_index == 0:
@@ -305,8 +310,7 @@ def _write_static_files(folder, header, config, simulator, mesh, seed) -> None:
 
     def reference():
         nominal = config.phantoms.tissue.nominal_background().astype(config.dtype)
-        amplitude, power = np.mean(config.phantoms.scatter_amplitude), np.mean(config.phantoms.scatter_power)
-        return np.asarray(jax.jit(lambda c: simulator.model.homogeneous(c, amplitude, power))(nominal))
+        return np.asarray(jax.jit(lambda c: simulator.model.homogeneous(c))(nominal))  # the set-up's scattering law
 
     files = {
         "mesh/nodes.npy": lambda: mesh.nodes,

@@ -9,6 +9,8 @@ followed by Gauss-Newton steps centred on its output).
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,7 @@ from .._batching import padded_batches
 from ..mesh import Mesh
 from ..models import evenly_spaced_fibres
 from ..physics import SpectralForwardModel
-from ..recon import DEFAULT_WEIGHTS, GaussNewton, Reconstructor, image_grid
+from ..recon import DEFAULT_WEIGHTS, GaussNewton, GaussNewtonStatus, Reconstructor, check_weight, image_grid
 
 
 class GaussNewtonMethod:
@@ -73,17 +75,33 @@ class GaussNewtonMethod:
             scatter=tuple(scatter),
         )
         self.weight = DEFAULT_WEIGHTS[method] if weight is None else float(weight)
+        check_weight(self.weight)
         self.method, self.batch_size, self.progress = method, int(batch_size), progress
+        self.settings = {
+            "method": method,
+            "mesh_sha256": mesh.content_hash,
+            "image_size": self.image_size,
+            "wavelengths_nm": [float(w) for w in wavelengths_nm],
+            "n_fibres": int(n_fibres),
+            "active_fibres": active_fibres,
+            "scatter": [float(scatter[0]), float(scatter[1])],
+            "weight": self.weight,
+            "iterations": int(iterations),
+        }
+        """Everything that determines the images (JSON-ready): what a cache of them is keyed by."""
         reconstructor, alpha = self.reconstructor, self.weight
         structure = (lambda mri: mri) if method == "dri" else (lambda mri: None)
-        self._run = jax.jit(jax.vmap(lambda d, m: reconstructor(d, structure(m), alpha).images))
-        self._refine = jax.jit(jax.vmap(lambda d, m, s: reconstructor(d, structure(m), alpha, start=s).images))
+        outputs = lambda result: (result.images, result.status)  # noqa: E731
+        self._run = jax.jit(jax.vmap(lambda d, m: outputs(reconstructor(d, structure(m), alpha))))
+        self._refine = jax.jit(jax.vmap(lambda d, m, s: outputs(reconstructor(d, structure(m), alpha, start=s))))
 
     @classmethod
-    def for_dataset(cls, dataset, method: str = "dri", **options) -> "GaussNewtonMethod":
-        """On the dataset's own mesh, wavelengths, fibres and (fixed) scattering."""
+    def for_dataset(cls, dataset, method: str = "dri", scatter=None, **options) -> "GaussNewtonMethod":
+        """On the dataset's own mesh, wavelengths, fibres and scattering law (refused when the
+        dataset draws it per phantom, unless `scatter` (a, b) is given)."""
         config = dataset.config
-        scatter = (float(np.mean(config.phantoms.scatter_amplitude)), float(np.mean(config.phantoms.scatter_power)))
+        if scatter is None:
+            scatter = config.phantoms.known_scatter(f"{method.upper()} reconstruction")
         return cls(dataset.mesh, config.image_size, config.wavelengths_nm, config.n_fibres, scatter, method, **options)
 
     @property
@@ -111,14 +129,30 @@ class GaussNewtonMethod:
             if not np.isfinite(start).all():
                 raise ValueError("start images have NaN or infinite values")
             arrays, run, what = (*arrays, start), self._refine, f"{what} refinements"
-        out = []
+        out, status = [], []
         bar = tqdm(total=len(ln_amplitude), desc=f"{what} reconstructions", unit="phantom",
                    disable=not self.progress, leave=False)
         for n, chunk in padded_batches(arrays, self.batch_size, pad_single=True):
-            out.append(np.asarray(run(*(jnp.asarray(a) for a in chunk)))[:n])
+            images, codes = run(*(jnp.asarray(a) for a in chunk))
+            out.append(np.asarray(images)[:n])
+            status.append(np.asarray(codes)[:n])
             bar.update(n)
         bar.close()
+        warn_failures(np.concatenate(status), what)
         return np.concatenate(out).astype(np.float32)
+
+
+def warn_failures(status, what: str) -> None:
+    """A RuntimeWarning naming the phantoms whose Gauss-Newton run failed (`GaussNewtonStatus`)."""
+    failed = np.flatnonzero(np.asarray(status) >= GaussNewtonStatus.NOT_FINITE)
+    if len(failed):
+        reasons = sorted({GaussNewtonStatus(int(status[i])).describe() for i in failed})
+        warnings.warn(
+            f"{what}: {len(failed)} of {len(status)} phantoms (positions {failed[:10].tolist()}"
+            f"{', …' if len(failed) > 10 else ''}) {'; '.join(reasons)}; their images are the starting guess",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class RefinedNetwork:

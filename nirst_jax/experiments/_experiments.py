@@ -304,12 +304,17 @@ EXPERIMENTS = {
 
 
 def run_experiment(study: Study, name: str) -> Section:
-    """Run (or reload, when its result.json exists) one experiment."""
+    """Run one experiment, or reload its result.json while every reconstruction it was computed
+    from is unchanged (same test set stores, method settings and checkpoints)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
     folder = study.folder / name
     if (folder / "result.json").exists():
-        return Section.load(folder)
+        section = Section.load(folder)
+        if section.inputs and study.inputs_unchanged(section.inputs):
+            return section
+    study.inputs = {}
     section = EXPERIMENTS[name](study)
+    section.inputs = dict(study.inputs)
     section.save(folder)
     return section

@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._random import purpose_key, seed_key
 from ..mesh import GridInterpolation, Mesh
 from ..phantoms import Coverage, add_mri_noise, fixed_phantom
-from ..physics import SpectralForwardModel, add_amplitude_noise
+from ..physics import add_amplitude_noise
 
 
 def simulate_fixed_phantoms(names, config, mesh: Mesh, seed: int = 0) -> dict:
@@ -27,17 +28,15 @@ def simulate_fixed_phantoms(names, config, mesh: Mesh, seed: int = 0) -> dict:
     phantoms = [fixed_phantom(name) for name in names]
     grid = config.grid()
     mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
-    amplitude = float(np.mean(config.phantoms.scatter_amplitude))
-    power = float(np.mean(config.phantoms.scatter_power))
-    model = SpectralForwardModel.create(mesh, wavelengths_nm=config.wavelengths_nm, n_fibres=config.n_fibres,
-                                        scatter_amplitude=amplitude, scatter_power=power)
-    simulate = jax.jit(lambda c: model(c, amplitude, power))
+    model = config.forward_model(mesh)
+    simulate = jax.jit(lambda c, a, b: model(c, a, b))
     nodes, pixels = Coverage.nodes(mesh), Coverage.pixels(grid)
-    key = jax.random.key(seed)
+    root = seed_key(seed, "fixed-phantom")
     ln_amplitude, mri, targets = [], [], []
     for k, phantom in enumerate(phantoms):
-        k_data, k_mri = jax.random.split(jax.random.fold_in(key, k))
-        clean = simulate(jnp.asarray(phantom.nodal(nodes)))
+        key = jax.random.fold_in(root, k)
+        k_data, k_mri = purpose_key(key, "amplitude-noise"), purpose_key(key, "mri-noise")
+        clean = simulate(jnp.asarray(phantom.nodal(nodes)), *phantom.scatter)  # each phantom's own law
         noise = jax.random.normal(k_data, clean.shape, clean.dtype)
         ln_amplitude.append(np.asarray(add_amplitude_noise(clean, config.noise, noise)))
         grey = jnp.asarray(phantom.mri(pixels, mask), jnp.float32)

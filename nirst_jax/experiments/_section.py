@@ -20,6 +20,8 @@ class Section:
         tables: (caption, markdown table) pairs.
         figures: (caption, path relative to the study folder) pairs.
         numbers: headline values for programmatic checks (JSON-ready).
+        inputs: the reconstructions it was computed from (`Study.inputs`): it is reused only
+            while they are unchanged.
     """
 
     key: str
@@ -28,6 +30,7 @@ class Section:
     tables: list[tuple[str, str]] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)
     numbers: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
 
     def save(self, folder) -> None:
         save_json(Path(folder) / "result.json", asdict(self))

@@ -8,25 +8,32 @@ Layout of the folder::
     data-realistic/             the `realistic` distribution (training data of "Z-Net realistic")
     data-mismatch/, data-fine-mesh/   extra test sets (MRI shape mismatch; a finer mesh)
     runs/<network>/             training runs (nirst train)
-    reconstructions/<set>/<method>.npy   images of each method on each test set
+    reconstructions/<set>/<method>.npy   images of each method on each test set, with
+        <method>.json           what produced them (test set, method settings, checkpoint)
     <experiment>/               figures, tables and a result.json per experiment
+
+Every cache is keyed by what produced it: a cached reconstruction is reused only while its
+test set's stores, the method's settings and (for a network) its checkpoint's bytes are the
+same; an experiment's result.json only while every reconstruction it read is (`inputs`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_path, save_json
+from .._version import __version__
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
 from ..evaluation import GaussNewtonMethod, RefinedNetwork
 from ..models import ModelSpec
 from ..phantoms import MRIConfig, PhantomConfig, phantom_config
-from ..training import TrainConfig, TrainedNetwork, train
+from ..training import Checkpoints, TrainConfig, TrainedNetwork, train
 from ._fixed_data import simulate_fixed_phantoms
 from ._scale import Scale
 
@@ -81,6 +88,7 @@ class TestSet:
         mri: (B, H, H).
         truth: (B, 3, H, H).
         mask: (H, W).
+        identity: what the set is made of (`Study.test_identity`).
     """
 
     name: str
@@ -89,6 +97,7 @@ class TestSet:
     mri: np.ndarray
     truth: np.ndarray
     mask: np.ndarray
+    identity: dict = field(default_factory=dict)
 
 
 class Study:
@@ -114,6 +123,10 @@ class Study:
             save_json(stamp, scale.to_dict())
         self._methods: dict = {}
         self._test_sets: dict[str, TestSet] = {}
+        self._checkpoints: dict[str, str] = {}
+        self.inputs: dict[str, dict] = {}
+        """Reconstruction cache path → test set, method, fibres and key of every reconstruction
+        handed out (`run_experiment` records them in the experiment's result.json)."""
 
     # ---- data ----------------------------------------------------------------------------
 
@@ -176,7 +189,21 @@ class Study:
             data = self.extra_dataset(name)
             ids = np.arange(data.count)
             ln_amplitude = data.read("ln_amplitude", ids) - data.reference + self.dataset.reference
-        return TestSet(name, ids, ln_amplitude, data.read("mri", ids), data.read("targets", ids), data.image_mask)
+        return TestSet(name, ids, ln_amplitude, data.read("mri", ids), data.read("targets", ids), data.image_mask,
+                       self.test_identity(name))
+
+    def test_identity(self, name: str) -> dict:
+        """What test set `name` ("test", "realistic", "mismatch", "fine-mesh", "fixed") is made of:
+        the content fingerprints of its store and of the training reference it is calibrated to."""
+        reference = self.dataset.fingerprint
+        if name == "test":
+            return {"set": name, "data": reference, "count": self.scale.test_count}
+        if name == "realistic":
+            return {"set": name, "data": self.realistic_dataset.fingerprint, "reference": reference,
+                    "count": self.scale.test_count}
+        if name == "fixed":
+            return {"set": name, "data": reference, "phantoms": list(FIXED_PHANTOM_NAMES), "seed": self.scale.seed}
+        return {"set": name, "data": self.extra_dataset(name).fingerprint, "reference": reference}
 
     @cached_property
     def fixed(self) -> tuple[TestSet, list]:
@@ -184,7 +211,8 @@ class Study:
         settings (simulated once per study): (`TestSet` named "fixed", their `Phantom`s)."""
         data = simulate_fixed_phantoms(FIXED_PHANTOM_NAMES, self.dataset.config, self.dataset.mesh, seed=self.scale.seed)
         ids = np.arange(len(FIXED_PHANTOM_NAMES))
-        return TestSet("fixed", ids, data["ln_amplitude"], data["mri"], data["targets"], data["mask"]), data["phantoms"]
+        test = TestSet("fixed", ids, data["ln_amplitude"], data["mri"], data["targets"], data["mask"], self.test_identity("fixed"))
+        return test, data["phantoms"]
 
     # ---- methods -------------------------------------------------------------------------
 
@@ -246,18 +274,60 @@ class Study:
             self._methods[key] = method
         return self._methods[key]
 
+    def checkpoint_fingerprint(self, network: str) -> str:
+        """SHA-256 of the best checkpoint of `network` (trained unless done), read once per study."""
+        if network not in self._checkpoints:
+            checkpoints = Checkpoints(self.trained(network))
+            self._checkpoints[network] = checkpoints.fingerprint("best")
+            checkpoints.close()
+        return self._checkpoints[network]
+
+    def method_identity(self, name: str, active_fibres: int | None = None) -> dict:
+        """What produces the images of method `name`: Gauss-Newton settings, and for a network its
+        checkpoint's fingerprint."""
+        if name == "DRI":
+            return {"DRI": self.method(name, active_fibres).settings}
+        if name.endswith(REFINED):
+            network = name.removesuffix(REFINED)
+            refinement = self.method(name, active_fibres).refinement
+            return {**self.method_identity(network, active_fibres), "refinement": refinement.settings}
+        return {"network": name, "checkpoint": self.checkpoint_fingerprint(name), "active_fibres": active_fibres}
+
+    def _reconstruction_cache(self, test_name: str, name: str, active_fibres: int | None) -> Path:
+        tag = test_name + ("" if active_fibres is None else f"-{active_fibres}-fibres")
+        return self.folder / "reconstructions" / tag / f"{_folder_name(name)}.npy"
+
+    def reconstruction_key(self, test_identity: dict, name: str, active_fibres: int | None = None) -> str:
+        """SHA-256 of everything that produced the images of `name` on a test set (and the version)."""
+        provenance = {"test": test_identity, "method": self.method_identity(name, active_fibres), "version": __version__}
+        return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()
+
     def reconstruct(self, test: TestSet, name: str, active_fibres: int | None = None) -> np.ndarray:
-        """(B, 3, H, H) images of method `name` on `test` (cached on disk)."""
-        tag = test.name + ("" if active_fibres is None else f"-{active_fibres}-fibres")
-        path = self.folder / "reconstructions" / tag / f"{_folder_name(name)}.npy"
-        if path.exists():
+        """(B, 3, H, H) images of method `name` on `test`, cached on disk and reused only while
+        what produced them is unchanged (`reconstruction_key`)."""
+        path = self._reconstruction_cache(test.name, name, active_fibres)
+        stamp = path.with_suffix(".json")
+        key = self.reconstruction_key(test.identity, name, active_fibres)
+        self.inputs[str(path.relative_to(self.folder))] = {
+            "test": test.name, "method": name, "active_fibres": active_fibres, "key": key}
+        if path.exists() and stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
             images = np.load(path)
             if images.shape == test.truth.shape:
                 return images
         images = np.asarray(self.method(name, active_fibres)(test.ln_amplitude, test.mri), np.float32)
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:
             np.save(handle, images)
+        save_json(stamp, {"key": key, "test": test.identity, "method": self.method_identity(name, active_fibres),
+                          "version": __version__})
         return images
+
+    def inputs_unchanged(self, inputs: dict[str, dict]) -> bool:
+        """Whether every reconstruction in `inputs` (as recorded in `self.inputs`) would still be
+        produced by the same test set, settings and checkpoint."""
+        return all(
+            self.reconstruction_key(self.test_identity(item["test"]), item["method"], item["active_fibres"]) == item["key"]
+            for item in inputs.values()
+        )
 
     def training_seconds(self, network: str) -> float:
         """Wall time of the training epochs of `network` (after it was trained)."""

@@ -80,7 +80,8 @@ class PhysicsLoss(eqx.Module):
             active: (S, K) bool mask of measurements to compare (default all).
             lower, upper: concentration bounds (HbO µM, Hb µM, water %).
         """
-        model = SpectralForwardModel.create(mesh, wavelengths_nm=tuple(wavelengths_nm), n_fibres=n_fibres)
+        model = SpectralForwardModel.create(mesh, wavelengths_nm=tuple(wavelengths_nm), n_fibres=n_fibres,
+                                            scatter_amplitude=scatter[0], scatter_power=scatter[1])
         if model.data_shape != tuple(normalisation.reference.shape):
             raise ValueError(f"forward model gives {model.data_shape}, the normalisation expects {normalisation.reference.shape}")
         layout_active = np.asarray(model.layout.active)
@@ -108,11 +109,7 @@ class PhysicsLoss(eqx.Module):
         """The physics loss of a dataset store (its mesh unless `mesh` is given; its
         normalisation unless `normalisation` is given)."""
         config = dataset.config
-        a, b = config.phantoms.scatter_amplitude, config.phantoms.scatter_power
-        if a[0] != a[1] or b[0] != b[1]:
-            raise ValueError(
-                f"the physics loss needs a fixed scatter, the dataset draws a in {a} and b in {b}"
-            )
+        scatter = config.phantoms.known_scatter("the physics loss")
         return cls.create(
             dataset.mesh if mesh is None else mesh,
             config.grid(),
@@ -120,7 +117,7 @@ class PhysicsLoss(eqx.Module):
             reference_chromophores=config.phantoms.tissue.nominal_background(),
             wavelengths_nm=config.wavelengths_nm,
             n_fibres=config.n_fibres,
-            scatter=(a[0], b[0]),
+            scatter=scatter,
             active=active,
             **bounds,
         )

@@ -39,7 +39,7 @@ class MRIConfig:
 
 @dataclass(frozen=True)
 class PhantomConfig:
-    """A distribution of disk phantoms with one or two circular inclusions (DESIGN §6).
+    """A distribution of disk phantoms with one or two circular inclusions (docs/data.md).
 
     Attributes:
         radius_mm: disk radius.
@@ -113,6 +113,22 @@ class PhantomConfig:
             )
 
     @property
+    def reference_scatter(self) -> tuple[float, float]:
+        """(a mm⁻¹, b) of the set-up: the middle of the scattering ranges (the value when fixed).
+        Sources are placed, and the homogeneous reference simulated, with it."""
+        return float(np.mean(self.scatter_amplitude)), float(np.mean(self.scatter_power))
+
+    def known_scatter(self, what: str) -> tuple[float, float]:
+        """The fixed scattering law, for `what` that needs it known; ValueError if it varies per phantom."""
+        a, b = self.scatter_amplitude, self.scatter_power
+        if a[0] != a[1] or b[0] != b[1]:
+            raise ValueError(
+                f"{what} needs a known scattering law, but the phantoms draw a in {list(a)} mm⁻¹ and b in {list(b)} "
+                "per phantom; give the law explicitly (scatter=(a, b))"
+            )
+        return float(a[0]), float(b[0])
+
+    @property
     def max_inclusions(self) -> int:
         return 2 if self.two_inclusion_probability > 0 else 1
 
@@ -149,7 +165,7 @@ CONFIGS = {
     "mismatch": lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=2.0)),
     "realistic": lambda: PhantomConfig(mri=MRIConfig(mismatch_mm=1.0), decoupling=REALISTIC),
 }
-"""Named phantom distributions: `paper` (DESIGN §6), `single` (one inclusion only),
+"""Named phantom distributions: `paper` (the reference study's, docs/data.md), `single` (one inclusion only),
 `mismatch` (the paper's distribution with MRI/optical shape mismatch up to 2 mm) and
 `realistic` (MRI and optics disagree as in real breasts: `REALISTIC`, 1 mm shape mismatch)."""
 

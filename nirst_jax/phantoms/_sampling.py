@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from dataclasses import replace
 
+from .._random import purpose_key
 from ._config import PhantomConfig
 from ._decoupling import GLANDULAR_AMPLITUDE, GLANDULAR_EXTENT, GLANDULAR_ORDERS, Decoupling
 from ._shapes import inside_star
@@ -154,7 +155,7 @@ def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
         glandular=jnp.zeros(3, F32),
     )
     if config.decoupling.active:  # static: the study's distribution keeps its draws bit for bit
-        p = _decouple(config, p, jax.random.fold_in(key, 0xDEC0))
+        p = _decouple(config, p, purpose_key(key, "decoupling"))
     return p
 
 

@@ -63,6 +63,9 @@ class SpectralForwardModel(eqx.Module):
         layout: the measurement layout (S, K).
         wavelengths_nm: the wavelengths.
         refractive_index: tissue refractive index n.
+        scatter_amplitude, scatter_power: the set-up's scattering law (a mm⁻¹, b): sources sit
+            at its transport length, and every method uses it unless given a law (per
+            phantom, or per node) explicitly — one owner of the scattering of a set-up.
         frequency_hz: modulation frequency (0: continuous wave).
         wavelength_batch: wavelengths solved at once (None: all, via vmap).
     """
@@ -74,6 +77,8 @@ class SpectralForwardModel(eqx.Module):
     layout: MeasurementLayout
     wavelengths_nm: tuple[float, ...] = eqx.field(static=True)
     refractive_index: float = eqx.field(static=True)
+    scatter_amplitude: float = eqx.field(static=True)
+    scatter_power: float = eqx.field(static=True)
     frequency_hz: float = eqx.field(static=True)
     wavelength_batch: int | None = eqx.field(static=True)
 
@@ -113,7 +118,8 @@ class SpectralForwardModel(eqx.Module):
                 wavelength (e.g. a NIRFAST `fixed` source file).
             detector_positions: (D, 2) detector positions (default: the rim fibres).
             layout: measurement layout (default: ring layout when positions are not given).
-            scatter_amplitude, scatter_power: reference scattering for source placement.
+            scatter_amplitude, scatter_power: the set-up's scattering law: source placement
+                and the default of every method.
             refractive_index: n (boundary factor and speed of light).
             frequency_hz: modulation frequency; 0 for continuous wave.
             wavelength_batch: wavelengths solved at once; "auto" picks 1 on CPU, all on GPU.
@@ -124,6 +130,8 @@ class SpectralForwardModel(eqx.Module):
         """
         wavelengths = check_wavelengths(wavelengths_nm)
         _check_positive("scatter_amplitude", scatter_amplitude)
+        if not np.isfinite(scatter_power):
+            raise ValueError(f"scatter_power must be finite, got {scatter_power!r}")
         _check_positive("refractive_index", refractive_index)
         if refractive_index < 1:
             raise ValueError(f"refractive_index must be ≥ 1, got {refractive_index!r}")
@@ -165,6 +173,8 @@ class SpectralForwardModel(eqx.Module):
             layout=layout,
             wavelengths_nm=tuple(float(w) for w in wavelengths),
             refractive_index=float(refractive_index),
+            scatter_amplitude=float(scatter_amplitude),
+            scatter_power=float(scatter_power),
             frequency_hz=float(frequency_hz),
             wavelength_batch=wavelength_batch,
         )
@@ -179,22 +189,22 @@ class SpectralForwardModel(eqx.Module):
         return (self.n_wavelengths,) + self.layout.shape
 
     def optical_properties(
-        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+        self, chromophores, scatter_amplitude=None, scatter_power=None
     ):
         """µa and µs' (each (L, N), mm⁻¹) from chromophores and the scattering law.
 
         Arguments:
             chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes, ≥ 0.
-            scatter_amplitude: a (mm⁻¹), > 0, scalar or (N,).
-            scatter_power: b, scalar or (N,).
+            scatter_amplitude: a (mm⁻¹), > 0, scalar or (N,) (default: the set-up's, `self.scatter_amplitude`).
+            scatter_power: b, scalar or (N,) (default: the set-up's).
 
         Returns:
             (µa, µs'), each (L, N).
         """
         n = self.fem.n_nodes
         chromophores = check_array("chromophores (HbO µM, Hb µM, water %)", chromophores, (3, n))
-        amplitude = jnp.asarray(scatter_amplitude)
-        power = jnp.asarray(scatter_power)
+        amplitude = jnp.asarray(self.scatter_amplitude if scatter_amplitude is None else scatter_amplitude)
+        power = jnp.asarray(self.scatter_power if scatter_power is None else scatter_power)
         amplitude = check_array("scatter_amplitude", amplitude, amplitude.shape, minimum=0.0, strict=True)
         power = check_array("scatter_power", power, power.shape, minimum=None)
         for name, value in (("scatter_amplitude", amplitude), ("scatter_power", power)):
@@ -252,13 +262,13 @@ class SpectralForwardModel(eqx.Module):
         return jnp.log(jnp.abs(selected)), jnp.mod(-jnp.angle(selected), 2 * jnp.pi)
 
     def __call__(
-        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+        self, chromophores, scatter_amplitude=None, scatter_power=None
     ):
         """Simulate measurements.
 
         Arguments:
             chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the mesh nodes.
-            scatter_amplitude: a (mm⁻¹), scalar or (N,).
+            scatter_amplitude: a (mm⁻¹), scalar or (N,) (default: the set-up's).
             scatter_power: b, scalar or (N,).
 
         Returns:
@@ -268,13 +278,13 @@ class SpectralForwardModel(eqx.Module):
         return self.measurements_from_fluence(self.fluence_from_optics(mua, musp))
 
     def homogeneous(
-        self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+        self, chromophores, scatter_amplitude=None, scatter_power=None
     ):
         """Measurements of a homogeneous medium (e.g. a calibration reference phantom).
 
         Arguments:
             chromophores: (3,) HbO (µM), Hb (µM), water (%).
-            scatter_amplitude, scatter_power: the scattering law (scalars).
+            scatter_amplitude, scatter_power: the scattering law (scalars; default the set-up's).
 
         Returns:
             As `__call__`.
@@ -355,7 +365,7 @@ class SpectralForwardModel(eqx.Module):
         return self._per_wavelength(one, mua, musp, self.sources.indices, self.sources.weights, extinction)
 
     def jacobian_product(
-        self, chromophores, tangent, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+        self, chromophores, tangent, scatter_amplitude=None, scatter_power=None
     ):
         """Measurements and J·v without materialising J (forward mode; one more set of
         source solves with the same factorisation).
@@ -363,7 +373,7 @@ class SpectralForwardModel(eqx.Module):
         Arguments:
             chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
             tangent: (3, N) direction v in the same units.
-            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,); default the set-up's).
 
         Returns:
             (measurements, J·v), both as `__call__` returns measurements: (L, S, K) ln A, or
@@ -373,7 +383,7 @@ class SpectralForwardModel(eqx.Module):
         return jax.jvp(lambda c: self(c, scatter_amplitude, scatter_power), (chromophores,), (tangent,))
 
     def jacobian_transpose_product(
-        self, chromophores, cotangent, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER
+        self, chromophores, cotangent, scatter_amplitude=None, scatter_power=None
     ):
         """Measurements and Jᵀ·w without materialising J: the adjoint method (one adjoint
         solve per source with the forward solve's factorisation), e.g. the data-fit gradient
@@ -383,7 +393,7 @@ class SpectralForwardModel(eqx.Module):
             chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
             cotangent: w shaped like the measurements ((L, S, K), or (ln A, phase) in the
                 frequency domain); unused detector slots (`layout.active` False) are ignored.
-            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,); default the set-up's).
 
         Returns:
             (measurements, Jᵀ·w) with Jᵀ·w of shape (3, N), per µM, µM, %.
@@ -435,12 +445,12 @@ class SpectralForwardModel(eqx.Module):
         active = jnp.asarray(self.layout.active)
         return jnp.where(active, value, 0.0)
 
-    def jacobian(self, chromophores, scatter_amplitude=DEFAULT_SCATTER_AMPLITUDE, scatter_power=DEFAULT_SCATTER_POWER):
+    def jacobian(self, chromophores, scatter_amplitude=None, scatter_power=None):
         """Spectral Jacobian d(ln A)/d(HbO, Hb, water) by the adjoint method.
 
         Arguments:
             chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the nodes.
-            scatter_amplitude, scatter_power: the scattering law (scalars or (N,)).
+            scatter_amplitude, scatter_power: the scattering law (scalars or (N,); default the set-up's).
 
         Returns:
             (L, S, K, 3, N): the derivative of ln A at each (wavelength, source, slot) with

@@ -2,7 +2,7 @@
 
 from ._basis import ReconstructionBasis
 from ._calibration import calibrate, fit_homogeneous, nominal_background
-from ._gauss_newton import GaussNewton, GaussNewtonResult
+from ._gauss_newton import GaussNewton, GaussNewtonResult, GaussNewtonStatus, check_weight
 from ._reconstructor import (
     DEFAULT_BASIS_SIZE,
     DEFAULT_WEIGHTS,
@@ -19,11 +19,13 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "GaussNewton",
     "GaussNewtonResult",
+    "GaussNewtonStatus",
     "METHODS",
     "Reconstruction",
     "ReconstructionBasis",
     "Reconstructor",
     "calibrate",
+    "check_weight",
     "dri_matrix",
     "fit_homogeneous",
     "image_grid",

@@ -40,8 +40,8 @@ def fit_homogeneous(
     *,
     start=None,
     fit_offsets: bool = False,
-    scatter_amplitude=1.0,
-    scatter_power=1.0,
+    scatter_amplitude=None,
+    scatter_power=None,
     solver: GaussNewton = HOMOGENEOUS_SOLVER,
 ) -> GaussNewtonResult:
     """Fit homogeneous HbO, Hb, water (and optionally per-wavelength offsets) to ln A.
@@ -51,7 +51,7 @@ def fit_homogeneous(
         data: (L, S, K) ln A.
         start: (3,) starting values (default `nominal_background()`).
         fit_offsets: also fit one ln A offset per wavelength.
-        scatter_amplitude, scatter_power: the scattering law.
+        scatter_amplitude, scatter_power: the scattering law (default: the model's).
         solver: Gauss-Newton settings (`fit_offsets` overrides its own).
 
     Returns:
@@ -71,8 +71,8 @@ def calibrate(
     reference=None,
     *,
     reference_chromophores=None,
-    scatter_amplitude=1.0,
-    scatter_power=1.0,
+    scatter_amplitude=None,
+    scatter_power=None,
 ):
     """Correct measured ln A for system coupling (module docstring).
 
@@ -82,7 +82,7 @@ def calibrate(
         reference: (L, S, K) ln A of a homogeneous reference phantom, or None for self
             calibration.
         reference_chromophores: (3,) the reference's HbO, Hb, water if known (else fitted).
-        scatter_amplitude, scatter_power: the scattering law.
+        scatter_amplitude, scatter_power: the scattering law (default: the model's).
 
     Returns:
         (calibrated ln A (L, S, K), offsets removed (L, S, K)).

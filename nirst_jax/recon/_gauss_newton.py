@@ -12,6 +12,8 @@ at u₀ (scale-free weights α), ρ = 10^(−1/4) by default (NIRFAST's decremen
 iterate is clipped to physical bounds. It is kept only if the mean-square misfit falls;
 iterations stop when it rises (the previous iterate is returned) or improves by less than
 `tolerance` (relative), or after `iterations` steps. So the misfit history is monotone.
+Why it stopped is the result's `status` (`GaussNewtonStatus`); a step that is not finite or an
+invalid input (non-finite data, a weight ≤ 0) is a failure, never a silent homogeneous fit.
 
 J is never materialised over (chromophore, node): the chromophore Jacobian is the µa
 Jacobian times the extinction, so with P_l = (∂F_l/∂µa)·B the normal matrix is
@@ -29,12 +31,14 @@ per-wavelength mean.
 
 from __future__ import annotations
 
+import enum
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import numpy as np
 
 from ..physics import SpectralForwardModel
 from ._basis import ReconstructionBasis
@@ -43,6 +47,50 @@ DEFAULT_LOWER = (0.0, 0.0, 0.0)
 """Lower bounds of HbO (µM), Hb (µM), water (%)."""
 DEFAULT_UPPER = (1000.0, 1000.0, 100.0)
 """Upper bounds of HbO (µM), Hb (µM), water (%)."""
+
+
+class GaussNewtonStatus(enum.IntEnum):
+    """Why Gauss-Newton stopped (`GaussNewtonResult.status`); `failed` for the last two."""
+
+    CONVERGED = 0
+    """The relative misfit improvement fell below `tolerance`."""
+    MAX_ITERATIONS = 1
+    """Every one of `iterations` steps was accepted."""
+    MISFIT_ROSE = 2
+    """The next step raised the misfit: the previous iterate is returned (the usual stop)."""
+    NOT_FINITE = 3
+    """A step gave NaN or infinite values (e.g. a singular system): the last finite iterate is returned."""
+    INVALID_INPUT = 4
+    """Non-finite data or starting misfit, or a weight that is not finite and > 0: no step taken."""
+
+    @property
+    def failed(self) -> bool:
+        return self >= GaussNewtonStatus.NOT_FINITE
+
+    def describe(self) -> str:
+        """A sentence for messages."""
+        return {
+            GaussNewtonStatus.CONVERGED: "converged",
+            GaussNewtonStatus.MAX_ITERATIONS: "used every iteration",
+            GaussNewtonStatus.MISFIT_ROSE: "stopped where the misfit would rise",
+            GaussNewtonStatus.NOT_FINITE: "failed: a step gave NaN or infinite values",
+            GaussNewtonStatus.INVALID_INPUT: "failed: non-finite data or a regularisation weight that is not finite and > 0",
+        }[self]
+
+
+def _concrete(value):
+    """`value` as a NumPy array, or None while it is being traced."""
+    try:
+        return np.asarray(value)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def check_weight(weight) -> None:
+    """ValueError naming the value unless the regularisation weight α is finite and > 0 (skipped under tracing)."""
+    value = _concrete(weight)
+    if value is not None and not (np.isfinite(value).all() and (value > 0).all()):
+        raise ValueError(f"the regularisation weight α must be finite and > 0, got {value.tolist()!r}")
 
 
 class GaussNewtonResult(NamedTuple):
@@ -55,6 +103,7 @@ class GaussNewtonResult(NamedTuple):
         accepted: (iterations,) whether each step was kept.
         steps: number of accepted steps.
         offsets: (L,) fitted per-wavelength ln A offsets (zeros unless `fit_offsets`).
+        status: int `GaussNewtonStatus`: why it stopped (≥ NOT_FINITE: it failed).
     """
 
     coefficients: jnp.ndarray
@@ -62,6 +111,7 @@ class GaussNewtonResult(NamedTuple):
     accepted: jnp.ndarray
     steps: jnp.ndarray
     offsets: jnp.ndarray
+    status: jnp.ndarray
 
 
 class _State(NamedTuple):
@@ -74,6 +124,7 @@ class _State(NamedTuple):
     done: jnp.ndarray
     history: jnp.ndarray
     accepted: jnp.ndarray
+    status: jnp.ndarray
 
 
 class GaussNewton(eqx.Module):
@@ -118,8 +169,8 @@ class GaussNewton(eqx.Module):
         weight,
         initial,
         scale,
-        scatter_amplitude=1.0,
-        scatter_power=1.0,
+        scatter_amplitude=None,
+        scatter_power=None,
         offset=None,
     ) -> GaussNewtonResult:
         """Reconstruct.
@@ -132,7 +183,7 @@ class GaussNewton(eqx.Module):
             weight: α, scalar or (3,) per chromophore.
             initial: (3, K) or (3,) starting (and prior) chromophores u₀·s.
             scale: (3,) positive per-chromophore scale s.
-            scatter_amplitude, scatter_power: the (known) scattering law.
+            scatter_amplitude, scatter_power: the (known) scattering law (default: the model's).
             offset: (3, N) nodal chromophores the basis corrects (module docstring), or None.
 
         Returns:
@@ -154,6 +205,7 @@ class GaussNewton(eqx.Module):
         if scale.shape != (3,):
             raise ValueError(f"scale must have shape (3,), got {scale.shape}")
         initial = jnp.broadcast_to(jnp.asarray(initial, dtype).reshape(3, -1), (3, n_basis))
+        check_weight(weight)
         weight = jnp.broadcast_to(jnp.asarray(weight, dtype), (3,))
 
         n_wavelengths = model.n_wavelengths
@@ -215,6 +267,9 @@ class GaussNewton(eqx.Module):
             accept = better & ~state.done
             gain = (state.misfit - misfit_new) / state.misfit
             done = state.done | ~better | (gain < self.tolerance)
+            finite = jnp.isfinite(misfit_new) & jnp.isfinite(u_new).all()
+            rejected = jnp.where(finite, GaussNewtonStatus.MISFIT_ROSE, GaussNewtonStatus.NOT_FINITE)
+            reason = jnp.where(better, GaussNewtonStatus.CONVERGED, rejected)
             keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
             return _State(
                 k=state.k + 1,
@@ -226,6 +281,7 @@ class GaussNewton(eqx.Module):
                 done=done,
                 history=state.history.at[state.k + 1].set(jnp.where(accept, misfit_new, jnp.nan)),
                 accepted=state.accepted.at[state.k].set(accept),
+                status=jnp.where(state.done | ~done, state.status, reason),
             )
 
         history = jnp.full(self.iterations + 1, jnp.nan, dtype).at[0].set(misfit)
@@ -239,7 +295,11 @@ class GaussNewton(eqx.Module):
             done=jnp.asarray(False),
             history=history,
             accepted=jnp.zeros(self.iterations, bool),
+            status=jnp.asarray(GaussNewtonStatus.MAX_ITERATIONS),
         )
+        # Invalid input under tracing (concrete values were checked above): no step is taken.
+        valid = jnp.isfinite(misfit) & jnp.isfinite(weight).all() & (weight > 0).all()
+        state = state._replace(done=~valid, status=jnp.where(valid, state.status, GaussNewtonStatus.INVALID_INPUT))
         if self.unrolled:
             state, _ = jax.lax.scan(lambda s, _: (step(s), None), state, None, length=self.iterations)
         else:
@@ -250,5 +310,6 @@ class GaussNewton(eqx.Module):
             accepted=state.accepted,
             steps=state.accepted.sum(),
             offsets=state.offsets if self.fit_offsets else jnp.zeros(n_wavelengths, dtype),
+            status=state.status,
         )
 

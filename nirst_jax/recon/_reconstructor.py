@@ -12,7 +12,7 @@ from ..mesh import GridInterpolation, Mesh, PixelGrid
 from ..physics import SpectralForwardModel
 from ._basis import ReconstructionBasis
 from ._calibration import HOMOGENEOUS_SOLVER, fit_homogeneous, nominal_background
-from ._gauss_newton import GaussNewton
+from ._gauss_newton import GaussNewton, GaussNewtonStatus, check_weight
 from ._regularisers import (
     DEFAULT_DRI_WIDTH,
     DEFAULT_TIKHONOV_FRACTION,
@@ -52,6 +52,9 @@ class Reconstruction(NamedTuple):
         background: (3,) the homogeneous fit that started (and anchors) the iterations.
         misfit: (iterations + 1,) mean-square ln A misfit, initial then each accepted step.
         steps: accepted Gauss-Newton steps.
+        status: int `GaussNewtonStatus` of the Gauss-Newton run (the homogeneous fit's when
+            that failed): ≥ `GaussNewtonStatus.NOT_FINITE` means the images are not a
+            reconstruction (`Reconstruction.failed`).
     """
 
     chromophores: jnp.ndarray
@@ -59,6 +62,12 @@ class Reconstruction(NamedTuple):
     background: jnp.ndarray
     misfit: jnp.ndarray
     steps: jnp.ndarray
+    status: jnp.ndarray
+
+    @property
+    def failed(self) -> jnp.ndarray:
+        """Whether the run failed (bool, batched like `status`)."""
+        return self.status >= GaussNewtonStatus.NOT_FINITE
 
 
 class Reconstructor(eqx.Module):
@@ -75,7 +84,6 @@ class Reconstructor(eqx.Module):
         method: "dri", "tikhonov" or "softprior".
         dri_width: DRI kernel width σ as a fraction of the grey-level range.
         tikhonov_fraction: identity share β of the structural priors.
-        scatter: the known scattering law (a mm⁻¹, b).
     """
 
     model: SpectralForwardModel
@@ -85,7 +93,6 @@ class Reconstructor(eqx.Module):
     method: str = eqx.field(static=True)
     dri_width: float = eqx.field(static=True, default=DEFAULT_DRI_WIDTH)
     tikhonov_fraction: float = eqx.field(static=True, default=DEFAULT_TIKHONOV_FRACTION)
-    scatter: tuple[float, float] = eqx.field(static=True, default=(1.0, 1.0))
 
     def __check_init__(self):
         if self.method not in METHODS:
@@ -103,7 +110,7 @@ class Reconstructor(eqx.Module):
         solver: GaussNewton = GaussNewton(),
         dri_width: float = DEFAULT_DRI_WIDTH,
         tikhonov_fraction: float = DEFAULT_TIKHONOV_FRACTION,
-        scatter=(1.0, 1.0),
+        scatter=None,
     ) -> "Reconstructor":
         """Set up a reconstruction.
 
@@ -116,7 +123,9 @@ class Reconstructor(eqx.Module):
             grid: the MRI/image grid (default `image_grid(mesh)`).
             solver: Gauss-Newton settings.
             dri_width, tikhonov_fraction: regulariser shape (see `dri_matrix`).
-            scatter: the known scattering amplitude (mm⁻¹) and power.
+            scatter: the known scattering amplitude (mm⁻¹) and power: the model's own law
+                (`model.scatter_amplitude`, `model.scatter_power`; any other is refused, since the
+                model's sources are placed with it).
 
         Returns:
             The reconstructor.
@@ -129,7 +138,11 @@ class Reconstructor(eqx.Module):
             raise ValueError(f"dri_width must be > 0, got {dri_width!r}")
         if not (np.isfinite(tikhonov_fraction) and tikhonov_fraction > 0):
             raise ValueError(f"tikhonov_fraction must be > 0, got {tikhonov_fraction!r}")
-        amplitude, power = (float(v) for v in scatter)
+        if scatter is not None and tuple(float(v) for v in scatter) != (model.scatter_amplitude, model.scatter_power):
+            raise ValueError(
+                f"scatter {tuple(scatter)} differs from the forward model's set-up "
+                f"({model.scatter_amplitude}, {model.scatter_power}); create the model with that law"
+            )
         return cls(
             model=model,
             basis=basis,
@@ -138,8 +151,12 @@ class Reconstructor(eqx.Module):
             method=method,
             dri_width=float(dri_width),
             tikhonov_fraction=float(tikhonov_fraction),
-            scatter=(amplitude, power),
         )
+
+    @property
+    def scatter(self) -> tuple[float, float]:
+        """The scattering law (a mm⁻¹, b): the forward model's."""
+        return (self.model.scatter_amplitude, self.model.scatter_power)
 
     def regulariser(self, structure=None) -> jnp.ndarray:
         """The (K, K) regularisation matrix of `method`.
@@ -187,18 +204,17 @@ class Reconstructor(eqx.Module):
             `Reconstruction`.
         """
         weight = DEFAULT_WEIGHTS[self.method] if weight is None else weight
-        amplitude, power = self.scatter
+        check_weight(weight)
         if start is not None:
             return self._refine(data, structure, weight, reference, start)
+        fit_status = jnp.asarray(GaussNewtonStatus.CONVERGED)
         if reference is None:
-            fit = fit_homogeneous(
-                self.model, data, scatter_amplitude=amplitude, scatter_power=power, solver=HOMOGENEOUS_SOLVER
-            )
-            reference = fit.coefficients[:, 0]
+            fit = fit_homogeneous(self.model, data, solver=HOMOGENEOUS_SOLVER)
+            reference, fit_status = fit.coefficients[:, 0], fit.status
         reference = jnp.asarray(reference)
         scale = _unknowns_scale(reference)
         result = self.solver(
-            self.model, self.basis, data, self.regulariser(structure), weight, reference, scale, amplitude, power
+            self.model, self.basis, data, self.regulariser(structure), weight, reference, scale
         )
         chromophores = self.basis.nodes_from(result.coefficients)
         return Reconstruction(
@@ -207,6 +223,7 @@ class Reconstructor(eqx.Module):
             background=reference,
             misfit=result.misfit,
             steps=result.steps,
+            status=jnp.where(fit_status >= GaussNewtonStatus.NOT_FINITE, fit_status, result.status),
         )
 
     def _refine(self, data, structure, weight, reference, start) -> Reconstruction:
@@ -219,7 +236,7 @@ class Reconstructor(eqx.Module):
         scale = _unknowns_scale(reference)
         zero = jnp.zeros(3, offset.dtype)
         result = self.solver(
-            self.model, self.basis, data, self.regulariser(structure), weight, zero, scale, *self.scatter, offset=offset
+            self.model, self.basis, data, self.regulariser(structure), weight, zero, scale, offset=offset
         )
         correction = self.basis.nodes_from(result.coefficients)
         lower, upper = (jnp.asarray(b, offset.dtype)[:, None] for b in (self.solver.lower, self.solver.upper))
@@ -231,4 +248,5 @@ class Reconstructor(eqx.Module):
             background=reference,
             misfit=result.misfit,
             steps=result.steps,
+            status=result.status,
         )

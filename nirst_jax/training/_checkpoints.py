@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import jax
@@ -50,6 +51,21 @@ class Checkpoints:
             raise ValueError(f"no {kind!r} checkpoint in {self.root}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def fingerprint(self, kind: str = "best") -> str | None:
+        """SHA-256 of the stored checkpoint's files (paths and bytes), or None when there is none:
+        identifies the parameters that produced a result."""
+        step = self.latest_step(kind)
+        if step is None:
+            return None
+        folder = self.root / kind / str(step)
+        digest = hashlib.sha256()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
 
     def close(self) -> None:
         for manager in self._managers.values():

@@ -61,16 +61,12 @@ class TrainedNetwork:
     def scatter(self) -> tuple[float, float]:
         """(a mm⁻¹, b) of the training data's reference phantom: the middle of their ranges, as
         the dataset simulates its reference (fixed scatter: the value)."""
-        phantoms = self.simulation.phantoms
-        return float(np.mean(phantoms.scatter_amplitude)), float(np.mean(phantoms.scatter_power))
+        return self.simulation.phantoms.reference_scatter
 
     def forward_model(self):
         """The forward model of the set-up the network was trained on (its mesh, wavelengths,
-        fibres): what measurements must be calibrated against for this network."""
-        from ..physics import SpectralForwardModel
-
-        sim = self.simulation
-        return SpectralForwardModel.create(sim.mesh(), wavelengths_nm=sim.wavelengths_nm, n_fibres=sim.n_fibres)
+        fibres, scattering law): what measurements must be calibrated against for this network."""
+        return self.simulation.forward_model()
 
     @property
     def image_size(self) -> int:

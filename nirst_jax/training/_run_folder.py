@@ -19,14 +19,17 @@ METRICS = "metrics.jsonl"
 LOSS_FIGURE = "loss.png"
 
 
-def write_run_files(run: Path, config: TrainConfig, dataset, normalisation: Normalisation, image_mask, signal_mask) -> None:
-    """config.json (training config, dataset description) and inputs.npz (normalisation, masks)."""
+def write_run_files(run: Path, config: TrainConfig, dataset, normalisation: Normalisation, image_mask, signal_mask,
+                    inputs: bool = True) -> None:
+    """config.json (training config, dataset description) and, with `inputs`, inputs.npz
+    (normalisation, masks: written once, when the run starts, and never replaced on resume)."""
     save_json(
         run / CONFIG,
         {
             "train": config.to_dict(),
             "dataset": {
                 "folder": str(Path(dataset.folder).absolute()),
+                "sha256": dataset.fingerprint,
                 "seed": dataset.manifest.get("seed"),
                 "count": dataset.count,
                 "config_name": dataset.manifest.get("config_name"),
@@ -35,7 +38,9 @@ def write_run_files(run: Path, config: TrainConfig, dataset, normalisation: Norm
             "nirst_jax_version": __version__,
         },
     )
-    save_npz(run / INPUTS, image_mask=np.asarray(image_mask), signal_mask=np.asarray(signal_mask), **normalisation.to_arrays())
+    if inputs:
+        save_npz(run / INPUTS, image_mask=np.asarray(image_mask), signal_mask=np.asarray(signal_mask),
+                 **normalisation.to_arrays())
 
 
 def read_run_files(run: Path) -> tuple[dict, Normalisation, np.ndarray, np.ndarray]:

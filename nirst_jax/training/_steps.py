@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from .._random import seed_key
 from ..datasets import Normalisation
 from ..models import mask_signals, normalise_mri, random_fibre_masks
 from ._data_loss import masked_mse
@@ -84,7 +85,7 @@ class Steps:
         self.physics = physics
         self.data_weight = data_weight
         self.fibre_dropout = fibre_dropout
-        self.dropout_key = jax.random.fold_in(jax.random.key(seed), 0xF1B5E)  # its own stream, not the model's
+        self.dropout_key = seed_key(seed, "fibre-dropout")  # its own stream, not the model's
         self.train = jax.jit(self._train, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
 

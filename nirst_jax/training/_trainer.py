@@ -23,7 +23,7 @@ from ._checkpoints import Checkpoints
 from ._config import TrainConfig
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
-from ._run_folder import CONFIG, LOSS_FIGURE, METRICS, write_run_files
+from ._run_folder import CONFIG, INPUTS, LOSS_FIGURE, METRICS, write_run_files
 from ._steps import Steps, TrainState, initial_state
 
 CHROMOPHORES = ("HbO", "Hb", "water")
@@ -140,12 +140,14 @@ class Trainer:
         self.state = jax.device_put(jax.tree.map(np.asarray, state), self.replicated)
         self.checkpoints = Checkpoints(self.run)
         self.records: list[dict] = []
-        if resume and self.checkpoints.latest_step("last") is not None:
+        resumed = resume and self.checkpoints.latest_step("last") is not None
+        if resumed:
             self.state = self.checkpoints.restore("last", self.state)
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
         if self.main_process:
-            write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask)
+            write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask,
+                            inputs=not (resumed and (self.run / INPUTS).is_file()))
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG
@@ -157,8 +159,22 @@ class Trainer:
         previous = TrainConfig.from_dict(stored["train"])
         if previous.replace(epochs=self.config.epochs) != self.config:
             raise ValueError(f"cannot resume {self.run}: its config differs from this one (only epochs may change)")
-        if Path(stored["dataset"]["folder"]) != Path(self.dataset.folder).absolute():
-            raise ValueError(f"cannot resume {self.run}: it was trained on {stored['dataset']['folder']}")
+        if previous.epochs != self.config.epochs and self.config.schedule == "cosine":
+            raise ValueError(
+                f"cannot resume {self.run} with {self.config.epochs} epochs instead of {previous.epochs}: its cosine "
+                "learning-rate schedule spans the original epochs (the rate would jump mid-run); fine-tune the run "
+                "with --init-from instead, or use --schedule constant"
+            )
+        # The dataset is identified by its content: a store regenerated at the same path is another dataset.
+        fingerprint = stored["dataset"].get("sha256")
+        if fingerprint is None:  # runs from before content fingerprints: the path is all there is
+            if Path(stored["dataset"]["folder"]) != Path(self.dataset.folder).absolute():
+                raise ValueError(f"cannot resume {self.run}: it was trained on {stored['dataset']['folder']}")
+        elif fingerprint != self.dataset.fingerprint:
+            raise ValueError(
+                f"cannot resume {self.run}: it was trained on another dataset (content SHA-256 {fingerprint[:12]}…, "
+                f"{self.dataset.folder} has {self.dataset.fingerprint[:12]}…; regenerated since?)"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -186,18 +202,18 @@ class Trainer:
             while step < end:
                 epoch, position = divmod(step, self.steps_per_epoch)
                 weight = np.float32(self.config.physics_weight_at(epoch))
-                started = time.perf_counter()
+                started, taken = time.perf_counter(), 0
                 for batch in self.loader.epoch(epoch):
                     if position > 0:  # resuming inside an epoch: the order is the same, skip what was done
                         position -= 1
                         continue
                     self.state = self.steps.train(self.state, batch, weight)
-                    step += 1
+                    step, taken = step + 1, taken + 1
                     bar.update()
                     if step == end:
                         break
                 if step % self.steps_per_epoch == 0:
-                    self._end_epoch(epoch, started)
+                    self._end_epoch(epoch, started, taken)
                     bar.set_postfix(train=f"{self.records[-1]['train_data']:.4g}", val=f"{self.records[-1].get('val_data', float('nan')):.4g}")
         except KeyboardInterrupt:
             self.checkpoints.save("last", self.state)
@@ -208,7 +224,8 @@ class Trainer:
         self.checkpoints.save("last", self.state)
         return self.state
 
-    def _end_epoch(self, epoch: int, started: float) -> None:
+    def _end_epoch(self, epoch: int, started: float, taken: int) -> None:
+        """Log, validate and checkpoint; `taken` steps of the epoch ran since `started` (fewer after a resume)."""
         total, data, physics, count = (float(v) for v in jax.device_get(self.state.running))
         seconds = time.perf_counter() - started
         record = {
@@ -219,7 +236,7 @@ class Trainer:
             "train_physics": physics / count,
             "physics_weight": self.config.physics_weight_at(epoch),
             "seconds": seconds,
-            "samples_per_s": count * self.config.batch_size / seconds,
+            "samples_per_s": taken * self.config.batch_size / seconds,
         }
         if len(self.validation):
             metrics = self.evaluate(self.validation)

@@ -40,6 +40,20 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed `atomic_path` writes left in `folder` and below.
+
+    Call it only where no other process is writing into `folder`.
+
+    Returns:
+        The deleted paths.
+    """
+    stale = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_npz(path, **arrays) -> None:
     """`np.savez_compressed`, atomically."""
     with atomic_path(path) as temporary:

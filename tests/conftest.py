@@ -1,6 +1,13 @@
-"""Shared test configuration: float64 available, fixture paths."""
+"""Shared test configuration: fast XLA compiles, float64 available, fixture paths."""
 
+import os
 from pathlib import Path
+
+# The tests compile far more than they compute, and LLVM's optimisation passes are most of XLA's
+# CPU compile time: without them the default suite runs ≈ 35 % faster on 2 cores (measured). Set
+# before JAX starts; subprocesses inherit it, so results are only compared within one setting.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import nirst_jax  # noqa: F401  (sets the XLA CPU flags before JAX starts its backend)
 import jax

@@ -167,29 +167,37 @@ def test_manifest_records_what_made_the_store(dataset):
     assert abs(signals.mean()) < 1e-4 and signals.std() == pytest.approx(1, abs=1e-3)
 
 
-def test_interrupted_generation_resumes_to_a_byte_identical_store(store, tmp_path, monkeypatch):
+KILLED_CLI = Path(__file__).with_name("_killed_cli.py")
+
+
+def nirst_killed_at(fragment: str, occurrence: int, *args: str) -> subprocess.CompletedProcess:
+    """`nirst ARGS` in a subprocess that SIGKILLs itself at a rename (tests/_killed_cli.py), with
+    float64 enabled like this test process (the store records it)."""
+    return subprocess.run([sys.executable, str(KILLED_CLI), fragment, str(occurrence), *args],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, JAX_ENABLE_X64="1"))
+
+
+@pytest.mark.slow
+def test_simulate_killed_mid_write_resumes_to_the_uninterrupted_store(store, tmp_path):
+    """A real `nirst simulate` SIGKILLed with its second shard written but not in place (and
+    again while finishing the manifest) resumes to the bytes of an uninterrupted run."""
     folder = tmp_path / "data"
-    original = _store._write_shard
-
-    def interrupted(folder_, shard, arrays):
-        if shard == 2:
-            # A killed process leaves a half-written hidden shard folder behind.
-            junk = folder_ / "shards" / ".shard-00002.killed.partial"
-            junk.mkdir()
-            (junk / "ln_amplitude.npy").write_bytes(b"half")
-            raise KeyboardInterrupt
-        original(folder_, shard, arrays)
-
-    monkeypatch.setattr(_store, "_write_shard", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        simulate_dataset(folder, CONFIG, **ARGS)
-    monkeypatch.setattr(_store, "_write_shard", original)
-    assert json.loads((folder / "manifest.json").read_text())["status"] == "incomplete"
+    command = ["simulate", "--config", "paper", "--count", "24", "--seed", "5", "--mesh-spacing", "5",
+               "--shard-size", "8", "--device-batch", "4", "--no-progress", "--out", str(folder)]
+    killed = nirst_killed_at("shard-00001", 1, *command)
+    assert killed.returncode == -9, killed.stderr
+    partial = list((folder / "shards").glob(".shard-00001.*.partial"))
+    assert len(partial) == 1 and (partial[0] / "checksums.json").is_file()  # complete, not in place
+    assert sorted(p.name for p in (folder / "shards").iterdir() if not p.name.startswith(".")) == ["shard-00000"]
     with pytest.raises(ValueError, match="incomplete"):
         Dataset(folder)
     with pytest.raises(ValueError, match="not empty"):
-        simulate_dataset(folder, CONFIG, **ARGS)
-    simulate_dataset(folder, CONFIG, **ARGS, resume=True)
+        simulate_dataset(folder, CONFIG, **ARGS)  # without resume
+    # Killed again at the last write (the manifest marked complete), then resumed to the end.
+    killed = nirst_killed_at("manifest.json", 1, *command, "--resume")
+    assert killed.returncode == -9, killed.stderr
+    resumed = nirst_killed_at("never-renamed", 1, *command, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
     assert store_files(folder) == store_files(store)
 
 
@@ -273,7 +281,7 @@ def test_four_devices_generate_the_same_store_and_shard_batches(store, tmp_path)
         print(json.dumps([len(batch["signals"].sharding.device_set), batch["signals"].addressable_shards[0].data.shape[0]]))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"] + " --xla_force_host_platform_device_count=4")
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "data")], env=env, capture_output=True, text=True, timeout=600
     )

@@ -69,7 +69,7 @@ def test_homogeneous_fit_recovers_a_homogeneous_phantom(dataset, physics):
     np.testing.assert_allclose(level, truth, rtol=0.01)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_untrained_network_is_damped_dri_steps_that_explain_the_data(dataset, physics):
     """Its CNNs start at zero: K = 2 Gauss-Newton steps with the MRI prior, which must lower
     the misfit and beat the homogeneous fit on every chromophore."""
@@ -89,7 +89,7 @@ def test_untrained_network_is_damped_dri_steps_that_explain_the_data(dataset, ph
     assert (learned > homogeneous + 1.0).all(), (learned, homogeneous)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_linearised_gradients_follow_the_exact_ones_and_stopped_do_not(dataset, physics):
     """Iteration 0's CNN changes t₁, which iteration 1's physics partly undoes: the linearised
     backward pass sees that (as the exact one does), stopped gradients do not."""

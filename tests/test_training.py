@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from nirst_jax.cli import main
 from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
@@ -19,7 +20,7 @@ from nirst_jax.mesh import disk_mesh
 from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec
 from nirst_jax.physics import SpectralForwardModel
 from nirst_jax.recon import calibrate
-from nirst_jax.training import PhysicsLoss, TrainConfig, TrainedNetwork, Trainer, masked_mse, train
+from nirst_jax.training import Checkpoints, PhysicsLoss, TrainConfig, TrainedNetwork, Trainer, masked_mse, read_log, train
 
 SIZE = 32
 # These tests exercise the trainer, not the architecture (tests/test_models.py covers the default
@@ -112,6 +113,45 @@ def test_resume_identifies_the_dataset_by_content_and_keeps_the_schedule(dataset
     Trainer(moved, tmp_path / "run", config.replace(epochs=3), resume=True, progress=False)  # constant rate: fine
 
 
+KILLED_CLI = os.path.join(os.path.dirname(__file__), "_killed_cli.py")
+
+
+@pytest.mark.slow
+def test_train_killed_mid_write_resumes_to_the_uninterrupted_run(dataset, tmp_path):
+    """A real `nirst train` SIGKILLed in its epoch-end writes (the log half written; then the log
+    in place and the checkpoint half written) resumes to the parameters and log of an
+    uninterrupted run."""
+    command = ["train", "--data", str(dataset.folder), "--epochs", "2", "--batch-size", "32", "--width", "0.125",
+               "--margin", "0", "--upsampling", "transposed", "--no-progress", "--out"]
+
+    def nirst(run, fragment="never-renamed", occurrence=1, *extra):
+        done = subprocess.run([sys.executable, KILLED_CLI, fragment, str(occurrence), *command, str(run), *extra],
+                              capture_output=True, text=True, timeout=600)
+        return done.returncode, done.stderr
+
+    code, errors = nirst(tmp_path / "straight")
+    assert code == 0, errors
+    run = tmp_path / "killed"
+    assert nirst(run, "metrics.jsonl", 2)[0] == -9  # epoch 1's log written, not in place
+    assert [r["epoch"] for r in read_log(run / "metrics.jsonl")] == [0]
+    # Epoch 1 again: its log is in place, its checkpoint half written when the process dies.
+    assert nirst(run, "checkpoints/last", 1, "--resume")[0] == -9
+    assert [r["epoch"] for r in read_log(run / "metrics.jsonl")] == [0, 1]
+    assert Checkpoints(run).latest_step("last") == 5
+    code, errors = nirst(run, "never-renamed", 1, "--resume")
+    assert code == 0, errors
+    logs = [read_log(folder / "metrics.jsonl") for folder in (run, tmp_path / "straight")]
+    assert [r["epoch"] for r in logs[0]] == [0, 1]
+    for resumed, straight in zip(*logs):
+        for key in ("step", "train_loss", "val_data", "val_physics"):
+            assert resumed[key] == pytest.approx(straight[key], rel=1e-6), key
+    networks = [TrainedNetwork(folder, "last") for folder in (run, tmp_path / "straight")]
+    assert networks[0].step == networks[1].step == 2 * 5
+    for a, b in zip(jax.tree.leaves(nnx.state(networks[0].model)), jax.tree.leaves(nnx.state(networks[1].model))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert not list(run.rglob(".*.tmp"))  # a resumed run clears what the killed writes left
+
+
 @pytest.mark.extended
 def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
     script = textwrap.dedent(
@@ -131,7 +171,7 @@ def test_one_and_four_devices_give_the_same_trajectory(dataset, tmp_path):
         print(json.dumps(out))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"] + " --xla_force_host_platform_device_count=4")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -345,7 +385,7 @@ def test_physics_gradient_is_nonzero_and_moves_the_prediction_toward_consistency
     assert float(jax.jit(physics_term)(moved)) < float(value)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_self_supervised_steps_fit_the_measurements_without_targets(dataset, physics):
     import optax
 
@@ -430,10 +470,11 @@ def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     old, _ = calibrate(command_mesh, sample["ln_amplitude"] + coupling, dataset.reference + coupling)
     with np.load(calibrated / "reconstruction.npz") as result:
         np.testing.assert_allclose(result["images"], network(np.asarray(mine), sample["mri"]), rtol=1e-4, atol=1e-4)
-        error = np.abs(result["images"] - expected).mean()
-    # Calibrated against the command's mesh instead, the mesh offset stays in the input (measured
-    # 1.04 against 0.72 µM/% mean error; what remains is the fit of the reference's chromophores).
-    assert error < 0.8 * np.abs(network(np.asarray(old), sample["mri"]) - expected).mean()
+    # That input is near the training data's own (coupling removed; what is left is the fit of the
+    # reference's chromophores); the command's 4 mm mesh would add the 4-vs-5 mm discretisation
+    # offset (measured: mean |Δ ln A| 0.025 against 0.078).
+    clean = np.asarray(sample["ln_amplitude"])
+    assert np.abs(np.asarray(mine) - clean).mean() < 0.5 * np.abs(np.asarray(old) - clean).mean()
 
 
 def test_physics_weight_defaults_to_the_best_fine_tuning_weight():

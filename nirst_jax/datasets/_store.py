@@ -26,7 +26,7 @@ import jax
 import jaxlib
 import numpy as np
 
-from .._atomic import atomic_path, current_umask, save_json
+from .._atomic import atomic_path, current_umask, remove_temporaries, save_json
 from .._random import RANDOM_STREAMS_VERSION
 from .._version import __version__
 from ..mesh import Mesh
@@ -261,6 +261,7 @@ def simulate_dataset(
             if not resume:
                 raise ValueError(f"{folder} exists and is not empty; pass resume=True (--resume) to continue it")
             complete = _check_stored(folder, header)
+            remove_temporaries(folder)  # what a killed write of this process left
         if not complete:
             _write_static_files(folder, header, config, simulator, mesh, seed)
     _barrier(process_count, "nirst-simulate-start")

@@ -19,11 +19,16 @@ class Checkpoints:
 
     Arguments:
         run: the run folder.
+        writer: this is the training process that writes the run (it deletes temporary folders
+            of killed saves).
     """
 
-    def __init__(self, run):
+    def __init__(self, run, writer: bool = False):
         self.root = Path(run).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+        # A save killed mid-write leaves orbax's temporary folder behind; only the run's writer
+        # may delete it (a reader could otherwise remove a save in progress).
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=writer)
         self._managers = {kind: ocp.CheckpointManager(self.root / kind, options=options) for kind in KINDS}
 
     def latest_step(self, kind: str = "last") -> int | None:

@@ -15,6 +15,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._atomic import remove_temporaries
 from ..datasets import BatchLoader, Dataset, SimulationConfig
 from ..learned import build_network
 from ..mesh import Mesh, disk_mesh
@@ -138,10 +139,12 @@ class Trainer:
         # Host copies first: a restored parent's arrays are committed to one local device, which a
         # sharding over several processes does not accept.
         self.state = jax.device_put(jax.tree.map(np.asarray, state), self.replicated)
-        self.checkpoints = Checkpoints(self.run)
+        self.checkpoints = Checkpoints(self.run, writer=True)
         self.records: list[dict] = []
         resumed = resume and self.checkpoints.latest_step("last") is not None
         if resumed:
+            if self.main_process:
+                remove_temporaries(self.run)  # what killed writes of the log and figure left
             self.state = self.checkpoints.restore("last", self.state)
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
@@ -253,13 +256,15 @@ class Trainer:
             best=np.asarray(min(score, float(self.state.best)), np.float32),
         )
         self.state = jax.device_put(self.state, self.replicated)
-        if improved:
-            self.checkpoints.save("best", self.state)
-        self.checkpoints.save("last", self.state)
+        # The log first: a run killed between the two resumes from the previous checkpoint and
+        # drops the newer record (`step` beyond it); the other order would lose this epoch's record.
         self.records.append(record)
         if self.main_process:
             write_log(self.run / METRICS, self.records)
             save_loss_figure(self.run / LOSS_FIGURE, self.records)
+        if improved:
+            self.checkpoints.save("best", self.state)
+        self.checkpoints.save("last", self.state)
 
     def evaluate(self, indices, state: TrainState | None = None) -> dict[str, np.ndarray]:
         """Per-phantom metrics of `state` (default the current one) on dataset phantoms.

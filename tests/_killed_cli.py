@@ -11,6 +11,7 @@ when that rename never comes (the test then fails on the exit status it expected
 
 import os
 import signal
+import subprocess
 import sys
 
 
@@ -30,6 +31,12 @@ def kill_at_rename(fragment: str, occurrence: int) -> None:
 
     os.rename = wrap(os.rename)
     os.replace = wrap(os.replace)
+
+
+def run_killed(fragment: str, occurrence: int, *args: str, env=None) -> subprocess.CompletedProcess:
+    """Run this script on `nirst ARGS` in a subprocess (`env`: its environment, default ours)."""
+    return subprocess.run([sys.executable, __file__, fragment, str(occurrence), *args],
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
 if __name__ == "__main__":

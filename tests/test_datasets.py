@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import nirst_jax as nj
+from _killed_cli import run_killed
 from nirst_jax.cli import main
 from nirst_jax.datasets import BatchLoader, Dataset, PhantomSimulator, SimulationConfig, simulate_dataset
 from nirst_jax.datasets import _store
@@ -167,14 +168,10 @@ def test_manifest_records_what_made_the_store(dataset):
     assert abs(signals.mean()) < 1e-4 and signals.std() == pytest.approx(1, abs=1e-3)
 
 
-KILLED_CLI = Path(__file__).with_name("_killed_cli.py")
-
-
 def nirst_killed_at(fragment: str, occurrence: int, *args: str) -> subprocess.CompletedProcess:
-    """`nirst ARGS` in a subprocess that SIGKILLs itself at a rename (tests/_killed_cli.py), with
-    float64 enabled like this test process (the store records it)."""
-    return subprocess.run([sys.executable, str(KILLED_CLI), fragment, str(occurrence), *args],
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, JAX_ENABLE_X64="1"))
+    """`nirst ARGS` killed at a rename (tests/_killed_cli.py), with float64 enabled like this test
+    process (the store records it)."""
+    return run_killed(fragment, occurrence, *args, env=dict(os.environ, JAX_ENABLE_X64="1"))
 
 
 @pytest.mark.slow

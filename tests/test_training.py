@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from _killed_cli import run_killed
 from nirst_jax.cli import main
 from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
 from nirst_jax.mesh import disk_mesh
@@ -113,9 +114,6 @@ def test_resume_identifies_the_dataset_by_content_and_keeps_the_schedule(dataset
     Trainer(moved, tmp_path / "run", config.replace(epochs=3), resume=True, progress=False)  # constant rate: fine
 
 
-KILLED_CLI = os.path.join(os.path.dirname(__file__), "_killed_cli.py")
-
-
 @pytest.mark.slow
 def test_train_killed_mid_write_resumes_to_the_uninterrupted_run(dataset, tmp_path):
     """A real `nirst train` SIGKILLed in its epoch-end writes (the log half written; then the log
@@ -125,8 +123,7 @@ def test_train_killed_mid_write_resumes_to_the_uninterrupted_run(dataset, tmp_pa
                "--margin", "0", "--upsampling", "transposed", "--no-progress", "--out"]
 
     def nirst(run, fragment="never-renamed", occurrence=1, *extra):
-        done = subprocess.run([sys.executable, KILLED_CLI, fragment, str(occurrence), *command, str(run), *extra],
-                              capture_output=True, text=True, timeout=600)
+        done = run_killed(fragment, occurrence, *command, str(run), *extra)
         return done.returncode, done.stderr
 
     code, errors = nirst(tmp_path / "straight")

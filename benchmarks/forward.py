@@ -8,11 +8,16 @@ sources, CW), prints side by side:
   same sensitivity formulas in NumPy;
 - the matrix-free products J·v and Jᵀ·w (`jacobian_product`, `jacobian_transpose_product`)
   against one forward (target: Jᵀ·w ≤ 2× a forward);
+- the float32 option: the Jacobian of float32 chromophores (float32 solves, half the memory),
+  against the float64 and the float32 forward (the script asserts it matches the float64
+  Jacobian to 1e-5 of its largest entry);
 - compile times, and the throughput of a vmapped batch of phantoms;
 - the page faults and system CPU time of each Jacobian call (the kernel zero-fills fresh
   pages for its large result; see docs/benchmarks.md for the allocator setting that avoids it).
 
 Run: `python benchmarks/forward.py [--repeats 20] [--batch 8] [--spacings 2.5,2.0,1.35]`.
+(jac/fwd: float64 Jacobian over float64 forward; f32 jac: float32 Jacobian, then its ratio to the
+float64 and to the float32 forward.)
 """
 
 from __future__ import annotations
@@ -146,7 +151,8 @@ def main() -> None:
     print(f"float64, CW, 9 wavelengths × 16 sources × 15 detectors; ours: median of {args.repeats} warm runs, forward and Jacobian interleaved\n")
     header = (
         f"{'nodes':>6} | {'fwd ours':>9} {'fwd SciPy':>9} {'ratio':>6} | {'jac ours':>9} {'jac SciPy':>9} "
-        f"{'ratio':>6} | {'jac/fwd':>7} {'Jv/fwd':>6} {'JTw/fwd':>7} | {'compile f/j':>11} | {'batch/s':>8}"
+        f"{'ratio':>6} | {'jac/fwd':>7} {'Jv/fwd':>6} {'JTw/fwd':>7} | {'f32 jac':>8} {'/fwd':>5} {'/fwd32':>6} | "
+        f"{'compile f/j':>11} | {'batch/s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -175,12 +181,18 @@ def main() -> None:
         transpose_product = jax.jit(lambda c, w: model.jacobian_transpose_product(c, w)[1])
         np.testing.assert_allclose(np.asarray(product(c, direction)), np.einsum("lskcn,cn->lsk", ours_jacobian, direction),
                                    rtol=1e-8, atol=1e-10)
-        t_forward, t_jacobian, t_product, t_transpose = interleaved_times(
+        c32 = c.astype(jnp.float32)
+        jacobian32 = np.asarray(jacobian(c32))
+        assert jacobian32.dtype == np.float32
+        np.testing.assert_allclose(jacobian32, ours_jacobian, rtol=0, atol=1e-5 * np.abs(ours_jacobian).max())
+        t_forward, t_jacobian, t_product, t_transpose, t_forward32, t_jacobian32 = interleaved_times(
             [lambda: forward(c).block_until_ready(), lambda: jacobian(c).block_until_ready(),
-             lambda: product(c, direction).block_until_ready(), lambda: transpose_product(c, weights).block_until_ready()],
+             lambda: product(c, direction).block_until_ready(), lambda: transpose_product(c, weights).block_until_ready(),
+             lambda: forward(c32).block_until_ready(), lambda: jacobian(c32).block_until_ready()],
             args.repeats,
         )
-        faults.append((mesh.n_nodes, ours_jacobian.nbytes, *page_faults_per_call(lambda: jacobian(c).block_until_ready())))
+        faults.append((mesh.n_nodes, ours_jacobian.nbytes, *page_faults_per_call(lambda: jacobian(c).block_until_ready()),
+                       *page_faults_per_call(lambda: jacobian(c32).block_until_ready())))
         t_scipy = best_time(baseline.forward, max(3, args.repeats // 4))
         t_scipy_jacobian = best_time(baseline.jacobian, 3)
 
@@ -192,6 +204,7 @@ def main() -> None:
             f"{mesh.n_nodes:6d} | {1e3 * t_forward:7.1f}ms {1e3 * t_scipy:7.1f}ms {t_forward / t_scipy:6.2f} | "
             f"{1e3 * t_jacobian:7.1f}ms {1e3 * t_scipy_jacobian:7.1f}ms {t_jacobian / t_scipy_jacobian:6.2f} | "
             f"{t_jacobian / t_forward:7.2f} {t_product / t_forward:6.2f} {t_transpose / t_forward:7.2f} | "
+            f"{1e3 * t_jacobian32:6.1f}ms {t_jacobian32 / t_forward:5.2f} {t_jacobian32 / t_forward32:6.2f} | "
             f"{compile_forward:4.1f}s/{compile_jacobian:4.1f}s | "
             f"{args.batch / t_batch:8.1f}",
             flush=True,
@@ -201,12 +214,15 @@ def main() -> None:
                1 / t_scipy, "phantoms/s", "SciPy SuperLU, one phantom at a time")
         record("forward", f"Jacobian, {mesh.n_nodes} nodes", 1e3 * t_jacobian, 1e3 * t_scipy_jacobian, "ms", "SciPy SuperLU")
         record("forward", f"Jacobian / forward, {mesh.n_nodes} nodes", t_jacobian / t_forward, None, "×")
+        record("forward", f"float32 Jacobian / float64 forward, {mesh.n_nodes} nodes", t_jacobian32 / t_forward, None, "×")
+        record("forward", f"float32 Jacobian / float32 forward, {mesh.n_nodes} nodes", t_jacobian32 / t_forward32, None, "×")
         record("forward", f"J·v / forward, {mesh.n_nodes} nodes", t_product / t_forward, None, "×")
         record("forward", f"Jᵀ·w / forward, {mesh.n_nodes} nodes", t_transpose / t_forward, None, "×")
     print("\nratio = ours / SciPy (lower is better); batch/s = phantoms per second, vmapped batch")
     print("Jacobian output and the page faults of writing it (fresh memory from the kernel each call):")
-    for nodes, size, count, system in faults:
-        print(f"  {nodes} nodes: {size / 1e6:.0f} MB, {count:.0f} page faults, {1e3 * system:.0f} ms system CPU per call")
+    for nodes, size, count, system, count32, system32 in faults:
+        print(f"  {nodes} nodes: {size / 1e6:.0f} MB, {count:.0f} page faults, {1e3 * system:.0f} ms system CPU per call; "
+              f"float32: {size / 2e6:.0f} MB, {count32:.0f} page faults, {1e3 * system32:.0f} ms")
 
 
 if __name__ == "__main__":

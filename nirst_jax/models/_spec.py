@@ -7,15 +7,16 @@ from dataclasses import asdict, dataclass
 from flax import nnx
 
 from .._config_dict import config_from_dict
+from ._initialise import initialise
 from ._layers import UPSAMPLING
 from ._ynet import YNet
 from ._znet import ZNet
 
 MODEL_NAMES = ("znet", "ynet", "znet-nomri", "lgn")
 PHYSICS_MODELS = ("lgn",)
+"""Networks with the physics inside (`nirst_jax.learned`): built with their operators, not `ModelSpec.build`."""
 PHYSICS_GRADIENTS = ("stopped", "linearised", "exact")
 """How an unrolled network's training differentiates its physics directions (docs/learned.md)."""
-"""Networks with the physics inside (`nirst_jax.learned`): built with their operators, not `ModelSpec.build`."""
 STUDY_ARCHITECTURE = {"margin": 0, "upsampling": "transposed"}
 """The `ModelSpec` settings of the published networks (Feng et al. 2022): `ModelSpec(name, **STUDY_ARCHITECTURE)`."""
 
@@ -92,18 +93,12 @@ class ModelSpec:
         """A freshly initialised network (parameters from `seed`)."""
         if self.needs_physics:
             raise ValueError(f"{self.name!r} holds the physics of its data: build it with nirst_jax.learned.build_network")
-        rngs = nnx.Rngs(seed)
         shape = dict(margin=int(self.margin), upsampling=self.upsampling)
         if self.name == "ynet":
-            return YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width, rngs=rngs, **shape)
-        return ZNet(
-            wavelengths=self.wavelengths,
-            image_size=self.image_size,
-            use_mri=self.uses_mri,
-            width=self.width,
-            rngs=rngs,
-            **shape,
-        )
+            return initialise(lambda: YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width,
+                                           rngs=nnx.Rngs(seed), **shape))
+        return initialise(lambda: ZNet(wavelengths=self.wavelengths, image_size=self.image_size, use_mri=self.uses_mri,
+                                       width=self.width, rngs=nnx.Rngs(seed), **shape))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,6 +28,9 @@ from ._run_folder import CONFIG, INPUTS, LOSS_FIGURE, METRICS, write_run_files
 from ._steps import Steps, TrainState, initial_state
 
 CHROMOPHORES = ("HbO", "Hb", "water")
+FIGURE_INTERVAL_S = 30.0
+"""RUN/loss.png is redrawn at most this often while training (drawing it takes ≈ 0.3 s, a
+few % of a small epoch), after the last epoch, and when training stops."""
 
 
 def optimiser_for(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -141,6 +144,7 @@ class Trainer:
         self.state = jax.device_put(jax.tree.map(np.asarray, state), self.replicated)
         self.checkpoints = Checkpoints(self.run, writer=True)
         self.records: list[dict] = []
+        self._figure_written, self._figure_epochs = -np.inf, 0  # when RUN/loss.png was drawn, from how many records
         resumed = resume and self.checkpoints.latest_step("last") is not None
         if resumed:
             if self.main_process:
@@ -220,12 +224,22 @@ class Trainer:
                     bar.set_postfix(train=f"{self.records[-1]['train_data']:.4g}", val=f"{self.records[-1].get('val_data', float('nan')):.4g}")
         except KeyboardInterrupt:
             self.checkpoints.save("last", self.state)
+            self.checkpoints.wait()
+            self._write_figure()
             bar.close()
             print(f"\ninterrupted at step {int(self.state.step)}; checkpoint saved, resume with --resume")
             raise
         bar.close()
         self.checkpoints.save("last", self.state)
+        self.checkpoints.wait()
+        self._write_figure()
         return self.state
+
+    def _write_figure(self) -> None:
+        """Redraw RUN/loss.png from the records (process 0; nothing to draw before an epoch ends)."""
+        if self.main_process and self.records and self._figure_epochs != len(self.records):
+            save_loss_figure(self.run / LOSS_FIGURE, self.records)
+            self._figure_written, self._figure_epochs = time.monotonic(), len(self.records)
 
     def _end_epoch(self, epoch: int, started: float, taken: int) -> None:
         """Log, validate and checkpoint; `taken` steps of the epoch ran since `started` (fewer after a resume)."""
@@ -261,7 +275,8 @@ class Trainer:
         self.records.append(record)
         if self.main_process:
             write_log(self.run / METRICS, self.records)
-            save_loss_figure(self.run / LOSS_FIGURE, self.records)
+            if epoch + 1 == self.config.epochs or time.monotonic() - self._figure_written >= FIGURE_INTERVAL_S:
+                self._write_figure()
         if improved:
             self.checkpoints.save("best", self.state)
         self.checkpoints.save("last", self.state)

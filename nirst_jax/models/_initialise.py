@@ -1,0 +1,29 @@
+"""Building a network as one compiled program instead of one small program per layer."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+from flax import nnx
+
+# The initialisers run once per network: XLA's backend optimisations cost far more than they
+# save here (a width-0.25 Z-Net: 16.7 s to compile optimised, 1.7 s without; 20.7 s op by op).
+_ONE_OFF = {"xla_backend_optimization_level": 0}
+
+
+def initialise(construct: Callable[[], nnx.Module]) -> nnx.Module:
+    """The module `construct()` builds, with its initialisers compiled together.
+
+    The parameters are the same draws as running `construct()` directly (same keys and
+    initialisers; they may differ in the last bit where XLA fuses the arithmetic).
+
+    Arguments:
+        construct: builds the module (its random keys fixed inside).
+
+    Returns:
+        The module.
+    """
+    graphdef, _ = nnx.split(nnx.eval_shape(construct))
+    state = jax.jit(lambda: nnx.split(construct())[1]).lower().compile(compiler_options=_ONE_OFF)()
+    return nnx.merge(graphdef, state)

@@ -107,6 +107,13 @@ def test_rejects_inverted_minority_in_clockwise_mesh():
         Mesh(FAN_NODES, elements)
 
 
+def test_rejects_folded_neighbours():
+    # Both counter-clockwise, both above their shared edge (0, 1): the second overlaps the first.
+    nodes = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.4, 0.3]]
+    with pytest.raises(ValueError, match=r"elements 0, 1 overlap: .* edge \(0, 1\)"):
+        Mesh(nodes, [[0, 1, 2], [0, 1, 3]])
+
+
 def test_rejects_duplicate_element_in_another_order():
     # Element 2 is element 0 with its nodes rotated (same orientation).
     with pytest.raises(ValueError, match=r"elements 0, 2 are duplicates"):

@@ -237,6 +237,31 @@ def test_clockwise_elements_are_reoriented(tmp_path):
     np.testing.assert_array_equal(np.sort(flipped.elements, 1), np.sort(original.elements, 1))
 
 
+def test_mixed_orientations_are_read_counter_clockwise_with_a_warning(tmp_path):
+    # NIRFAST keeps no single element orientation; `Mesh` alone refuses a mix.
+    prefix = _copy(STND, tmp_path)
+    flip = lambda lines: ["\t".join(l.split()[::-1]) if i % 2 else l for i, l in enumerate(lines)]
+    _edit(tmp_path / f"{STND}.elem", flip)
+    with pytest.warns(UserWarning, match=r"1709 of 3418 elements are listed clockwise"):
+        mixed = read_nirfast(prefix).mesh
+    original = read_nirfast(FIXTURES / STND).mesh
+    np.testing.assert_array_equal(np.sort(mixed.elements, 1), np.sort(original.elements, 1))
+    assert (signed_areas(mixed.nodes, mixed.elements) > 0).all()
+
+
+def test_nirfast_rect_stnd_sample_mesh_reads():
+    # NIRFAST's own transmission sample: a rectangle whose elements mix both orientations.
+    with pytest.warns(UserWarning, match=r"rect_stnd\.elem: \d+ of 6400 elements are listed clockwise"):
+        data = read_nirfast(FIXTURES / "rect_stnd")
+    nodes = np.array([[float(v) for v in r[1:3]] for r in _raw_rows(FIXTURES / "rect_stnd.node")])
+    assert data.mesh.n_nodes == len(nodes) and data.mesh.n_elements == 6400
+    width, height = np.ptp(nodes, axis=0)
+    np.testing.assert_allclose(data.mesh.areas.sum(), width * height, rtol=1e-12)  # tiles the rectangle
+    assert (signed_areas(data.mesh.nodes, data.mesh.elements) > 0).all()
+    assert data.fixed_sources and data.fixed_detectors
+    assert len(data.sources) == 13 and len(data.link) == len(_raw_rows(FIXTURES / "rect_stnd.link")) - 1
+
+
 def test_mesh_errors_name_the_files(tmp_path):
     prefix = _copy(STND, tmp_path)
     _edit(tmp_path / f"{STND}.elem", lambda lines: lines + [lines[0]])

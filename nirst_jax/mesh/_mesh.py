@@ -38,7 +38,8 @@ class Mesh:
     The constructor rejects, with a `ValueError` naming the offending items: non-finite
     coordinates, out-of-range or repeated node indices, degenerate (zero-area), inverted
     (orientation opposite to the rest of the mesh) or duplicate elements, coincident nodes,
-    edges shared by more than two elements and nodes no element references.
+    edges shared by more than two elements, overlapping (folded) neighbours and nodes no
+    element references.
 
     A `Mesh` is immutable and hashable by content, so it can be a static argument of
     `jax.jit`; the physics operators built from it are JAX pytrees.
@@ -133,6 +134,16 @@ class Mesh:
             shared = undirected[np.flatnonzero(counts[inverse] > 2)[0]]
             raise ValueError(
                 f"edge ({shared[0]}, {shared[1]}) is shared by more than two elements"
+            )
+        # All elements now run counter-clockwise, so the two elements of an interior edge must
+        # traverse it in opposite directions; the same direction puts both on one side (a fold).
+        _, first, repeats = np.unique(directed, axis=0, return_index=True, return_counts=True)
+        if (repeats > 1).any():
+            a, b = directed[first[repeats > 1][0]]
+            owners = np.sort(np.flatnonzero((directed == (a, b)).all(axis=1)) % len(elements))
+            raise ValueError(
+                f"elements {_listing(owners)} overlap: both lie on the same side of their shared "
+                f"edge ({a}, {b}) (a folded mesh)"
             )
 
         nodes.setflags(write=False)

@@ -5,7 +5,8 @@ prefix; `read_nirfast` and `write_nirfast` convert between them and a `NirfastMe
 
 - `.node` (required): one row `bndvtx x y z` per node; `bndvtx` is 1 on the boundary and
   0 inside, `z` is 0 in 2D (a row `bndvtx x y` is accepted too).
-- `.elem` (required): one row of three 1-based node indices per triangle.
+- `.elem` (required): one row of three 1-based node indices per triangle, in either
+  orientation (a file that mixes both is read counter-clockwise, with a warning).
 - `.param` (required): the type word on the first line, then one row per node.
   `stnd`: `mua kappa ri` (absorption in 1/mm, diffusion coefficient
   kappa = 1 / (3 (mua + musp)) in mm, refractive index). `spec`: first the column names,
@@ -35,12 +36,13 @@ import errno
 import math
 import os
 import secrets
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ._mesh import Mesh
+from ._mesh import Mesh, signed_areas
 
 STND_COLUMNS = ("mua", "kappa", "ri")
 _KINDS = ("stnd", "spec")
@@ -202,7 +204,7 @@ def read_nirfast(path_prefix: str | os.PathLike) -> NirfastMesh:
             message = "required NIRFAST mesh file is missing"
             raise FileNotFoundError(errno.ENOENT, message, str(paths[ext]))
     boundary_flags, nodes = _read_node(paths["node"])
-    elements = _read_elem(paths["elem"], len(nodes))
+    elements = _counter_clockwise(paths["elem"], nodes, _read_elem(paths["elem"], len(nodes)))
     try:
         mesh = Mesh(nodes, elements)
     except ValueError as exc:
@@ -394,6 +396,23 @@ def _read_node(path: Path) -> tuple[np.ndarray, np.ndarray]:
         z = table[:, 3]
         _check(path, lines, z == 0, lambda i: f"z = {z[i]:g}, a 2D mesh needs z = 0")
     return flags.astype(np.int64), table[:, 1:3]
+
+
+def _counter_clockwise(path: Path, nodes: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    """`elements` with the clockwise ones reordered counter-clockwise, saying so with a
+    warning when the file mixes both orientations (NIRFAST does not keep one, e.g. its own
+    `rect_stnd`); a file listed all clockwise is reversed by `Mesh` without a word. Zero-area
+    elements are left for `Mesh` to refuse."""
+    clockwise = signed_areas(nodes, elements) < 0
+    if clockwise.any() and not clockwise.all():
+        warnings.warn(
+            f"{path}: {int(clockwise.sum())} of {len(elements)} elements are listed clockwise and the "
+            "rest counter-clockwise; reordered counter-clockwise",
+            UserWarning,
+            stacklevel=3,
+        )
+        elements = np.where(clockwise[:, None], elements[:, [0, 2, 1]], elements)
+    return elements
 
 
 def _read_elem(path: Path, n_nodes: int) -> np.ndarray:

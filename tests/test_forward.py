@@ -1,11 +1,14 @@
 """The forward model against exact references: closed form, reciprocity, derivatives, precision."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import nirst_jax as nj
+from nirst_jax.mesh._locate import project_to_boundary
 from nirst_jax.physics import disk_boundary_fluence
 
 RADIUS = 41.0
@@ -322,3 +325,32 @@ def test_phase_is_a_lag_in_zero_to_two_pi_beyond_half_a_turn():
     assert lag.max() > np.pi
     assert np.all((np.asarray(phase) >= 0) & (np.asarray(phase) < 2 * np.pi))
     np.testing.assert_allclose(np.asarray(phase[0, 0]), lag, atol=np.radians(3.0))
+
+
+def test_forward_model_takes_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
+    from nirst_jax.mesh import read_nirfast
+
+    data = read_nirfast(nirfast_dir / "circle2000_86_stnd")
+    model = nj.SpectralForwardModel.from_nirfast(data, wavelengths_nm=(690.0, 830.0))
+    mesh = data.mesh
+    # `fixed` sources are used as given, for every wavelength; detectors are read on the boundary.
+    for sources in model.sources.positions(mesh.nodes):
+        np.testing.assert_allclose(sources, data.sources, atol=1e-9)
+    detectors = model.detectors.positions(mesh.nodes)
+    assert np.abs(detectors - data.detectors).max() < 0.1  # the file's are 0.03 mm inside the rim
+    pairs = [(s, int(d)) for s in range(16) for d in model.layout.detector_index[s]]
+    assert pairs == [tuple(p) for p in data.link.tolist()]
+    # Without `fixed`, sources go onto the boundary and one transport length 1/µs'(λ) inward.
+    moved = nj.SpectralForwardModel.from_nirfast(
+        dataclasses.replace(data, fixed_sources=False), wavelengths_nm=(690.0, 830.0), scatter_amplitude=1.5
+    )
+    for wavelength, sources in zip((690.0, 830.0), moved.sources.positions(mesh.nodes)):
+        depth = project_to_boundary(mesh, sources).distance
+        np.testing.assert_allclose(depth, 1.0 / (1.5 * (wavelength / 1000.0) ** -1.0), rtol=0.02)
+    with pytest.raises(ValueError, match="the NIRFAST mesh sets the optodes"):
+        nj.SpectralForwardModel.from_nirfast(data, n_fibres=8)
+    with pytest.raises(ValueError, match="Gaussian sources"):
+        nj.SpectralForwardModel.from_nirfast(dataclasses.replace(data, source_fwhm=np.full(16, 2.0)))
+    with pytest.raises(ValueError, match="0 sources"):
+        nj.SpectralForwardModel.from_nirfast(dataclasses.replace(data, sources=np.zeros((0, 2)), source_fwhm=np.zeros(0),
+                                                                 link=np.zeros((0, 2)), link_active=np.zeros(0, bool)))

@@ -45,6 +45,23 @@ def test_full_size_models_have_the_studys_parameter_count_and_output_shape(name)
 
 
 @pytest.mark.slow
+def test_built_networks_draw_the_same_parameters_as_eager_construction():
+    # `ModelSpec.build` compiles the initialisers as one program; the draws must be those of
+    # running the constructors op by op (the same keys and initialisers).
+    from nirst_jax.models import ZNet
+
+    spec = ModelSpec("znet", wavelengths=3, image_size=16, width=0.125)
+    built = spec.build(seed=3)
+    eager = ZNet(wavelengths=3, image_size=16, use_mri=True, width=0.125, rngs=nnx.Rngs(3),
+                 margin=spec.margin, upsampling=spec.upsampling)
+    ours, theirs = nnx.state(built), nnx.state(eager)
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(jax.tree.leaves(nnx.state(spec.build(seed=4)))[0], jax.tree.leaves(ours)[0])
+
+
 def test_mri_path_matters_only_where_there_is_one():
     signals = jax.random.normal(jax.random.key(1), (1, 9, 16, 15))
     mri_a = jax.random.normal(jax.random.key(2), (1, 32, 32))

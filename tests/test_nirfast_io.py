@@ -129,6 +129,29 @@ def test_spec_fixture_parameters():
     np.testing.assert_array_equal(table[:, 0], [661, 735, 761, 785, 808, 826, 849])
 
 
+def test_spec_values_are_converted_to_our_units_and_back(tmp_path):
+    # NIRFAST's spec fixture: HbO and deoxyHb 0.01 mM, Water 0.4 (a fraction), a = b = 1.
+    data = read_nirfast(FIXTURES / SPEC)
+    raw = np.array([[float(v) for v in r] for r in _raw_rows(FIXTURES / f"{SPEC}.param")[6:]])
+    np.testing.assert_allclose(data.chromophores, [raw[:, 0] * 1000, raw[:, 1] * 1000, raw[:, 2] * 100])
+    np.testing.assert_allclose(data.chromophores[:, 0], [10.0, 10.0, 40.0])  # µM, µM, %
+    np.testing.assert_array_equal(data.scatter[0], raw[:, 3])
+    # Back: our units in, NIRFAST's stored; the fixture's own values come back unchanged.
+    same = data.with_chromophores(data.chromophores)
+    np.testing.assert_allclose(same.param, data.param, rtol=1e-15)
+    changed = data.with_chromophores(np.array([[20.0], [6.0], [55.0]]) * np.ones(data.mesh.n_nodes), scatter_power=0.8)
+    write_nirfast(tmp_path / "changed", changed)
+    back = read_nirfast(tmp_path / "changed")
+    np.testing.assert_allclose(back.column("HbO"), 0.02)
+    np.testing.assert_allclose(back.column("Water"), 0.55)
+    np.testing.assert_allclose(back.chromophores[:, 0], [20.0, 6.0, 55.0])
+    np.testing.assert_array_equal(back.scatter[1], 0.8)
+    with pytest.raises(ValueError, match="'spec' meshes only"):
+        read_nirfast(FIXTURES / STND).chromophores
+    with pytest.raises(ValueError, match=r"shape \(3, 1785\)"):
+        data.with_chromophores(np.ones((3, 10)))
+
+
 @pytest.mark.parametrize("name", [STND, SPEC])
 def test_round_trip_is_lossless_and_stable(name, tmp_path):
     original = read_nirfast(FIXTURES / name)
@@ -247,6 +270,22 @@ def test_mixed_orientations_are_read_counter_clockwise_with_a_warning(tmp_path):
     original = read_nirfast(FIXTURES / STND).mesh
     np.testing.assert_array_equal(np.sort(mixed.elements, 1), np.sort(original.elements, 1))
     assert (signed_areas(mixed.nodes, mixed.elements) > 0).all()
+
+
+def test_a_node_pushed_across_an_edge_is_refused_as_a_fold(tmp_path):
+    # Reorienting clockwise elements must not hide a genuinely folded mesh: mirror an interior
+    # node across the far edge of one of its elements, which flips that element over its neighbour.
+    original = read_nirfast(FIXTURES / STND).mesh
+    node = int(np.flatnonzero(~original.is_boundary_node)[100])
+    element = original.elements[np.flatnonzero((original.elements == node).any(1))[0]]
+    a, b = original.nodes[[v for v in element if v != node]]
+    p = original.nodes[node]
+    foot = a + np.dot(p - a, b - a) / np.dot(b - a, b - a) * (b - a)
+    mirrored = 2 * foot - p
+    prefix = _copy(STND, tmp_path)
+    _edit(tmp_path / f"{STND}.node", _set_line(node + 1, f"0\t{mirrored[0]:.17g}\t{mirrored[1]:.17g}\t0"))
+    with pytest.warns(UserWarning, match="listed clockwise"), pytest.raises(ValueError, match="overlap"):
+        read_nirfast(prefix)
 
 
 def test_nirfast_rect_stnd_sample_mesh_reads():

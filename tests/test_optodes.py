@@ -148,7 +148,7 @@ def test_point_sources_interior(disk):
     assert sources.count == 50 and sources.indices.shape == (50, 3)
     np.testing.assert_allclose(sources.weights.sum(1), 1.0, atol=1e-14)
     assert np.all(sources.weights >= 0)
-    reproduced = (sources.weights[..., None] * disk.nodes[sources.indices]).sum(1)
+    reproduced = sources.positions(disk.nodes)
     np.testing.assert_allclose(reproduced, points, atol=1e-12)
     # Applied to the coordinate fields, the sources read their positions.
     np.testing.assert_allclose(sources(disk.nodes.T), points.T, atol=1e-12)
@@ -178,7 +178,7 @@ def test_point_source_rim_tolerance_is_a_quarter_edge(disk):
 def test_nirfast_sources_accepted(nirfast):
     sources = point_sources(nirfast.mesh, nirfast.sources)
     assert sources.count == len(nirfast.sources)
-    reproduced = (sources.weights[..., None] * nirfast.mesh.nodes[sources.indices]).sum(1)
+    reproduced = sources.positions(nirfast.mesh.nodes)
     # Inside (or within the rim tolerance): read at the position or its projection.
     assert np.all(np.hypot(*(reproduced - nirfast.sources).T) < 0.5)
 

@@ -288,6 +288,17 @@ def test_reconstruct_cli(tmp_path):
                  "--out", str(tmp_path / "bad")]) == 2
 
 
+def test_reconstruct_cli_refuses_frequency_domain_data(tmp_path, capsys):
+    """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently."""
+    forward = tmp_path / "forward"
+    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--frequency-mhz", "100"]) == 0
+    capsys.readouterr()
+    status = main(["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.npz"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2 and "frequency-domain data (frequency_hz = 100000000.0, with phase)" in error, error
+    assert not (tmp_path / "out").exists()
+
+
 def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):
     """Truncated .npz/.npy and a broken .png end in an error naming the file, not a traceback."""
     data = tmp_path / "data.npz"
@@ -313,3 +324,30 @@ def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):
     status = main(["reconstruct", "--data", str(data), "--mri", str(tmp_path / "mri.npy"), "--weight", "0",
                    "--mesh-spacing", "6", "--out", str(tmp_path / "out")])
     assert status == 2 and "weight α must be finite and > 0, got 0.0" in capsys.readouterr().err
+
+
+def test_reconstruct_cli_uses_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
+    """NIRFAST's circle2000_86 numbers its fibres clockwise from −11.25°: a lesion reconstructed
+    with `--mesh` sits where it was simulated (the ring set-up used before, counter-clockwise
+    from 0°, put it at its mirror image, 43 mm away)."""
+    from nirst_jax.mesh import read_nirfast
+
+    prefix = nirfast_dir / "circle2000_86_stnd"
+    model = nj.SpectralForwardModel.from_nirfast(read_nirfast(prefix), wavelengths_nm=(690.0, 785.0, 830.0))
+    nodes = read_nirfast(prefix).mesh.nodes
+    centre = 25.0 * np.array([np.cos(np.radians(-60.0)), np.sin(np.radians(-60.0))])
+    background = np.array([12.0, 5.0, 30.0])
+    chromophores = np.repeat(background[:, None], len(nodes), axis=1)
+    chromophores[:2, np.hypot(*(nodes - centre).T) < 8.0] *= 2.0
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.asarray(model(jnp.asarray(chromophores))),
+             wavelengths_nm=np.array(model.wavelengths_nm))
+    np.savez(tmp_path / "reference.npz", ln_amplitude=np.asarray(model.homogeneous(jnp.asarray(background))),
+             wavelengths_nm=np.array(model.wavelengths_nm))
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--method", "tikhonov", "--mesh", str(prefix), "--data", str(tmp_path / "data.npz"),
+                 "--reference", str(tmp_path / "reference.npz"), "--basis-size", "12", "--iterations", "3",
+                 "--out", str(out)]) == 0
+    result = np.load(out / "reconstruction.npz")
+    hbt = result["chromophores_nodes"][:2].sum(0)
+    found = result["nodes"][hbt > hbt.min() + 0.7 * (hbt.max() - hbt.min())].mean(0)
+    assert np.hypot(*(found - centre)) < 6.0, found

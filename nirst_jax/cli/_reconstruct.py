@@ -41,10 +41,11 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
     parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
     parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
-    parser.add_argument("--mesh", type=str, help="NIRFAST mesh prefix (default: the mesh in --data, else a disk)")
+    parser.add_argument("--mesh", type=str, help="NIRFAST mesh prefix, with its optodes and link pairs when it has them "
+                        "(default: the mesh in --data, else a disk)")
     parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm) when no mesh is given")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="disk mesh spacing (mm) when no mesh is given")
-    parser.add_argument("--fibres", type=int, default=16, help="rim fibres when --data has no fibres_xy")
+    parser.add_argument("--fibres", type=int, default=16, help="rim fibres when --data has no fibres_xy and --mesh no optodes")
     parser.add_argument("--reference", type=Path, help="npz with ln_amplitude of a homogeneous reference (calibration)")
     parser.add_argument("--self-calibrate", action="store_true", help="remove a fitted per-wavelength offset")
     parser.add_argument("--weight", type=float, default=None, help="regularisation weight α (default per method)")
@@ -93,6 +94,14 @@ def _read_data(path: Path) -> dict:
     for key in ("ln_amplitude", "wavelengths_nm"):
         if key not in data:
             raise ValueError(f"data file {path} has no {key!r} array")
+    frequency = np.asarray(data.get("frequency_hz", 0.0), float)
+    if np.any(frequency != 0.0) or "phase" in data:
+        # FD amplitudes differ from CW ones: reconstructing them with the CW model would be
+        # silently wrong, and dropping the phase loses what separates absorption from scatter.
+        raise ValueError(
+            f"data file {path} holds frequency-domain data (frequency_hz = {frequency.tolist()}"
+            f"{', with phase' if 'phase' in data else ''}); nirst reconstruct handles CW ln amplitudes only"
+        )
     if data["ln_amplitude"].ndim != 3:
         raise ValueError(f"{path}: ln_amplitude must be (wavelength, source, detector), got {data['ln_amplitude'].shape}")
     if data["ln_amplitude"].shape[0] != len(data["wavelengths_nm"]):
@@ -104,13 +113,26 @@ def _read_data(path: Path) -> dict:
 
 
 def _mesh(args, data):
+    """(mesh, the NIRFAST file's contents when --mesh names one with optodes, else None)."""
     from ..mesh import Mesh, disk_mesh, read_nirfast
 
     if args.mesh:
-        return read_nirfast(args.mesh).mesh
+        nirfast = read_nirfast(args.mesh)
+        # Any optode file counts: `from_nirfast` refuses an incomplete set rather than
+        # falling back to rim fibres.
+        has_optodes = len(nirfast.sources) or len(nirfast.detectors) or len(nirfast.link)
+        return nirfast.mesh, nirfast if has_optodes else None
     if "nodes" in data and "elements" in data:
-        return Mesh(data["nodes"], data["elements"])
-    return disk_mesh(args.radius, args.mesh_spacing)
+        return Mesh(data["nodes"], data["elements"]), None
+    return disk_mesh(args.radius, args.mesh_spacing), None
+
+
+def _pair_positions(model, nodes) -> np.ndarray:
+    """(S, K, 2, 2): source and detector position (mm) of each measurement slot of `model`
+    (sources at its first wavelength) on a mesh with `nodes`."""
+    sources = model.sources.positions(nodes)[0]
+    detectors = model.detectors.positions(nodes)[np.asarray(model.layout.detector_index)]
+    return np.stack([np.broadcast_to(sources[:, None], detectors.shape), detectors], axis=-2)
 
 
 def _fibre_set_up(mesh, fibres_xy, count):
@@ -152,21 +174,26 @@ def _prepare(args):
         check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
         raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
-    mesh = _mesh(args, data)
-    n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
+    mesh, nirfast = _mesh(args, data)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
-    model = SpectralForwardModel.create(
-        mesh,
-        wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
-        n_fibres=n_fibres,
-        angle_offset_deg=offset,
-        scatter_amplitude=scatter[0],
-        scatter_power=scatter[1],
-    )
+    settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
+                    scatter_amplitude=scatter[0], scatter_power=scatter[1])
+    if nirfast is not None:
+        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+        fibres, detectors = data.get("fibres_xy"), model.detectors.positions(mesh.nodes)
+        if fibres is not None and (
+            np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)
+        ):
+            raise ValueError(f"{args.data}: its fibres_xy are not the detectors of the mesh file {args.mesh}.meas")
+        set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+    else:
+        n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
+        model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)
+        set_up = f"{n_fibres} rim fibres"
     ln_amplitude = np.asarray(data["ln_amplitude"], float)
     if ln_amplitude.shape != model.data_shape:
         raise ValueError(
-            f"ln_amplitude has shape {ln_amplitude.shape}, but {n_fibres} fibres at "
+            f"ln_amplitude has shape {ln_amplitude.shape}, but {set_up} at "
             f"{model.n_wavelengths} wavelengths give {model.data_shape}"
         )
     active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
@@ -263,11 +290,21 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
         raise ValueError(f"--method lgn needs a learned Gauss-Newton run; {args.checkpoint} holds a {network.config.model.name}")
     if network.data_shape != model.data_shape:
         raise ValueError(f"the network was trained on data of shape {network.data_shape}, --data has {model.data_shape}")
+    training_mesh = network.simulation.mesh()
+    trained = network.simulation.forward_model(training_mesh)
+    # Slot by slot, so a reordering counts as well as a move (sources differ by up to a
+    # transport length between scattering laws; 1 mm allows that and polygon differences).
+    moved = np.abs(_pair_positions(trained, training_mesh.nodes) - _pair_positions(model, mesh.nodes)).max()
+    if moved > 1.0:
+        raise ValueError(
+            f"the network was trained with other optodes than this set-up's (a source or detector of "
+            f"the same measurement slot {moved:.3g} mm apart): its input would be misread"
+        )
     if image.shape != (network.image_size, network.image_size):
         raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
     network_input = ln_amplitude
     if recalibrate is not None:
-        network_input = recalibrate(network.forward_model(), network.scatter)
+        network_input = recalibrate(trained, network.scatter)
     images = network(network_input, image)
     grid = image_grid(mesh, network.image_size)
     interpolation = GridInterpolation.build(mesh, grid)

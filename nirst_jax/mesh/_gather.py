@@ -32,6 +32,11 @@ class WeightedGather(eqx.Module):
         real = jnp.finfo(jnp.result_type(values.dtype, jnp.float32)).dtype
         return (values[..., self.indices] * jnp.asarray(self.weights, real)).sum(-1)
 
+    def positions(self, nodes) -> np.ndarray:
+        """Where each row reads, for weights that are barycentric in `nodes` (N, 2): (..., P, 2)
+        (they reproduce linear functions, so the coordinates themselves)."""
+        return (np.asarray(self.weights)[..., None] * np.asarray(nodes)[np.asarray(self.indices)]).sum(-2)
+
     def columns(self, n: int, dtype) -> jnp.ndarray:
         """The transpose as a dense (n, P) matrix: column p holds row p's weights."""
         rows = np.broadcast_to(np.arange(self.count)[:, None], self.indices.shape)

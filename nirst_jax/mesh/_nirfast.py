@@ -11,7 +11,9 @@ prefix; `read_nirfast` and `write_nirfast` convert between them and a `NirfastMe
   `stnd`: `mua kappa ri` (absorption in 1/mm, diffusion coefficient
   kappa = 1 / (3 (mua + musp)) in mm, refractive index). `spec`: first the column names,
   one per line (for example `HbO`, `deoxyHb`, `Water`, `S-Amplitude`, `S-Power`), then
-  rows with one value per name.
+  rows with one value per name; NIRFAST's units are mM for HbO and deoxyHb and a volume
+  fraction for Water (`NirfastMesh.chromophores` converts them to µM and %, and
+  `with_chromophores` back).
 - `.source` / `.meas` (optional): an optional line `fixed`, then an optional line of
   column names containing `x` and `y` (also recognised: `num`, which must count 1, 2, ...,
   `z`, which must be 0, and, for sources, `fwhm`; other columns are skipped), then one row
@@ -35,6 +37,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import dataclasses
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -45,6 +48,11 @@ import numpy as np
 from ._mesh import Mesh, signed_areas
 
 STND_COLUMNS = ("mua", "kappa", "ri")
+SPEC_CHROMOPHORES = {"HbO": 1000.0, "deoxyHb": 1000.0, "Water": 100.0}
+"""NIRFAST's `spec` columns of HbO, Hb (mM) and water (a volume fraction), with the factor
+to nirst-jax's units (µM, µM, %)."""
+SPEC_SCATTER = ("S-Amplitude", "S-Power")
+"""The `spec` scattering columns: a (mm⁻¹) and b in µs' = a (λ / 1000 nm)^(−b), as here."""
 _KINDS = ("stnd", "spec")
 _EXTENSIONS = ("node", "elem", "param", "source", "meas", "link", "region", "excoef")
 _LINK_HEADER = "source detector active"
@@ -180,6 +188,47 @@ class NirfastMesh:
     def ri(self) -> np.ndarray:
         """(N,) refractive index ("stnd" meshes only)."""
         return self._stnd_column("ri")
+
+    def _spec_columns(self, names) -> list[str]:
+        if self.kind != "spec":
+            raise ValueError(f"chromophores and scattering are defined for 'spec' meshes only, this one is {self.kind!r}")
+        missing = [name for name in names if name not in self.param_columns]
+        if missing:
+            raise ValueError(f"the spec mesh has no column {missing[0]!r}; its columns are {self.param_columns}")
+        return list(names)
+
+    @property
+    def chromophores(self) -> np.ndarray:
+        """(3, N) HbO (µM), Hb (µM), water (%) of a "spec" mesh, converted from the file's mM
+        and volume fraction."""
+        return np.stack([self.column(name) * SPEC_CHROMOPHORES[name] for name in self._spec_columns(SPEC_CHROMOPHORES)])
+
+    @property
+    def scatter(self) -> tuple[np.ndarray, np.ndarray]:
+        """((N,) a in mm⁻¹, (N,) b) of a "spec" mesh's µs' = a (λ / 1000 nm)^(−b)."""
+        amplitude, power = (self.column(name) for name in self._spec_columns(SPEC_SCATTER))
+        return amplitude, power
+
+    def with_chromophores(self, chromophores, scatter_amplitude=None, scatter_power=None) -> "NirfastMesh":
+        """This "spec" mesh with new values, given in nirst-jax's units and stored in NIRFAST's.
+
+        Arguments:
+            chromophores: (3, N) HbO (µM), Hb (µM), water (%).
+            scatter_amplitude, scatter_power: scalars or (N,) (default: unchanged).
+
+        Returns:
+            A new `NirfastMesh` (write it with `write_nirfast`).
+        """
+        chromophores = np.asarray(chromophores, np.float64)
+        if chromophores.shape != (3, self.mesh.n_nodes):
+            raise ValueError(f"chromophores must have shape (3, {self.mesh.n_nodes}), got {chromophores.shape}")
+        param = np.array(self.param)
+        for name, values in zip(self._spec_columns(SPEC_CHROMOPHORES), chromophores):
+            param[:, self.param_columns.index(name)] = values / SPEC_CHROMOPHORES[name]
+        for name, values in zip(self._spec_columns(SPEC_SCATTER), (scatter_amplitude, scatter_power)):
+            if values is not None:
+                param[:, self.param_columns.index(name)] = np.broadcast_to(np.asarray(values, np.float64), len(param))
+        return dataclasses.replace(self, param=param)
 
 
 def read_nirfast(path_prefix: str | os.PathLike) -> NirfastMesh:

@@ -8,6 +8,8 @@ import equinox as eqx
 import numpy as np
 
 from ..mesh import Mesh
+from ..mesh._locate import project_to_boundary
+from ..mesh._nirfast import NirfastMesh
 from ._fem import DiffusionFEM
 from ._optics import (
     SPEED_OF_LIGHT_MM_PER_S,
@@ -92,6 +94,7 @@ class SpectralForwardModel(eqx.Module):
         angle_offset_deg: float = 0.0,
         active_fibres=None,
         source_positions=None,
+        move_sources_inward: bool = False,
         detector_positions=None,
         layout: MeasurementLayout | None = None,
         scatter_amplitude: float = DEFAULT_SCATTER_AMPLITUDE,
@@ -114,8 +117,11 @@ class SpectralForwardModel(eqx.Module):
             n_fibres: fibres on the rim.
             angle_offset_deg: angle of fibre 0.
             active_fibres: fibres in use (default all): others are masked in the layout.
-            source_positions: (S, 2) fixed source positions, used as given for every
-                wavelength (e.g. a NIRFAST `fixed` source file).
+            source_positions: (S, 2) source positions, used as given for every wavelength
+                (e.g. a NIRFAST `fixed` source file) unless `move_sources_inward`.
+            move_sources_inward: place each of `source_positions` on the boundary (its
+                nearest point) and move it one transport length inward per wavelength, as
+                for the rim fibres (NIRFAST's rule for a source file not marked `fixed`).
             detector_positions: (D, 2) detector positions (default: the rim fibres).
             layout: measurement layout (default: ring layout when positions are not given).
             scatter_amplitude, scatter_power: the set-up's scattering law: source placement
@@ -138,9 +144,12 @@ class SpectralForwardModel(eqx.Module):
         if not (np.isfinite(frequency_hz) and frequency_hz >= 0):
             raise ValueError(f"frequency_hz must be finite and ≥ 0, got {frequency_hz!r}")
         rim = rim_positions(mesh, n_fibres, angle_offset_deg=angle_offset_deg)
-        if source_positions is None:
+        if move_sources_inward and source_positions is None:
+            raise ValueError("move_sources_inward needs source_positions")
+        if source_positions is None or move_sources_inward:
+            on_boundary = rim if source_positions is None else project_to_boundary(mesh, source_positions).points
             musp_ref = np.asarray(reduced_scattering(wavelengths, scatter_amplitude, scatter_power))
-            per_wavelength = [point_sources(mesh, move_inward(mesh, rim, 1.0 / m)) for m in musp_ref]
+            per_wavelength = [point_sources(mesh, move_inward(mesh, on_boundary, 1.0 / m)) for m in musp_ref]
             sources = WeightedGather(
                 indices=np.stack([s.indices for s in per_wavelength]),
                 weights=np.stack([s.weights for s in per_wavelength]),
@@ -177,6 +186,48 @@ class SpectralForwardModel(eqx.Module):
             scatter_power=float(scatter_power),
             frequency_hz=float(frequency_hz),
             wavelength_batch=wavelength_batch,
+        )
+
+    @classmethod
+    def from_nirfast(cls, data: NirfastMesh, **settings) -> "SpectralForwardModel":
+        """The forward model of a NIRFAST mesh with its own optodes and measurement pairs.
+
+        Point sources from `.source` (as given when the file says `fixed`, else moved onto the
+        boundary and one transport length inward per wavelength; Gaussian ones, fwhm > 0, are
+        refused), detectors from `.meas`
+        (read on the boundary; projected onto it first when not `fixed`), and the layout from
+        `.link` (source s's slots are its pairs in file order; inactive pairs are masked).
+
+        Arguments:
+            data: a `read_nirfast` result with sources, detectors and link pairs.
+            **settings: the other arguments of `create` (wavelengths_nm, scatter_amplitude,
+                scatter_power, refractive_index, frequency_hz, ...), not the optode ones.
+
+        Returns:
+            The model.
+        """
+        taken = {"n_fibres", "angle_offset_deg", "active_fibres", "source_positions", "move_sources_inward",
+                 "detector_positions", "layout"} & set(settings)
+        if taken:
+            raise ValueError(f"the NIRFAST mesh sets the optodes; do not pass {sorted(taken)}")
+        if not (len(data.sources) and len(data.detectors) and len(data.link)):
+            raise ValueError(
+                f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
+                f"{len(data.link)} link pairs; its optodes need all three (.source, .meas, .link)"
+            )
+        if (data.source_fwhm > 0).any():
+            raise ValueError(
+                f"the NIRFAST mesh has Gaussian sources (fwhm up to {data.source_fwhm.max():g} mm); "
+                "only point sources (fwhm 0) are modelled"
+            )
+        detectors = data.detectors if data.fixed_detectors else project_to_boundary(data.mesh, data.detectors).points
+        return cls.create(
+            data.mesh,
+            source_positions=data.sources,
+            move_sources_inward=not data.fixed_sources,
+            detector_positions=detectors,
+            layout=MeasurementLayout.from_pairs(data.link, len(data.sources), active=data.link_active),
+            **settings,
         )
 
     @property

@@ -51,13 +51,18 @@ class Checkpoints:
             self._saved[kind] = manager.latest_step()
         if self._saved[kind] == step:
             return
+        if kind == "last":
+            # `last` records the best score so far, so `best` must be in place first: a run
+            # killed in between would otherwise resume believing a newer best is stored.
+            self._managers["best"].wait_until_finished()
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self._saved[kind] = step
 
     def wait(self) -> None:
         """Block until every save has been written and renamed into place."""
-        for manager in self._managers.values():
+        for kind, manager in self._managers.items():
             manager.wait_until_finished()
+            self._saved[kind] = manager.latest_step()
 
     def restore(self, kind: str, template):
         """The stored state, with the structure, dtypes and shardings of `template`.

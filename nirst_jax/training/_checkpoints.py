@@ -19,21 +19,18 @@ class Checkpoints:
 
     Arguments:
         run: the run folder.
-        writer: this is a training process that writes the run: it deletes temporary folders
-            of killed saves, and in a single-process run its saves finish in the background
-            (call `wait` before reading them).
+        writer: this is a training process that writes the run (it deletes temporary folders
+            of killed saves).
     """
 
     def __init__(self, run, writer: bool = False):
         self.root = Path(run).absolute() / "checkpoints"
         # A save killed mid-write leaves orbax's temporary folder behind; only the run's writer
-        # may delete it (a reader could otherwise remove a save in progress). Writing in the
-        # background overlaps orbax's per-array cost (≈ 0.5 s for a small Z-Net's 330 arrays,
-        # two saves an epoch) with the next epoch's training. Not under several processes:
-        # there orbax's background saves left the processes out of step at shutdown (two
-        # processes on localhost, orbax-checkpoint 0.12.8).
-        background = writer and jax.process_count() == 1
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=background,
+        # may delete it (a reader could otherwise remove a save in progress). Saves are
+        # synchronous: background saves (orbax's async mode) measured no faster in the
+        # small-scale study (their writes share the cores with training), and under two
+        # processes they left the processes out of step at shutdown (orbax-checkpoint 0.12.8).
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False,
                                                cleanup_tmp_directories=writer)
         self._managers = {kind: ocp.CheckpointManager(self.root / kind, options=options) for kind in KINDS}
         self._saved: dict[str, int | None] = {}
@@ -43,26 +40,16 @@ class Checkpoints:
         return self._managers[kind].latest_step()
 
     def save(self, kind: str, state) -> None:
-        """Store `state`, replacing the previous one of this kind (a writer's save completes in
-        the background: `wait` for it)."""
+        """Store `state`, replacing the previous one of this kind."""
         step = int(jax.device_get(state.step))
         manager = self._managers[kind]
         if kind not in self._saved:
             self._saved[kind] = manager.latest_step()
         if self._saved[kind] == step:
             return
-        if kind == "last":
-            # `last` records the best score so far, so `best` must be in place first: a run
-            # killed in between would otherwise resume believing a newer best is stored.
-            self._managers["best"].wait_until_finished()
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        manager.wait_until_finished()
         self._saved[kind] = step
-
-    def wait(self) -> None:
-        """Block until every save has been written and renamed into place."""
-        for kind, manager in self._managers.items():
-            manager.wait_until_finished()
-            self._saved[kind] = manager.latest_step()
 
     def restore(self, kind: str, template):
         """The stored state, with the structure, dtypes and shardings of `template`.

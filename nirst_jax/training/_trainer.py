@@ -223,18 +223,13 @@ class Trainer:
                     self._end_epoch(epoch, started, taken)
                     bar.set_postfix(train=f"{self.records[-1]['train_data']:.4g}", val=f"{self.records[-1].get('val_data', float('nan')):.4g}")
         except KeyboardInterrupt:
-            self.checkpoints.wait()  # a save the interrupt cut short is either in place or not started
             self.checkpoints.save("last", self.state)
-            self.checkpoints.wait()
             self._write_figure()
             bar.close()
             print(f"\ninterrupted at step {int(self.state.step)}; checkpoint saved, resume with --resume")
             raise
-        finally:
-            self.checkpoints.wait()  # no save left running behind an error either
         bar.close()
         self.checkpoints.save("last", self.state)
-        self.checkpoints.wait()
         self._write_figure()
         return self.state
 

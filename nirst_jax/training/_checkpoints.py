@@ -19,7 +19,7 @@ class Checkpoints:
 
     Arguments:
         run: the run folder.
-        writer: this is a training process that writes the run (it deletes temporary folders
+        writer: this is the training process that writes the run (it deletes temporary folders
             of killed saves).
     """
 
@@ -33,23 +33,19 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False,
                                                cleanup_tmp_directories=writer)
         self._managers = {kind: ocp.CheckpointManager(self.root / kind, options=options) for kind in KINDS}
-        self._saved: dict[str, int | None] = {}
 
     def latest_step(self, kind: str = "last") -> int | None:
         """Step of the stored checkpoint, or None."""
         return self._managers[kind].latest_step()
 
     def save(self, kind: str, state) -> None:
-        """Store `state`, replacing the previous one of this kind."""
+        """Store `state` (replacing the previous one of this kind)."""
         step = int(jax.device_get(state.step))
         manager = self._managers[kind]
-        if kind not in self._saved:
-            self._saved[kind] = manager.latest_step()
-        if self._saved[kind] == step:
+        if manager.latest_step() == step:
             return
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()
-        self._saved[kind] = step
 
     def restore(self, kind: str, template):
         """The stored state, with the structure, dtypes and shardings of `template`.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import sys
 import time
 
 import nirst_jax  # noqa: F401  (sets XLA flags before JAX starts)
@@ -157,6 +158,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     faults = []
+    float32_errors = {}
     for spacing in (float(s) for s in args.spacings.split(",")):
         mesh = disk_mesh(41.0, spacing)
         model = SpectralForwardModel.create(mesh)
@@ -184,7 +186,9 @@ def main() -> None:
         c32 = c.astype(jnp.float32)
         jacobian32 = np.asarray(jacobian(c32))
         assert jacobian32.dtype == np.float32
-        np.testing.assert_allclose(jacobian32, ours_jacobian, rtol=0, atol=1e-5 * np.abs(ours_jacobian).max())
+        # Checked after the timings are recorded, so a device whose float32 products are
+        # inexact still reports its figures (and then fails).
+        float32_errors[mesh.n_nodes] = float(np.abs(jacobian32 - ours_jacobian).max() / np.abs(ours_jacobian).max())
         t_forward, t_jacobian, t_product, t_transpose, t_forward32, t_jacobian32 = interleaved_times(
             [lambda: forward(c).block_until_ready(), lambda: jacobian(c).block_until_ready(),
              lambda: product(c, direction).block_until_ready(), lambda: transpose_product(c, weights).block_until_ready(),
@@ -218,11 +222,18 @@ def main() -> None:
         record("forward", f"float32 Jacobian / float32 forward, {mesh.n_nodes} nodes", t_jacobian32 / t_forward32, None, "×")
         record("forward", f"J·v / forward, {mesh.n_nodes} nodes", t_product / t_forward, None, "×")
         record("forward", f"Jᵀ·w / forward, {mesh.n_nodes} nodes", t_transpose / t_forward, None, "×")
+        record("forward", f"float32 Jacobian error / largest entry, {mesh.n_nodes} nodes", float32_errors[mesh.n_nodes],
+               None, "")
     print("\nratio = ours / SciPy (lower is better); batch/s = phantoms per second, vmapped batch")
     print("Jacobian output and the page faults of writing it (fresh memory from the kernel each call):")
     for nodes, size, count, system, count32, system32 in faults:
         print(f"  {nodes} nodes: {size / 1e6:.0f} MB, {count:.0f} page faults, {1e3 * system:.0f} ms system CPU per call; "
               f"float32: {size / 2e6:.0f} MB, {count32:.0f} page faults, {1e3 * system32:.0f} ms")
+    print("float32 Jacobian, largest error / largest entry: "
+          + ", ".join(f"{nodes} nodes {error:.1e}" for nodes, error in float32_errors.items()))
+    inexact = {nodes: error for nodes, error in float32_errors.items() if error > 1e-5}
+    if inexact:
+        sys.exit(f"float32 Jacobian differs from float64 by more than 1e-5 of its largest entry: {inexact}")
 
 
 if __name__ == "__main__":

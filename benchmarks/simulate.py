@@ -8,7 +8,8 @@ For the paper phantom distribution, prints side by side:
   including compilation, checksums and writing the store;
 - baseline: per phantom, SciPy SuperLU factorisation + solves of the same two forward problems
   (our FEM matrices; rasterisation and writing not counted, which favours the baseline);
-- the projected wall time for 20 000 phantoms.
+- the projected wall time for 20 000 phantoms (the end-to-end run's compile counted once, the
+  rest scaled by count).
 
 Run: `python benchmarks/simulate.py [--count 64] [--mesh-spacing 2.0] [--device-batch N]`.
 """
@@ -67,7 +68,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         simulate_dataset(Path(folder) / "store", config, count, progress=False, device_batch=args.device_batch)
-        end_to_end = count / (time.perf_counter() - start)
+        end_to_end_time = time.perf_counter() - start
+    # 20 000 phantoms pay the compile once (the generator's first call above) and the rest in proportion.
+    fixed = min(compile_time, end_to_end_time)
+    end_to_end_20k = fixed + (end_to_end_time - fixed) * 20000 / count
 
     # Baseline: SuperLU per phantom, same chromophores, phantom + homogeneous background.
     jax.config.update("jax_enable_x64", True)
@@ -83,16 +87,17 @@ def main() -> None:
 
     rows = [
         ("ours, generation (warm)", ours),
-        ("ours, end to end incl. compile + write", end_to_end),
+        ("ours, end to end incl. compile + write", 20000 / end_to_end_20k),
         ("SciPy SuperLU, solves only", scipy_rate),
     ]
     print(f"\n{'':40s} {'phantoms/s':>11} {'20 000 phantoms':>16} {'vs SciPy':>9}")
     for name, rate in rows:
         print(f"{name:40s} {rate:11.1f} {20000 / rate / 60:13.1f} min {rate / scipy_rate:8.2f}×")
     record("simulate", f"phantoms/s, {model.fem.n_nodes} nodes, {args.precision}", ours, scipy_rate, "phantoms/s", "SciPy SuperLU")
-    record("simulate", f"20 000 phantoms end to end incl. writing (from {count})", 20000 / end_to_end / 60,
+    record("simulate", f"20 000 phantoms end to end incl. compile and writing (from {count})", end_to_end_20k / 60,
            20000 / scipy_rate / 60, "min", "SciPy SuperLU, solves only")
-    print(f"\ncompile {compile_time:.1f} s; |ours − SciPy| ln A ≤ {worst:.1e} ({args.precision} vs float64)")
+    print(f"\n{count} phantoms end to end took {end_to_end_time:.1f} s, compile {compile_time:.1f} s of it (counted once "
+          f"for 20 000); |ours − SciPy| ln A ≤ {worst:.1e} ({args.precision} vs float64)")
 
 
 if __name__ == "__main__":

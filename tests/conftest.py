@@ -23,3 +23,26 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session")
 def nirfast_dir() -> Path:
     return FIXTURES / "nirfast"
+
+
+def _float32_dot_precisions(jaxpr):
+    for equation in jaxpr.eqns:
+        if equation.primitive.name == "dot_general" and equation.invars[0].aval.dtype.name in ("float32", "complex64"):
+            yield equation.params["precision"]
+        for value in equation.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(inner, "eqns"):
+                    yield from _float32_dot_precisions(inner)
+                elif hasattr(getattr(inner, "jaxpr", None), "eqns"):
+                    yield from _float32_dot_precisions(inner.jaxpr)
+
+
+@pytest.fixture(scope="session")
+def float32_dot_precisions():
+    """A function: (fn, *args) → the list of precisions of every float32/complex64 matrix
+    product in fn's traced program, nested programs included (None where none was asked)."""
+
+    def precisions(fn, *args):
+        return list(_float32_dot_precisions(jax.make_jaxpr(fn)(*args).jaxpr))
+
+    return precisions

@@ -69,6 +69,25 @@ def test_homogeneous_fit_recovers_a_homogeneous_phantom(dataset, physics):
     np.testing.assert_allclose(level, truth, rtol=0.01)
 
 
+@pytest.mark.slow
+def test_unrolled_physics_asks_for_full_precision_products(dataset, physics, float32_dot_precisions):
+    # float32 products default to TensorFloat-32 on recent NVIDIA GPUs (see test_forward).
+    signals, mri, _ = batch(dataset, count=1)
+    signals, mri = signals[0], mri[0]
+    images = jnp.zeros((3, SIZE, SIZE), jnp.float32)
+    regulariser = physics.regulariser(mri)
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    for name, fn, args in [
+        ("descent", physics.descent, (images, signals)),
+        ("linearised", lambda t, s: physics.linearised(physics.residual(t, s), t), (images, signals)),
+        ("gauss_newton", lambda r: physics.gauss_newton(r, regulariser, 1.0), (physics.residual(images, signals),)),
+        ("homogeneous", physics.homogeneous, (signals,)),
+    ]:
+        precisions = float32_dot_precisions(fn, *args)
+        assert precisions, name
+        assert all(p == highest for p in precisions), (name, precisions)
+
+
 @pytest.mark.extended
 def test_untrained_network_is_damped_dri_steps_that_explain_the_data(dataset, physics):
     """Its CNNs start at zero: K = 2 Gauss-Newton steps with the MRI prior, which must lower

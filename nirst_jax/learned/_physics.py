@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from .._full_precision import matmul
 from ..mesh import Mesh
 from ..recon import DEFAULT_WEIGHTS, ReconstructionBasis, dri_matrix
 from ._physics_loss import PhysicsLoss
@@ -148,7 +149,7 @@ class UnrolledPhysics(eqx.Module):
         exact values, a cheap approximate backward pass through the physics."""
         def linear(t):
             coefficients = self.basis.average(self.physics_loss.interpolation.image_to_nodes(t))  # (3, K)
-            return -self._weights(residual) * (self.sensitivity.astype(t.dtype) @ coefficients.reshape(-1)).reshape(residual.shape)
+            return -self._weights(residual) * matmul(self.sensitivity.astype(t.dtype), coefficients.reshape(-1)).reshape(residual.shape)
 
         change = linear(images)
         return jax.lax.stop_gradient(residual) + change - jax.lax.stop_gradient(change)
@@ -170,7 +171,7 @@ class UnrolledPhysics(eqx.Module):
         k = self.basis.n_coefficients
         penalty = jnp.kron(jnp.eye(3, dtype=dtype), regulariser.astype(dtype))
         system = self.normal.astype(dtype) + (damping * self.dri_weight * self.curvature.astype(dtype)) * penalty
-        coefficients = jsl.cho_solve(jsl.cho_factor(system, lower=True), a.T @ residual.reshape(-1).astype(dtype))
+        coefficients = jsl.cho_solve(jsl.cho_factor(system, lower=True), matmul(a.T, residual.reshape(-1).astype(dtype)))
         nodes = self.basis.nodes_from(coefficients.reshape(3, k))
         return self.physics_loss.interpolation.nodes_to_image(nodes)
 
@@ -178,7 +179,7 @@ class UnrolledPhysics(eqx.Module):
         """(3,) normalised homogeneous chromophores fitted to `signals` by Newton steps with the
         reference Jacobian (the first from the reference's known prediction, no solve)."""
         a = self.homogeneous_sensitivity
-        normal = a.T @ a
+        normal = matmul(a.T, a)
         level = self.reference
         normalisation = self.physics_loss.normalisation
         reference_signals = normalisation.signals(normalisation.reference)
@@ -188,5 +189,5 @@ class UnrolledPhysics(eqx.Module):
                 residual = self._weights(signals) * (signals - reference_signals)
             else:
                 residual = self.residual(jnp.broadcast_to(level[:, None, None], (3, size, size)), signals)
-            level = level + jnp.linalg.solve(normal, a.T @ residual.reshape(-1))
+            level = level + jnp.linalg.solve(normal, matmul(a.T, residual.reshape(-1)))
         return level

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .._full_precision import matmul
 from ._elimination_plan import EliminationPlan
 from ._sweep import sweep
 
@@ -61,9 +62,9 @@ def factorize(plan: EliminationPlan, values: jnp.ndarray):
         # Sweeping only the pivot block and forming G and the Schur complement by two products
         # skips the U×U updates of every sweep step (24% faster on the 1800-node disk).
         pivot_inverse = -sweep(fronts[:, :p, :p], p)
-        g = pivot_inverse @ fronts[:, :p, p:]
+        g = matmul(pivot_inverse, fronts[:, :p, p:])
         factors.append((pivot_inverse, g))
-        update = fronts[:, p:, p:] - fronts[:, p:, :p] @ g
+        update = fronts[:, p:, p:] - matmul(fronts[:, p:, :p], g)
     return tuple(factors)
 
 
@@ -92,7 +93,7 @@ def solve_factored(plan: EliminationPlan, factors, rhs: jnp.ndarray) -> jnp.ndar
             f_pivot = f_pivot + front[:, : level.n_pivot]
             f_update = front[:, level.n_pivot :]
         _, g = level_factors
-        update = f_update - _t(g) @ f_pivot
+        update = f_update - matmul(_t(g), f_pivot)
         forward.append(f_pivot)
     pivot_solutions = []
     parent_front = None
@@ -104,7 +105,7 @@ def solve_factored(plan: EliminationPlan, factors, rhs: jnp.ndarray) -> jnp.ndar
         else:
             x_update = _pad_last(parent_front, (-2,)).reshape(-1, k)[level.parent_gather]
         pivot_inverse, g = level_factors
-        x_pivot = pivot_inverse @ y_pivot - g @ x_update
+        x_pivot = matmul(pivot_inverse, y_pivot) - matmul(g, x_update)
         parent_front = jnp.concatenate([x_pivot, x_update], axis=1)
         pivot_solutions.append(x_pivot.reshape(-1, k))
     return jnp.concatenate(pivot_solutions[::-1])[plan.solution_gather]

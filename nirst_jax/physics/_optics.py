@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from .._full_precision import einsum
+
 SPEED_OF_LIGHT_MM_PER_S = 299_792_458_000.0
 
 
@@ -19,7 +21,7 @@ def absorption(extinction: jnp.ndarray, chromophores: jnp.ndarray) -> jnp.ndarra
         (..., L, N) µa in mm⁻¹.
     """
     extinction = jnp.asarray(extinction, chromophores.dtype)
-    return jnp.einsum("lc,...cn->...ln", extinction, chromophores)
+    return einsum("lc,...cn->...ln", extinction, chromophores)
 
 
 def reduced_scattering(wavelengths_nm, amplitude, power) -> jnp.ndarray:

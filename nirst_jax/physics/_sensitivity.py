@@ -19,6 +19,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .._full_precision import einsum
+
 _EYE = np.eye(3)
 _TRIPLE_PRODUCT = (
     1.0 + _EYE[:, :, None] + _EYE[:, None, :] + _EYE[None, :, :] + 2.0 * np.einsum("ab,bc->abc", _EYE, _EYE)
@@ -114,5 +116,5 @@ class NodalSensitivity(eqx.Module):
         around = self.neighbours.T  # (P, N)
         x = source_fields.T[:, around]  # (S, P, N)
         psi = adjoint_fields.T[:, around]  # (D, P, N)
-        weighted_x = jnp.einsum("pqn,sqn->spn", weights.astype(x.dtype), x)
-        return jnp.einsum("dpn,spn->sdn", psi, weighted_x)
+        weighted_x = einsum("pqn,sqn->spn", weights.astype(x.dtype), x)
+        return einsum("dpn,spn->sdn", psi, weighted_x)

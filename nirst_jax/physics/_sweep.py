@@ -23,6 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .._full_precision import matmul
+
 DEFAULT_BLOCK = 8
 
 
@@ -56,10 +58,10 @@ def symmetric_inverse(a: jnp.ndarray) -> jnp.ndarray:
         return _small_inverse(a)
     h = n // 2
     inverse11 = symmetric_inverse(a[..., :h, :h])
-    w = a[..., h:, :h] @ inverse11
-    inverse22 = symmetric_inverse(a[..., h:, h:] - w @ _t(a[..., h:, :h]))
-    inverse21 = -inverse22 @ w
-    inverse11 = inverse11 - _t(w) @ inverse21
+    w = matmul(a[..., h:, :h], inverse11)
+    inverse22 = symmetric_inverse(a[..., h:, h:] - matmul(w, _t(a[..., h:, :h])))
+    inverse21 = -matmul(inverse22, w)
+    inverse11 = inverse11 - matmul(_t(w), inverse21)
     return jnp.concatenate(
         [jnp.concatenate([inverse11, _t(inverse21)], -1), jnp.concatenate([inverse21, inverse22], -1)],
         -2,
@@ -70,8 +72,8 @@ def _sweep_block(a, start, size: int):
     """Sweep pivots start, …, start + size − 1 of symmetric matrices a (..., f, f)."""
     columns = jax.lax.dynamic_slice_in_dim(a, start, size, axis=-1)  # A_·K, (..., f, size)
     pivot_inverse = symmetric_inverse(jax.lax.dynamic_slice_in_dim(columns, start, size, axis=-2))
-    scaled = columns @ pivot_inverse  # A_·K A_KK⁻¹
-    a = a - scaled @ _t(columns)
+    scaled = matmul(columns, pivot_inverse)  # A_·K A_KK⁻¹
+    a = a - matmul(scaled, _t(columns))
     a = jax.lax.dynamic_update_slice_in_dim(a, scaled, start, axis=-1)
     a = jax.lax.dynamic_update_slice_in_dim(a, _t(scaled), start, axis=-2)
     pivot_rows = jax.lax.dynamic_slice_in_dim(a, start, size, axis=-2)

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from .._full_precision import einsum, matmul
 from ..physics import SpectralForwardModel
 from ._basis import ReconstructionBasis
 
@@ -248,8 +249,8 @@ class GaussNewton(eqx.Module):
             return residual[..., 0], projected, (residual**2).sum() / count, offsets[:, 0, 0]
 
         def normal_matrix(projected):
-            gram = jnp.einsum("lmk,lmj->lkj", projected, projected)
-            return jnp.einsum("lc,ld,lkj->ckdj", extinction, extinction, gram).reshape(3 * n_basis, 3 * n_basis)
+            gram = einsum("lmk,lmj->lkj", projected, projected)
+            return einsum("lc,ld,lkj->ckdj", extinction, extinction, gram).reshape(3 * n_basis, 3 * n_basis)
 
         residual, projected, misfit, offsets = linearise(u0)
         mean_curvature = jnp.trace(normal_matrix(projected)) / (3 * n_basis)
@@ -257,8 +258,8 @@ class GaussNewton(eqx.Module):
 
         def step(state: _State) -> _State:
             damping = mean_curvature * self.decay ** state.k.astype(dtype)
-            gradient = jnp.einsum("lc,lmk,lm->ck", extinction, state.projected, state.residual).reshape(-1)
-            prior = (penalty @ (state.u - u0).reshape(-1))
+            gradient = einsum("lc,lmk,lm->ck", extinction, state.projected, state.residual).reshape(-1)
+            prior = matmul(penalty, (state.u - u0).reshape(-1))
             system = normal_matrix(state.projected) + damping * penalty
             delta = jsl.cho_solve(jsl.cho_factor(system, lower=True), gradient - damping * prior)
             u_new = jnp.clip(state.u + delta.reshape(3, n_basis), lower[:, None], upper[:, None])

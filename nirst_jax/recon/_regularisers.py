@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .._full_precision import matmul
+
 DEFAULT_TIKHONOV_FRACTION = 0.01
 """β: the identity share of the structural priors."""
 DEFAULT_DRI_WIDTH = 0.1
@@ -47,7 +49,7 @@ def similarity_matrix(similarity, tikhonov_fraction: float = DEFAULT_TIKHONOV_FR
     similarity = jnp.asarray(similarity)
     k = similarity.shape[-1]
     coupling = jnp.eye(k, dtype=similarity.dtype) - similarity / similarity.sum(-1, keepdims=True)
-    return coupling.T @ coupling + tikhonov_fraction * jnp.eye(k, dtype=similarity.dtype)
+    return matmul(coupling.T, coupling) + tikhonov_fraction * jnp.eye(k, dtype=similarity.dtype)
 
 
 def dri_matrix(
@@ -83,4 +85,4 @@ def soft_prior_matrix(membership, tikhonov_fraction: float = DEFAULT_TIKHONOV_FR
         (K, K) R.
     """
     membership = jnp.asarray(membership)
-    return similarity_matrix(membership @ membership.T, tikhonov_fraction)
+    return similarity_matrix(matmul(membership, membership.T), tikhonov_fraction)

@@ -5,7 +5,7 @@ from ._xla_flags import configure_xla_cpu
 configure_xla_cpu()
 
 from ._version import __version__  # noqa: E402
-from .mesh import Mesh, NirfastMesh, disk_mesh, read_nirfast, write_nirfast
+from .mesh import Mesh, NirfastMesh, disk_mesh, mask_contour, mesh_quality, polygon_mesh, read_nirfast, write_nirfast
 from .physics import (
     CHROMOPHORES,
     PAPER_WAVELENGTHS_NM,
@@ -29,7 +29,10 @@ __all__ = [
     "disk_boundary_fluence",
     "disk_mesh",
     "extinction_spectra",
+    "mask_contour",
+    "mesh_quality",
     "point_fluence",
+    "polygon_mesh",
     "read_nirfast",
     "write_nirfast",
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _demo, _evaluate, _experiment, _forward, _reconstruct, _reproduce, _show, _simulate, _train
+from . import _demo, _evaluate, _experiment, _forward, _mesh, _reconstruct, _reproduce, _show, _simulate, _train
 
 _COMMANDS = {
     "demo": _demo,
+    "mesh": _mesh,
     "forward": _forward,
     "simulate": _simulate,
     "show": _show,

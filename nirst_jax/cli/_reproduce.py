@@ -16,7 +16,7 @@ def add_parser(commands, name: str) -> None:
         description=(
             "Run the whole study (Feng et al., Optica 2022) at a given scale and write OUT/report.md with "
             "every table and figure. Resumes when interrupted (run the same command again). Scales: ci "
-            "(seconds per stage, a smoke test), small (≈ 47–49 min on a 2-core CPU), paper (the study's "
+            "(seconds per stage, a smoke test), small (≈ 45 min on a 2-core CPU), paper (the study's "
             "size, a GPU job). See docs/reproduction.md."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,12 +1,15 @@
 """Meshes of any simple polygon and of mask images: quality, boundary fidelity, FEM
 convergence, bad inputs, and `nirst mesh`."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
 
 import nirst_jax as nj
 from nirst_jax.cli import main
+from nirst_jax.formats import NirfastData, write_nirfast_data
 from nirst_jax.mesh import closed_contour, fibres_on_contour, mask_contour, mesh_quality, polygon_mesh, read_nirfast
 from nirst_jax.mesh._quality import distance_to_polygon
 
@@ -48,10 +51,10 @@ def test_polygon_mesh_quality_and_boundary(spacing, boundary_spacing):
 
 def test_mask_outline_with_anisotropic_offset_pixels():
     truth = breast_contour()
-    spacing, origin = np.array([0.3, 0.45]), np.array([-61.0, 57.0])  # (dy, dx); pixel (0, 0) centre
+    spacing, origin = np.array([0.3, 0.45]), np.array([-61.0, -63.0])  # (dy, dx); pixel (0, 0) centre
     rows, cols = 400, 280
     jj, ii = np.meshgrid(np.arange(cols), np.arange(rows))
-    centres = np.column_stack([origin[0] + jj.ravel() * spacing[1], origin[1] - ii.ravel() * spacing[0]])
+    centres = np.column_stack([origin[0] + jj.ravel() * spacing[1], origin[1] + ii.ravel() * spacing[0]])
     mask = PolygonPath(truth).contains_points(centres).reshape(rows, cols)
     contour = mask_contour(mask, spacing, origin_mm=origin)
     assert distance_to_polygon(contour, truth).max() < 0.5 * spacing.max()  # measured ≈ 0.3 pixel
@@ -150,3 +153,48 @@ def test_mesh_cli_writes_nirfast_files_with_fibres(tmp_path, capsys):
     bad.write_text("0,0\n10,10\n10,0\n0,10\n")
     assert main(["mesh", "--contour", str(bad), "--spacing", "2", "--out", str(out)]) == 2
     assert "cross" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_forward_cli_on_a_mesh_file_and_back_through_snirf(tmp_path, capsys):
+    """`nirst mesh` → `nirst forward --mesh` (its optodes) → `nirst reconstruct` from the npz with
+    --mesh, from the SNIRF file and from the same data as NIRFAST .paa: the same result; the npz
+    without --mesh and a .paa with phases are refused."""
+    contour_file = tmp_path / "outline.csv"
+    np.savetxt(contour_file, breast_contour(radius=34.0, vertices=300, center=(0.0, 0.0)), delimiter=",")
+    prefix = tmp_path / "slice"
+    assert main(["mesh", "--contour", str(contour_file), "--spacing", "6", "--fibres", "12", "--out", str(prefix)]) == 0
+    forward = tmp_path / "forward"
+    assert main(["forward", "--mesh", str(prefix), "--inclusion", "8,4,14", "--wavelengths", "690,785,830,910",
+                 "--out", str(forward)]) == 0
+    data = np.load(forward / "forward.npz")
+    assert data["ln_amplitude"].shape == (4, 12, 11) and "detectors_xy" in data and "fibres_xy" not in data
+    args = ["reconstruct", "--method", "tikhonov", "--basis-size", "6", "--iterations", "2"]
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--reference", str(forward / "reference.snirf"),
+                 "--mesh", str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad")]) == 2  # no such mesh
+    capsys.readouterr()
+    assert main([*args, "--data", str(forward / "forward.npz"), "--out", str(tmp_path / "bad")]) == 2
+    assert "--mesh PREFIX" in capsys.readouterr().err
+    assert main([*args, "--data", str(forward / "forward.npz"), "--mesh", str(prefix), "--out", str(tmp_path / "npz")]) == 0
+    from_npz = np.load(tmp_path / "npz" / "reconstruction.npz")["chromophores_nodes"]
+    # The SNIRF file's probe agrees with the mesh file's optodes; its channels fill the link's slots.
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--mesh", str(prefix), "--out", str(tmp_path / "snirf")]) == 0
+    from_snirf = np.load(tmp_path / "snirf" / "reconstruction.npz")["chromophores_nodes"]
+    np.testing.assert_allclose(from_snirf, from_npz, rtol=1e-9)
+    # The same data as NIRFAST's .paa, rows in the mesh file's link order.
+    mesh_file = nj.read_nirfast(prefix)
+    ln_amplitude = data["ln_amplitude"]
+    index = np.asarray(nj.SpectralForwardModel.from_nirfast(mesh_file, wavelengths_nm=(690.0, 785.0, 830.0, 910.0))
+                       .layout.detector_index)
+    rows = [list(index[s]).index(d) for s, d in mesh_file.link]
+    amplitude = np.exp(ln_amplitude[:, np.asarray(mesh_file.link)[:, 0], rows])
+    paa = NirfastData(np.asarray(mesh_file.link), np.ones_like(amplitude, bool), amplitude, np.zeros_like(amplitude),
+                      data["wavelengths_nm"])
+    write_nirfast_data(tmp_path / "data.paa", paa)
+    assert main([*args, "--data", str(tmp_path / "data.paa"), "--mesh", str(prefix), "--out", str(tmp_path / "paa")]) == 0
+    from_paa = np.load(tmp_path / "paa" / "reconstruction.npz")["chromophores_nodes"]
+    np.testing.assert_allclose(from_paa, from_npz, rtol=1e-9)
+    write_nirfast_data(tmp_path / "fd.paa", dataclasses.replace(paa, phase_deg=np.full_like(amplitude, 5.0)))
+    capsys.readouterr()
+    assert main([*args, "--data", str(tmp_path / "fd.paa"), "--mesh", str(prefix), "--out", str(tmp_path / "bad")]) == 2
+    assert "frequency-domain" in capsys.readouterr().err

@@ -288,6 +288,34 @@ def test_reconstruct_cli(tmp_path):
                  "--out", str(tmp_path / "bad")]) == 2
 
 
+@pytest.mark.slow
+def test_reconstruct_cli_reads_snirf_data_and_a_nifti_mri(tmp_path, capsys):
+    """`nirst forward` writes SNIRF; its MRI written as a NIfTI slice turned by 90° and offset,
+    registered back with --mri-rotation/--mri-shift: DRI from SNIRF + NIfTI equals DRI from the
+    npz + npy; unregistered, the MRI does not cover the disk and is refused."""
+    import nibabel
+
+    forward = tmp_path / "forward"
+    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--noise", "0.01", "--angle-offset", "7"]) == 0
+    mri = np.load(forward / "mri.npy")  # 100 × 100 over [-41, 41]², y growing with the row
+    pixel = 82.0 / 100
+    affine = np.eye(4)  # voxel (i, j) at (-y, x) of the array's pixel (x, y) — a 90° turn — then shifted by (5, -3)
+    affine[:2, :2] = [[0.0, -pixel], [pixel, 0.0]]
+    affine[:2, 3] = [41.0 - pixel / 2 + 5.0, -41.0 + pixel / 2 - 3.0]
+    nibabel.save(nibabel.Nifti1Image(mri.T[:, :, None].astype(np.float32), affine), tmp_path / "mri.nii.gz")
+    args = ["reconstruct", "--mesh-spacing", "6", "--basis-size", "8", "--iterations", "2"]
+    assert main([*args, "--data", str(forward / "forward.npz"), "--mri", str(forward / "mri.npy"), "--out", str(tmp_path / "npz")]) == 0
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--mri", str(tmp_path / "mri.nii.gz"),
+                 "--mri-shift", "3", "5", "--mri-rotation", "-90", "--out", str(tmp_path / "snirf")]) == 0
+    from_npz = np.load(tmp_path / "npz" / "reconstruction.npz")["chromophores_nodes"]
+    from_snirf = np.load(tmp_path / "snirf" / "reconstruction.npz")["chromophores_nodes"]
+    np.testing.assert_allclose(from_snirf, from_npz, rtol=1e-5)
+    capsys.readouterr()
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--mri", str(tmp_path / "mri.nii.gz"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "does not cover" in capsys.readouterr().err
+
+
 def test_reconstruct_cli_refuses_frequency_domain_data(tmp_path, capsys):
     """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently."""
     forward = tmp_path / "forward"
@@ -297,6 +325,9 @@ def test_reconstruct_cli_refuses_frequency_domain_data(tmp_path, capsys):
     error = capsys.readouterr().err
     assert status == 2 and "frequency-domain data (frequency_hz = 100000000.0, with phase)" in error, error
     assert not (tmp_path / "out").exists()
+    status = main(["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.snirf"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2 and "frequency-domain data (frequency_hz = 100000000.0, with phase)" in error, error
 
 
 def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):

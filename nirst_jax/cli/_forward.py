@@ -29,6 +29,8 @@ def add_parser(commands, name: str) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("nirst-forward"), help="output folder")
+    parser.add_argument("--mesh", type=str, default=None,
+                        help="NIRFAST mesh prefix (e.g. from `nirst mesh`) with its optodes and link, instead of the disk")
     parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm)")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="largest mesh edge (mm)")
     parser.add_argument("--fibres", type=int, default=16, help="fibres on the rim")
@@ -59,8 +61,10 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from .._atomic import save_figure, save_npy, save_npz
+    from ..formats import SnirfData, write_snirf
     from ..figures import forward_figure
-    from ..mesh import GridInterpolation, PixelGrid, disk_mesh
+    from ..mesh import GridInterpolation, PixelGrid, disk_mesh, inside_mesh, read_nirfast
+    from ..recon import image_grid
     from ..phantoms import Circle, Coverage, Phantom, Region
     from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, rim_positions
 
@@ -70,25 +74,35 @@ def run(args) -> int:
         raise ValueError(f"--frequency-mhz must be ≥ 0, got {args.frequency_mhz}")
     x, y, diameter = args.inclusion
     inclusion = Circle((x, y), diameter / 2)
-    if np.hypot(x, y) + diameter / 2 > args.radius:
+    if args.mesh is None and np.hypot(x, y) + diameter / 2 > args.radius:
         raise ValueError(f"--inclusion {args.inclusion} does not fit in a disk of radius {args.radius} mm")
     for name in ("background", "lesion"):
         if min(getattr(args, name)) < 0:
             raise ValueError(f"--{name} concentrations must be ≥ 0, got {getattr(args, name)}")
 
     started = time.perf_counter()
-    mesh = disk_mesh(args.radius, args.mesh_spacing)
     wavelengths = PAPER_WAVELENGTHS_NM if args.wavelengths is None else args.wavelengths
     amplitude, power = args.scatter
-    model = SpectralForwardModel.create(
-        mesh,
-        wavelengths_nm=wavelengths,
-        n_fibres=args.fibres,
-        angle_offset_deg=args.angle_offset,
-        scatter_amplitude=amplitude,
-        scatter_power=power,
-        frequency_hz=args.frequency_mhz * 1e6,
-    )
+    settings = dict(wavelengths_nm=wavelengths, scatter_amplitude=amplitude, scatter_power=power,
+                    frequency_hz=args.frequency_mhz * 1e6)
+    if args.mesh is not None:
+        nirfast = read_nirfast(args.mesh)
+        mesh = nirfast.mesh
+        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+        rim = np.column_stack([np.cos(np.linspace(0, 2 * np.pi, 64)), np.sin(np.linspace(0, 2 * np.pi, 64))])
+        if not inside_mesh(mesh, np.array([x, y]) + diameter / 2 * rim).all():
+            raise ValueError(f"--inclusion {args.inclusion} does not fit inside the mesh {args.mesh}")
+        radius = float(np.abs(mesh.nodes).max())  # the disk around the origin that holds the mesh
+        grid = image_grid(mesh)
+        detectors = model.detectors.positions(mesh.nodes)  # where they are read, on the mesh's boundary
+        probe = (np.asarray(nirfast.sources), np.asarray(nirfast.detectors))  # the file's, for SNIRF
+    else:
+        mesh = disk_mesh(args.radius, args.mesh_spacing)
+        model = SpectralForwardModel.create(mesh, n_fibres=args.fibres, angle_offset_deg=args.angle_offset, **settings)
+        radius = args.radius
+        grid = PixelGrid(low=-args.radius, high=args.radius)
+        detectors = rim_positions(mesh, args.fibres, angle_offset_deg=args.angle_offset)
+        probe = (detectors, detectors)
     background = np.asarray(args.background, float)[:, None]
     background_grey, inclusion_grey = args.mri_grey
     phantom = Phantom(
@@ -96,7 +110,7 @@ def run(args) -> int:
         (Region(inclusion, tuple(args.lesion), inclusion_grey, "inclusion"),),
         background_grey=background_grey,
         scatter=(amplitude, power),
-        radius_mm=args.radius,
+        radius_mm=radius,
     )
     chromophores = phantom.nodal(Coverage.nodes(mesh))
     homogeneous = np.broadcast_to(background, chromophores.shape)
@@ -113,12 +127,10 @@ def run(args) -> int:
         ln_amplitude = np.asarray(add_amplitude_noise(clean, args.noise, noise))
     elapsed = time.perf_counter() - started
 
-    grid = PixelGrid(low=-args.radius, high=args.radius)
     interpolation = GridInterpolation.build(mesh, grid)
     pixels = Coverage.pixels(grid)
     images = phantom.images(pixels, np.asarray(interpolation.mask))
     mri = phantom.mri(pixels, np.asarray(interpolation.mask))
-    fibres = rim_positions(mesh, args.fibres, angle_offset_deg=args.angle_offset)
 
     out = Path(args.out)
     arrays = dict(
@@ -128,7 +140,8 @@ def run(args) -> int:
         wavelengths_nm=np.asarray(model.wavelengths_nm),
         detector_index=np.asarray(model.layout.detector_index),
         active=np.asarray(model.layout.active),
-        fibres_xy=fibres,
+        # A mesh file's optodes are named apart, so `nirst reconstruct` cannot take them for rim fibres.
+        **({"sources_xy": probe[0], "detectors_xy": detectors} if args.mesh else {"fibres_xy": detectors}),
         chromophores_nodes=chromophores,
         chromophore_images=images,
         image_mask=np.asarray(interpolation.mask),
@@ -142,11 +155,18 @@ def run(args) -> int:
         arrays["phase"] = np.asarray(phase)
     save_npz(out / "forward.npz", **arrays)
     save_npy(out / "mri.npy", mri)
+    for name, (values, values_phase) in {
+        "forward": (ln_amplitude, phase),
+        "reference": (ln_reference, None if model.frequency_hz == 0 else reference[1]),
+    }.items():
+        write_snirf(out / f"{name}.snirf", SnirfData(
+            np.asarray(values), None if values_phase is None else np.asarray(values_phase), model.layout, *probe,
+            np.asarray(model.wavelengths_nm), float(model.frequency_hz)))
     figure = forward_figure(
         images,
         (grid.low, grid.high),
         np.asarray(interpolation.mask),
-        fibres,
+        detectors,
         model.wavelengths_nm,
         ln_amplitude,
         np.asarray(ln_reference),
@@ -158,5 +178,6 @@ def run(args) -> int:
         f"{model.n_wavelengths} wavelengths × {model.layout.shape[0]} sources × "
         f"{model.layout.shape[1]} detectors; simulated in {elapsed:.1f} s (incl. compile)"
     )
-    print(f"wrote {out / 'forward.npz'}, {out / 'forward.png'} and {out / 'mri.npy'}")
+    print(f"wrote {out / 'forward.npz'}, {out / 'forward.png'}, {out / 'mri.npy'} and the data as SNIRF "
+          f"({out / 'forward.snirf'}, homogeneous reference {out / 'reference.snirf'})")
     return 0

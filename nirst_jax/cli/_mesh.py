@@ -14,7 +14,7 @@ def add_parser(commands, name: str) -> None:
         name,
         help="mesh a contour or a mask image (NIRFAST files)",
         description="Triangulate the inside of a closed contour (text/CSV of x, y in mm) or of a binary mask "
-        "image (PNG or NPY; row 0 at the top, y up), optionally place fibres on the boundary by arc length, "
+        "image (NPY with y growing with the row, or PNG as displayed), optionally place fibres on the boundary by arc length, "
         "print the mesh quality and write NIRFAST files PREFIX.node/.elem/.param/.region/.source/.meas/.link.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -94,5 +94,6 @@ def _read_mask(path: Path) -> np.ndarray:
         import matplotlib.image
 
         image = matplotlib.image.imread(path)
-        return image[..., 0] if image.ndim == 3 else image
+        image = image[..., 0] if image.ndim == 3 else image
+        return image[::-1]  # PNG rows run top-down; our images have y growing with the row
     raise ValueError(f"{path}: mask must be .png or .npy")

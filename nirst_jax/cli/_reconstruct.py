@@ -38,15 +38,24 @@ def add_parser(commands, name: str) -> None:
         "--refine", type=int, default=0, metavar="N",
         help="--method znet|lgn: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
     )
-    parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector)")
-    parser.add_argument("--mri", type=Path, help="MRI slice (.npy or .png), square, covering the mesh")
+    parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector), a SNIRF file "
+                        "(its probe sets the optodes) or a NIRFAST spectral .paa file (rows matched to --mesh's link)")
+    parser.add_argument("--mri", type=Path, help="MRI slice: NIfTI (.nii, .nii.gz) or DICOM (.dcm), placed by its "
+                        "affine; or .npy/.png, square, over the image grid (or --mri-extent)")
+    parser.add_argument("--mri-slice", type=int, help="NIfTI: slice index along the third voxel axis (several slices)")
+    parser.add_argument("--mri-extent", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help=".npy/.png MRI: the square [LOW, HIGH]² mm it covers (default: the image grid)")
+    parser.add_argument("--mri-shift", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"),
+                        help="registration: shift (mm) of the MRI onto the mesh, after --mri-rotation")
+    parser.add_argument("--mri-rotation", type=float, default=0.0, metavar="DEG",
+                        help="registration: rotation of the MRI about the origin (degrees, counter-clockwise)")
     parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
     parser.add_argument("--mesh", type=str, help="NIRFAST mesh prefix, with its optodes and link pairs when it has them "
                         "(default: the mesh in --data, else a disk)")
     parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm) when no mesh is given")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="disk mesh spacing (mm) when no mesh is given")
     parser.add_argument("--fibres", type=int, default=16, help="rim fibres when --data has no fibres_xy and --mesh no optodes")
-    parser.add_argument("--reference", type=Path, help="npz with ln_amplitude of a homogeneous reference (calibration)")
+    parser.add_argument("--reference", type=Path, help="the same kind of file measured on a homogeneous reference (calibration)")
     parser.add_argument("--self-calibrate", action="store_true", help="remove a fitted per-wavelength offset")
     parser.add_argument("--weight", type=float, default=None, help="regularisation weight α (default per method)")
     parser.add_argument("--basis-size", type=int, default=24, help="pixel-basis points per side; 0 = nodal")
@@ -83,9 +92,64 @@ def _read_image(path: Path, what: str) -> np.ndarray:
     return image
 
 
+def _read_mri(args, mesh):
+    """The MRI: an `ImageSlice` placed in mesh coordinates (NIfTI, DICOM, a stated extent or a
+    registration), or a square array over the image grid (the default for .npy/.png)."""
+    from ..mesh import ImageSlice
+    from ..recon import image_grid
+
+    path, name = args.mri, args.mri.name.lower()
+    if args.mri_slice is not None and not name.endswith((".nii", ".nii.gz")):
+        raise ValueError("--mri-slice goes with a NIfTI --mri")
+    if name.endswith((".nii", ".nii.gz", ".dcm")):
+        if args.mri_extent is not None:
+            raise ValueError("--mri-extent is for .npy/.png MRI; NIfTI and DICOM carry their own affine")
+        image = ImageSlice.from_nifti(path, args.mri_slice) if name.endswith((".nii", ".nii.gz")) else ImageSlice.from_dicom(path)
+    else:
+        array = _read_image(path, "MRI")
+        moved = args.mri_rotation != 0 or any(v != 0 for v in args.mri_shift)
+        if args.mri_extent is None and not moved:
+            return array
+        grid = image_grid(mesh, array.shape[0])
+        low, high = args.mri_extent if args.mri_extent is not None else (grid.low, grid.high)
+        image = ImageSlice.covering(array, low, high)
+    return image.registered(shift_mm=args.mri_shift, rotation_deg=args.mri_rotation)
+
+
+def _mri_on_grid(image, mesh, size: int) -> np.ndarray:
+    """The MRI as a size × size array over `image_grid(mesh, size)` (resampled when placed by an affine)."""
+    from ..mesh import GridInterpolation, ImageSlice
+    from ..recon import image_grid
+
+    if not isinstance(image, ImageSlice):
+        return image
+    grid = image_grid(mesh, size)
+    return image.on_grid(grid, np.asarray(GridInterpolation.build(mesh, grid).mask))
+
+
 def _read_data(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist")
+    if path.suffix.lower() == ".paa":
+        from ..formats import read_nirfast_data
+
+        paa = read_nirfast_data(path)
+        if paa.wavelengths_nm is None:
+            raise ValueError(f"{path} is a single-wavelength (standard) NIRFAST file; nirst reconstruct needs the "
+                             "spectral layout ('source det w661 w785 …')")
+        if paa.has_phase:
+            raise ValueError(f"data file {path} holds frequency-domain data (non-zero phases); "
+                             "nirst reconstruct handles CW ln amplitudes only")
+        return {"wavelengths_nm": paa.wavelengths_nm, "paa": paa}
+    if path.suffix.lower() == ".snirf":
+        from ..formats import read_snirf
+
+        snirf = read_snirf(path)
+        data = {"ln_amplitude": snirf.ln_amplitude, "wavelengths_nm": snirf.wavelengths_nm,
+                "frequency_hz": np.asarray(snirf.frequency_hz), "snirf": snirf}
+        if snirf.phase is not None:
+            data["phase"] = snirf.phase
+        return _checked_data(path, data)
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
@@ -94,6 +158,10 @@ def _read_data(path: Path) -> dict:
     for key in ("ln_amplitude", "wavelengths_nm"):
         if key not in data:
             raise ValueError(f"data file {path} has no {key!r} array")
+    return _checked_data(path, data)
+
+
+def _checked_data(path: Path, data: dict) -> dict:
     frequency = np.asarray(data.get("frequency_hz", 0.0), float)
     if np.any(frequency != 0.0) or "phase" in data:
         # FD amplitudes differ from CW ones: reconstructing them with the CW model would be
@@ -110,6 +178,15 @@ def _read_data(path: Path) -> dict:
             f"wavelengths_nm {len(data['wavelengths_nm'])}"
         )
     return data
+
+
+def _ln_amplitude(data: dict, model) -> np.ndarray:
+    """The data's ln A; a SNIRF or NIRFAST `.paa` file's channels are placed in the model's slots."""
+    if "paa" in data:
+        return data["paa"].in_layout(model.layout)[0]
+    if "snirf" in data:
+        return data["snirf"].in_layout(model.layout)[0]
+    return np.asarray(data["ln_amplitude"], float)
 
 
 def _mesh(args, data):
@@ -174,23 +251,39 @@ def _prepare(args):
         check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
         raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
+    if "detectors_xy" in data and not args.mesh:
+        raise ValueError(f"{args.data} was simulated on a mesh file's optodes: give that file with --mesh PREFIX "
+                         "(or reconstruct forward.snirf, which carries the probe)")
     mesh, nirfast = _mesh(args, data)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
     settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
                     scatter_amplitude=scatter[0], scatter_power=scatter[1])
-    if nirfast is not None:
+    if "snirf" in data and nirfast is not None:
+        snirf, extent = data["snirf"], np.ptp(mesh.nodes)
+        for name in ("sources", "detectors"):
+            mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(nirfast, name))
+            if mine.shape != theirs.shape or np.abs(mine - theirs).max() > 1e-3 * extent:
+                raise ValueError(f"the {name} of {args.data}'s probe are not those of the mesh file {args.mesh}")
         model = SpectralForwardModel.from_nirfast(nirfast, **settings)
-        fibres, detectors = data.get("fibres_xy"), model.detectors.positions(mesh.nodes)
+        set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+    elif "snirf" in data:
+        snirf = data["snirf"]
+        model = SpectralForwardModel.create(mesh, source_positions=snirf.sources, move_sources_inward=True,
+                                            detector_positions=snirf.detectors, layout=snirf.layout, **settings)
+        set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
+    elif nirfast is not None:
+        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+        fibres, detectors = data.get("fibres_xy", data.get("detectors_xy")), model.detectors.positions(mesh.nodes)
         if fibres is not None and (
             np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)
         ):
-            raise ValueError(f"{args.data}: its fibres_xy are not the detectors of the mesh file {args.mesh}.meas")
+            raise ValueError(f"{args.data}: its detector positions are not those of the mesh file {args.mesh}.meas")
         set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
     else:
         n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
         model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)
         set_up = f"{n_fibres} rim fibres"
-    ln_amplitude = np.asarray(data["ln_amplitude"], float)
+    ln_amplitude = _ln_amplitude(data, model)
     if ln_amplitude.shape != model.data_shape:
         raise ValueError(
             f"ln_amplitude has shape {ln_amplitude.shape}, but {set_up} at "
@@ -199,10 +292,10 @@ def _prepare(args):
     active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
     if not np.isfinite(ln_amplitude[active]).all():
         raise ValueError(f"{args.data}: ln_amplitude has NaN or infinite active measurements")
-    image = None if args.mri is None else _read_image(args.mri, "MRI")
+    image = None if args.mri is None else _read_mri(args, mesh)
     recalibrate = None
     if args.reference is not None or args.self_calibrate:
-        reference = None if args.reference is None else _read_data(args.reference)["ln_amplitude"]
+        reference = None if args.reference is None else _ln_amplitude(_read_data(args.reference), model)
 
         def recalibrate(target_model, target_scatter=scatter):
             calibrated, _ = calibrate(target_model, ln_amplitude, reference,
@@ -234,6 +327,7 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
 
     from ..recon import DEFAULT_WEIGHTS, image_grid, otsu_threshold, region_memberships
 
+    image = _mri_on_grid(image, mesh, 100)
     grid = image_grid(mesh, image.shape[0] if image is not None else 100)
     reconstructor = _reconstructor(args, args.method, model, mesh, grid, args.iterations, scatter)
     structure = None
@@ -300,6 +394,7 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
             f"the network was trained with other optodes than this set-up's (a source or detector of "
             f"the same measurement slot {moved:.3g} mm apart): its input would be misread"
         )
+    image = _mri_on_grid(image, mesh, network.image_size)
     if image.shape != (network.image_size, network.image_size):
         raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
     network_input = ln_amplitude

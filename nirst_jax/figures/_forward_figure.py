@@ -54,13 +54,17 @@ def forward_figure(
         ax.set_ylabel("y (mm)")
         figure.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label=unit)
 
-    separation = (np.arange(1, n_fibres) * 360.0 / n_fibres + 180.0) % 360.0 - 180.0
+    ring = ln_amplitude.shape[-1] == n_fibres - 1  # every fibre a source and a detector
+    if ring:
+        separation = (np.arange(1, n_fibres) * 360.0 / n_fibres + 180.0) % 360.0 - 180.0
+    else:  # any other link pattern (a NIRFAST mesh's): by detector slot
+        separation = np.arange(ln_amplitude.shape[-1], dtype=float)
     colours = colormaps["plasma"](np.linspace(0, 0.9, len(wavelengths_nm)))
     ax = axes[1, 0]
     for colour, wavelength, data in zip(colours, wavelengths_nm, ln_amplitude):
         order = np.argsort(separation)
         ax.plot(separation[order], data.mean(0)[order], "-o", ms=3, color=colour, label=f"{wavelength:g} nm")
-    ax.set_xlabel("detector angle from source (°)")
+    ax.set_xlabel("detector angle from source (°)" if ring else "detector slot")
     ax.set_ylabel("ln A (mean over sources)")
     ax.set_title("Boundary data")
     ax.legend(fontsize=7, ncol=2)

@@ -4,6 +4,7 @@ location and NIRFAST files."""
 from ._contour import closed_contour, fibres_on_contour
 from ._disk import disk_mesh
 from ._gather import WeightedGather
+from ._image_slice import ImageSlice
 from ._grid import GridInterpolation, PixelGrid
 from ._locate import inside_mesh, locate_points, project_to_boundary
 from ._mask_contour import mask_contour
@@ -15,6 +16,7 @@ from ._quality import MeshQuality, mesh_quality
 __all__ = [
     "STND_COLUMNS",
     "GridInterpolation",
+    "ImageSlice",
     "Mesh",
     "MeshQuality",
     "NirfastMesh",

@@ -12,8 +12,9 @@ from ._contour import closed_contour, polygon_area
 def mask_contour(mask, pixel_spacing_mm, *, origin_mm=(0.0, 0.0)) -> np.ndarray:
     """The boundary of the one region of a binary mask, as a closed polygon in mm.
 
-    Pixel (row i, column j) has its centre at x = origin_x + j·dx, y = origin_y − i·dy: row 0
-    is the image's top, as displayed, and y points up. The mask is smoothed by a Gaussian of one
+    Pixel (row i, column j) has its centre at x = origin_x + j·dx, y = origin_y + i·dy: y grows
+    with the row, as for every image array in nirst-jax (a PNG, whose rows run top-down, is
+    flipped when read by `nirst mesh`). The mask is smoothed by a Gaussian of one
     pixel before the 0.5 level line is traced (marching squares, contourpy), so the contour
     follows the shape the mask was drawn from rather than the pixels' staircase.
 
@@ -56,5 +57,5 @@ def mask_contour(mask, pixel_spacing_mm, *, origin_mm=(0.0, 0.0)) -> np.ndarray:
     smooth = gaussian_filter(mask.astype(np.float64), 1.0, mode="constant")
     lines = contour_generator(z=smooth, line_type=LineType.Separate).lines(0.5)
     line = max(lines, key=lambda points: abs(polygon_area(points)))  # (column, row) pixel coordinates
-    points = np.column_stack([origin[0] + line[:, 0] * spacing[1], origin[1] - line[:, 1] * spacing[0]])
+    points = np.column_stack([origin[0] + line[:, 0] * spacing[1], origin[1] + line[:, 1] * spacing[0]])
     return closed_contour(points, "mask outline")

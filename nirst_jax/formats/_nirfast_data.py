@@ -45,10 +45,8 @@ class NirfastData:
     def in_layout(self, layout: MeasurementLayout) -> tuple[np.ndarray, np.ndarray]:
         """(ln_amplitude, phase in radians), each (W, S, K) in `layout`'s slots, NaN where the
         file has no active row; refuses rows whose pair the layout lacks."""
-        index = np.asarray(layout.detector_index)
-        active = np.asarray(layout.active)
-        where = {(s, int(d)): k for s in range(index.shape[0]) for k, d in enumerate(index[s]) if active[s, k]}
-        shape = (len(self.amplitude), *index.shape)
+        where = layout.slots()
+        shape = (len(self.amplitude), *layout.shape)
         ln_amplitude, phase = np.full(shape, np.nan), np.full(shape, np.nan)
         for row, (s, d) in enumerate(self.link):
             if (int(s), int(d)) not in where:

@@ -76,22 +76,18 @@ class SnirfData:
         Raises:
             ValueError: the file holds a source–detector pair the target layout lacks.
         """
-        target = np.asarray(layout.detector_index)
-        if target.shape[0] != len(self.sources):
-            raise ValueError(f"the layout has {target.shape[0]} sources, the data {len(self.sources)}")
-        usable = np.asarray(layout.active)
-        where = {(s, int(d)): k for s in range(target.shape[0]) for k, d in enumerate(target[s]) if usable[s, k]}
-        shape = (len(self.wavelengths_nm), *target.shape)
+        if layout.shape[0] != len(self.sources):
+            raise ValueError(f"the layout has {layout.shape[0]} sources, the data {len(self.sources)}")
+        where = layout.slots()
+        shape = (len(self.wavelengths_nm), *layout.shape)
         ln_amplitude = np.full(shape, np.nan)
         phase = None if self.phase is None else np.full(shape, np.nan)
-        index = np.asarray(self.layout.detector_index)
-        for s, k in zip(*np.nonzero(np.asarray(self.layout.active))):
-            pair = (int(s), int(index[s, k]))
-            if pair not in where:
-                raise ValueError(f"source {pair[0] + 1}, detector {pair[1] + 1} of the data is not in the layout")
-            ln_amplitude[:, s, where[pair]] = self.ln_amplitude[:, s, k]
+        for (s, d), k in self.layout.slots().items():
+            if (s, d) not in where:
+                raise ValueError(f"source {s + 1}, detector {d + 1} of the data is not in the layout")
+            ln_amplitude[:, s, where[(s, d)]] = self.ln_amplitude[:, s, k]
             if phase is not None:
-                phase[:, s, where[pair]] = self.phase[:, s, k]
+                phase[:, s, where[(s, d)]] = self.phase[:, s, k]
         return ln_amplitude, phase
 
 
@@ -229,7 +225,7 @@ def read_snirf(path: str | os.PathLike, *, frame: int = 0, phase_unit: str | Non
     layout = MeasurementLayout.from_pairs(pairs, len(sources))
     index = np.asarray(layout.detector_index)
     shape = (len(wavelengths), *index.shape)
-    slot_of = {(s, d): k for s in range(index.shape[0]) for k, d in enumerate(index[s]) if layout.active[s, k]}
+    slot_of = layout.slots()
     ln_amplitude = np.full(shape, np.nan)
     phase = np.full(shape, np.nan) if frequency else None
     filled = np.zeros(shape, bool)

@@ -82,9 +82,14 @@ def _cross(origin, end, points):
     return e[..., 0] * p[..., 1] - e[..., 1] * p[..., 0]
 
 
-def contour_length(points: np.ndarray) -> float:
-    """Perimeter (mm) of a closed polygon."""
-    return float(np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1).sum())
+def project_onto_segments(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest points on segments a→b (broadcast against `points`, last axis x, y).
+
+    Returns:
+        (t, nearest): the position along each segment in [0, 1], and the point there.
+    """
+    t = np.clip(np.sum((points - a) * (b - a), -1) / np.sum((b - a) ** 2, -1), 0.0, 1.0)
+    return t, a + t[..., None] * (b - a)
 
 
 def points_at_arc_length(points: np.ndarray, arc: np.ndarray) -> np.ndarray:
@@ -160,9 +165,7 @@ def fibres_on_contour(points: np.ndarray, count: int, first_mm=None) -> np.ndarr
         first = np.asarray(first_mm, dtype=np.float64)
         if first.shape != (2,) or not np.isfinite(first).all():
             raise ValueError(f"first_mm must be (x, y) in mm, got {first_mm!r}")
-        a, b = polygon, closed[1:]
-        t = np.clip(np.sum((first - a) * (b - a), 1) / lengths**2, 0.0, 1.0)
-        gaps = np.linalg.norm(first - (a + t[:, None] * (b - a)), axis=1)
-        k = int(np.argmin(gaps))
+        t, nearest = project_onto_segments(first, polygon, closed[1:])
+        k = int(np.argmin(np.linalg.norm(first - nearest, axis=1)))
         start = lengths[:k].sum() + t[k] * lengths[k]
     return points_at_arc_length(polygon, start + lengths.sum() * np.arange(int(count)) / int(count))

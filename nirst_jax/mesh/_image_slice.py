@@ -79,13 +79,11 @@ class ImageSlice:
         import nibabel
 
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"NIfTI file {path} does not exist")
-        try:
-            image = nibabel.load(path)
-            data = np.asarray(image.dataobj, dtype=np.float64)
-        except Exception as error:  # nibabel raises several types for corrupt files
-            raise ValueError(f"cannot read NIfTI file {path}: {error}") from None
+        def load(file):
+            image = nibabel.load(file)
+            return image, np.asarray(image.dataobj, dtype=np.float64)
+
+        image, data = _read(path, "NIfTI", load)
         data = data.reshape(data.shape + (1,) * max(0, 3 - data.ndim))
         if data.ndim > 3 and np.prod(data.shape[3:]) != 1:
             raise ValueError(f"{path}: a {data.ndim}D image (shape {data.shape}); give one 3D volume")
@@ -109,13 +107,11 @@ class ImageSlice:
         import pydicom
 
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"DICOM file {path} does not exist")
-        try:
-            dataset = pydicom.dcmread(path)
-            pixels = np.asarray(dataset.pixel_array, dtype=np.float64)
-        except Exception as error:  # pydicom raises several types for corrupt files
-            raise ValueError(f"cannot read DICOM file {path}: {error}") from None
+        def load(file):
+            dataset = pydicom.dcmread(file)
+            return dataset, np.asarray(dataset.pixel_array, dtype=np.float64)
+
+        dataset, pixels = _read(path, "DICOM", load)
         for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
             if keyword not in dataset:
                 raise ValueError(f"DICOM file {path} has no {keyword}: its position in space is unknown")
@@ -192,6 +188,17 @@ class ImageSlice:
         image = np.zeros(mask.shape)
         image[mask] = self.sample(grid.centers()[mask], "pixel inside the mesh")
         return image
+
+
+def _read(path: Path, kind: str, read):
+    """`read(path)`, with a missing file reported as such and any reader error as a ValueError
+    naming the file (nibabel and pydicom raise several types for corrupt files)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file {path} does not exist")
+    try:
+        return read(path)
+    except Exception as error:
+        raise ValueError(f"cannot read {kind} file {path}: {error}") from None
 
 
 def _in_plane(per_column, per_row, corner, path) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.path import Path
 from scipy.spatial import Delaunay, cKDTree
 
-from ._contour import closed_contour, sample_contour
+from ._contour import closed_contour, project_onto_segments, sample_contour
 from ._mesh import Mesh
 
 _SPRING_SCALE = 1.2  # springs longer than the target push, so the nodes fill the domain
@@ -82,9 +82,7 @@ def _relaxed_mesh(polygon, spacing, edge, grading, max_iterations) -> Mesh:
 
     def distance(points):  # unsigned distance to the sampled boundary, and the nearest boundary point
         _, candidates = tree.query(points, k=min(8, len(segments)))
-        a, b = segments[candidates, 0], segments[candidates, 1]
-        t = np.clip(np.sum((points[:, None] - a) * (b - a), -1) / np.sum((b - a) ** 2, -1), 0.0, 1.0)
-        nearest = a + t[..., None] * (b - a)
+        _, nearest = project_onto_segments(points[:, None], segments[candidates, 0], segments[candidates, 1])
         gaps = np.linalg.norm(points[:, None] - nearest, axis=-1)
         best = np.argmin(gaps, axis=1)
         rows = np.arange(len(points))

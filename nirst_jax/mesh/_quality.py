@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from ._contour import closed_contour
+from ._contour import closed_contour, project_onto_segments
 from ._mesh import Mesh
 
 
@@ -86,6 +86,5 @@ def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     best = np.full(len(points), np.inf)
     for start in range(0, len(points), 256):
         p = points[start : start + 256, None]
-        t = np.clip(np.sum((p - a) * (b - a), -1) / np.sum((b - a) ** 2, -1), 0.0, 1.0)
-        best[start : start + 256] = np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1).min(axis=1)
+        best[start : start + 256] = np.linalg.norm(p - project_onto_segments(p, a, b)[1], axis=-1).min(axis=1)
     return best

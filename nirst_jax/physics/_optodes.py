@@ -219,6 +219,11 @@ class MeasurementLayout(eqx.Module):
     def shape(self) -> tuple[int, int]:
         return self.detector_index.shape
 
+    def slots(self) -> dict[tuple[int, int], int]:
+        """{(source, detector): slot} of the active measurements (zero-based)."""
+        index, active = np.asarray(self.detector_index), np.asarray(self.active)
+        return {(s, int(index[s, k])): k for s, k in zip(*(a.tolist() for a in np.nonzero(active)))}
+
     def select(self, data: jnp.ndarray, source_axis: int = -2) -> jnp.ndarray:
         """Source-detector data → measurements of this layout.
 

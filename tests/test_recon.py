@@ -121,8 +121,10 @@ def test_bad_inputs_are_rejected(small):
         Reconstructor.create(model, mesh, "tv")
     with pytest.raises(ValueError, match="iterations"):
         GaussNewton(iterations=0)
-    with pytest.raises(ValueError, match="CW"):
+    with pytest.raises(ValueError, match=r"must be the pair \(ln A, phase\)"):
         fit_homogeneous(nj.SpectralForwardModel.create(mesh, frequency_hz=1e8), data)
+    with pytest.raises(ValueError, match="model is continuous-wave"):
+        fit_homogeneous(model, (data, data))
 
 
 def test_gauss_newton_reports_failures_instead_of_a_silent_homogeneous_fit(small):
@@ -316,18 +318,44 @@ def test_reconstruct_cli_reads_snirf_data_and_a_nifti_mri(tmp_path, capsys):
     assert "does not cover" in capsys.readouterr().err
 
 
-def test_reconstruct_cli_refuses_frequency_domain_data(tmp_path, capsys):
-    """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently."""
+def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path, capsys):
+    """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently; now ln A
+    and phase are fitted jointly, --fit-scatter maps a scattering inclusion, and what cannot
+    work is refused."""
     forward = tmp_path / "forward"
-    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--frequency-mhz", "100"]) == 0
+    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--frequency-mhz", "100",
+                 "--background", "12.2,4.8,28", "--lesion", "12.2,4.8,28", "--inclusion", "15,10,22",
+                 "--lesion-scatter", "1.6,1", "--noise", "0.005", "--phase-noise", "0.3"]) == 0
+    truth = np.load(forward / "forward.npz")
+    assert truth["frequency_hz"] == 1e8 and truth["phase"].shape == truth["ln_amplitude"].shape
+    args = ["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.snirf"), "--reference",
+            str(forward / "reference.snirf"), "--mesh-spacing", "6", "--basis-size", "10", "--iterations", "4"]
+    assert main([*args, "--fit-scatter", "--out", str(tmp_path / "fd")]) == 0
+    result = np.load(tmp_path / "fd" / "reconstruction.npz")
+    amplitude = result["scatter_nodes"][0]
+    inside = truth["scatter_nodes"][0] > 1.3
+    assert amplitude[inside].mean() > 1.2 and abs(amplitude[~inside].mean() - 1.0) < 0.05, (amplitude[inside].mean(), amplitude[~inside].mean())
+    assert result["scatter_images"].shape == (2, 100, 100)
+    summary = json.loads((tmp_path / "fd" / "convergence.json").read_text())
+    assert summary["frequency_hz"] == 1e8 and summary["misfit"][-1] < summary["misfit"][0]
     capsys.readouterr()
-    status = main(["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.npz"), "--out", str(tmp_path / "out")])
-    error = capsys.readouterr().err
-    assert status == 2 and "frequency-domain data (frequency_hz = 100000000.0, with phase)" in error, error
-    assert not (tmp_path / "out").exists()
-    status = main(["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.snirf"), "--out", str(tmp_path / "out")])
-    error = capsys.readouterr().err
-    assert status == 2 and "frequency-domain data (frequency_hz = 100000000.0, with phase)" in error, error
+    cw = tmp_path / "cw"
+    assert main(["forward", "--out", str(cw), "--mesh-spacing", "6"]) == 0
+    refusals = {
+        ("--data", str(cw / "forward.npz"), "--fit-scatter"): "--fit-scatter needs frequency-domain data",
+        ("--data", str(forward / "forward.npz"), "--reference", str(cw / "reference.snirf")): "differ in modulation frequency",
+        ("--data", str(forward / "forward.npz"), "--frequency-mhz", "80"): "differs from",
+        ("--data", str(forward / "forward.npz"), "--method", "znet", "--mri", str(forward / "mri.npy"),
+         "--checkpoint", str(tmp_path)): "the networks take CW ln amplitudes",
+    }
+    for extra, message in refusals.items():
+        capsys.readouterr()
+        assert main(["reconstruct", "--method", "tikhonov", "--mesh-spacing", "6", *extra, "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    np.savez(tmp_path / "fd_only.npz", **{k: truth[k] for k in ("ln_amplitude", "wavelengths_nm", "frequency_hz")})
+    assert main(["reconstruct", "--method", "tikhonov", "--data", str(tmp_path / "fd_only.npz"), "--out", str(tmp_path / "bad")]) == 2
+    assert "frequency-domain data need both" in capsys.readouterr().err
 
 
 def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):

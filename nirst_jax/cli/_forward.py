@@ -45,7 +45,10 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--background", type=float_list(3), default=DEFAULT_BACKGROUND, help="HbO,Hb,water")
     parser.add_argument("--lesion", type=float_list(3), default=DEFAULT_LESION, help="HbO,Hb,water")
     parser.add_argument("--scatter", type=float_list(2), default=(1.0, 1.0), help="amplitude (1/mm),power")
+    parser.add_argument("--lesion-scatter", type=float_list(2), default=None,
+                        help="amplitude (1/mm),power inside the inclusion (default: --scatter)")
     parser.add_argument("--noise", type=float, default=0.0, help="relative Gaussian amplitude noise, e.g. 0.02")
+    parser.add_argument("--phase-noise", type=float, default=0.0, help="Gaussian phase noise, degrees (frequency domain)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--mri-grey", type=float_list(2), default=(50.0, 80.0),
                         help="MRI grey levels of background,inclusion written to mri.npy")
@@ -72,6 +75,12 @@ def run(args) -> int:
         raise ValueError(f"--noise must be ≥ 0, got {args.noise}")
     if args.frequency_mhz < 0:
         raise ValueError(f"--frequency-mhz must be ≥ 0, got {args.frequency_mhz}")
+    if args.phase_noise < 0 or not np.isfinite(args.phase_noise) or (args.phase_noise and not args.frequency_mhz):
+        raise ValueError(f"--phase-noise must be ≥ 0 and goes with --frequency-mhz > 0, got {args.phase_noise}")
+    for name in ("scatter", "lesion_scatter"):
+        law = getattr(args, name)
+        if law is not None and not (np.isfinite(law).all() and law[0] > 0):
+            raise ValueError(f"--{name.replace('_', '-')} needs an amplitude > 0 and a finite power, got {law}")
     x, y, diameter = args.inclusion
     inclusion = Circle((x, y), diameter / 2)
     if args.mesh is None and np.hypot(x, y) + diameter / 2 > args.radius:
@@ -114,17 +123,24 @@ def run(args) -> int:
     )
     chromophores = phantom.nodal(Coverage.nodes(mesh))
     homogeneous = np.broadcast_to(background, chromophores.shape)
+    # The scattering law at the nodes: the set-up's, and --lesion-scatter inside the inclusion.
+    inside = np.asarray(Coverage.nodes(mesh)(inclusion.contains))
+    lesion_law = args.scatter if args.lesion_scatter is None else args.lesion_scatter
+    scatter_nodes = np.stack([a + inside * (b - a) for a, b in zip(args.scatter, lesion_law)])
 
-    simulate = jax.jit(lambda c: model(c))
-    data = simulate(jnp.asarray(chromophores))
-    reference = simulate(jnp.asarray(homogeneous))
-    ln_amplitude, phase = (data, None) if model.frequency_hz == 0 else data
+    simulate = jax.jit(lambda c, a, b: model(c, a, b))
+    data = simulate(jnp.asarray(chromophores), *scatter_nodes)
+    reference = simulate(jnp.asarray(homogeneous), amplitude, power)
+    ln_amplitude, phase = (data, None) if model.frequency_hz == 0 else map(np.asarray, data)
     ln_reference = reference if model.frequency_hz == 0 else reference[0]
     ln_amplitude = np.asarray(ln_amplitude)
     clean = ln_amplitude.copy()
+    rng = np.random.default_rng(args.seed)
     if args.noise > 0:
-        noise = np.random.default_rng(args.seed).normal(size=ln_amplitude.shape)
+        noise = rng.normal(size=ln_amplitude.shape)
         ln_amplitude = np.asarray(add_amplitude_noise(clean, args.noise, noise))
+    if args.phase_noise > 0:
+        phase = np.mod(phase + np.radians(args.phase_noise) * rng.normal(size=phase.shape), 2 * np.pi)
     elapsed = time.perf_counter() - started
 
     interpolation = GridInterpolation.build(mesh, grid)
@@ -149,7 +165,9 @@ def run(args) -> int:
         elements=mesh.elements,
         frequency_hz=np.asarray(model.frequency_hz),
         scatter=np.asarray([amplitude, power]),
+        scatter_nodes=scatter_nodes,
         noise=np.asarray(args.noise),
+        phase_noise_deg=np.asarray(args.phase_noise),
     )
     if phase is not None:
         arrays["phase"] = np.asarray(phase)

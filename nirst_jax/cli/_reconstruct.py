@@ -1,4 +1,5 @@
-"""`nirst reconstruct`: chromophore images from CW ln amplitudes and an MRI slice."""
+"""`nirst reconstruct`: chromophore (and scatter) images from CW ln amplitudes, or frequency-domain
+ln amplitudes and phases, and an MRI slice."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def add_parser(commands, name: str) -> None:
         description=(
             "Reconstruct HbO, Hb and water from CW ln amplitudes (npz, e.g. from `nirst forward`) "
             "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton, or with a "
-            "network trained by `nirst train` (--method znet|lgn --checkpoint RUN). Writes "
+            "network trained by `nirst train` (--method znet|lgn --checkpoint RUN). Frequency-domain "
+            "data are reconstructed from ln amplitude and phase jointly (Gauss-Newton methods; "
+            "--fit-scatter adds the scattering amplitude and power as unknowns). Writes "
             "OUT/reconstruction.npz, OUT/reconstruction.png and OUT/convergence.json. File "
             "formats: docs/reconstruction.md."
         ),
@@ -60,6 +63,12 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--weight", type=float, default=None, help="regularisation weight α (default per method)")
     parser.add_argument("--basis-size", type=int, default=24, help="pixel-basis points per side; 0 = nodal")
     parser.add_argument("--iterations", type=int, default=10, help="most Gauss-Newton steps")
+    parser.add_argument("--frequency-mhz", type=float, default=None,
+                        help="modulation frequency of .paa phase data (.npz and SNIRF files carry their own)")
+    parser.add_argument("--fit-scatter", action="store_true",
+                        help="frequency-domain data: also reconstruct the scattering amplitude and power")
+    parser.add_argument("--phase-weight", type=float, default=1.0,
+                        help="frequency-domain data: weight of phase (rad) against ln A residuals, σ(ln A)/σ(phase)")
     parser.add_argument("--roi", type=float_list(3), help="x,y,radius (mm): report HbT ROI/background contrast")
     parser.add_argument("--out", type=Path, default=Path("nirst-reconstruct"), help="output folder")
 
@@ -137,10 +146,8 @@ def _read_data(path: Path) -> dict:
         if paa.wavelengths_nm is None:
             raise ValueError(f"{path} is a single-wavelength (standard) NIRFAST file; nirst reconstruct needs the "
                              "spectral layout ('source det w661 w785 …')")
-        if paa.has_phase:
-            raise ValueError(f"data file {path} holds frequency-domain data (non-zero phases); "
-                             "nirst reconstruct handles CW ln amplitudes only")
-        return {"wavelengths_nm": paa.wavelengths_nm, "paa": paa}
+        # A .paa file does not record its modulation frequency: `_prepare` asks for --frequency-mhz.
+        return {"wavelengths_nm": paa.wavelengths_nm, "paa": paa, **({"phase": None} if paa.has_phase else {})}
     if path.suffix.lower() == ".snirf":
         from ..formats import read_snirf
 
@@ -163,13 +170,17 @@ def _read_data(path: Path) -> dict:
 
 def _checked_data(path: Path, data: dict) -> dict:
     frequency = np.asarray(data.get("frequency_hz", 0.0), float)
-    if np.any(frequency != 0.0) or "phase" in data:
-        # FD amplitudes differ from CW ones: reconstructing them with the CW model would be
-        # silently wrong, and dropping the phase loses what separates absorption from scatter.
+    if frequency.ndim != 0 or not (np.isfinite(frequency) and frequency >= 0):
+        raise ValueError(f"data file {path}: frequency_hz must be one finite value ≥ 0, got {frequency.tolist()}")
+    if (frequency != 0.0) != ("phase" in data):
+        # FD amplitudes differ from CW ones, and the phase is what separates absorption from
+        # scatter: either half alone would be reconstructed silently wrong.
         raise ValueError(
-            f"data file {path} holds frequency-domain data (frequency_hz = {frequency.tolist()}"
-            f"{', with phase' if 'phase' in data else ''}); nirst reconstruct handles CW ln amplitudes only"
+            f"data file {path} has frequency_hz = {float(frequency):g} but "
+            f"{'no phase' if 'phase' not in data else 'a phase array'}: frequency-domain data need both, CW data neither"
         )
+    if "phase" in data and np.shape(data["phase"]) != np.shape(data["ln_amplitude"]):
+        raise ValueError(f"{path}: phase has shape {np.shape(data['phase'])}, ln_amplitude {np.shape(data['ln_amplitude'])}")
     if data["ln_amplitude"].ndim != 3:
         raise ValueError(f"{path}: ln_amplitude must be (wavelength, source, detector), got {data['ln_amplitude'].shape}")
     if data["ln_amplitude"].shape[0] != len(data["wavelengths_nm"]):
@@ -180,13 +191,29 @@ def _checked_data(path: Path, data: dict) -> dict:
     return data
 
 
-def _ln_amplitude(data: dict, model) -> np.ndarray:
-    """The data's ln A; a SNIRF or NIRFAST `.paa` file's channels are placed in the model's slots."""
+def _measurements(data: dict, model):
+    """The data's ln A, or (ln A, phase in radians) for frequency-domain data; a SNIRF or
+    NIRFAST `.paa` file's channels are placed in the model's slots."""
+    if "paa" in data or "snirf" in data:
+        ln_amplitude, phase = data["paa" if "paa" in data else "snirf"].in_layout(model.layout)
+    else:
+        ln_amplitude, phase = np.asarray(data["ln_amplitude"], float), data.get("phase")
+    return ln_amplitude if "phase" not in data else (ln_amplitude, np.asarray(phase, float))
+
+
+def _frequency_hz(args, data: dict) -> float:
+    """The modulation frequency: the file's, or --frequency-mhz for a .paa file with phases."""
     if "paa" in data:
-        return data["paa"].in_layout(model.layout)[0]
-    if "snirf" in data:
-        return data["snirf"].in_layout(model.layout)[0]
-    return np.asarray(data["ln_amplitude"], float)
+        if "phase" in data and args.frequency_mhz is None:
+            raise ValueError(f"{args.data} holds phases but a .paa file does not record its modulation frequency: "
+                             "give --frequency-mhz")
+        if "phase" not in data and args.frequency_mhz:
+            raise ValueError(f"{args.data} has no phases (CW data), so --frequency-mhz {args.frequency_mhz:g} cannot apply")
+        return 0.0 if "phase" not in data else float(args.frequency_mhz) * 1e6
+    frequency = float(data.get("frequency_hz", 0.0))
+    if args.frequency_mhz is not None and abs(args.frequency_mhz * 1e6 - frequency) > 1e-6 * max(frequency, 1.0):
+        raise ValueError(f"--frequency-mhz {args.frequency_mhz:g} differs from {args.data}'s {frequency / 1e6:g} MHz")
+    return frequency
 
 
 def _mesh(args, data):
@@ -235,6 +262,8 @@ def _prepare(args):
         calibrates the same raw data for another forward model (e.g. a network's training
         set-up), or is None when no calibration was asked for.
     """
+    import jax
+
     from ..physics import SpectralForwardModel
     from ..recon import calibrate, check_weight
 
@@ -251,13 +280,24 @@ def _prepare(args):
         check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
         raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
+    if args.frequency_mhz is not None and not (np.isfinite(args.frequency_mhz) and args.frequency_mhz > 0):
+        raise ValueError(f"--frequency-mhz must be finite and > 0, got {args.frequency_mhz}")
+    if not (np.isfinite(args.phase_weight) and args.phase_weight > 0):
+        raise ValueError(f"--phase-weight must be finite and > 0, got {args.phase_weight}")
+    frequency_hz = _frequency_hz(args, data)
+    if frequency_hz and args.method in NETWORK_METHODS:
+        raise ValueError(f"{args.data} holds frequency-domain data; the networks take CW ln amplitudes: "
+                         "use a Gauss-Newton method (dri, tikhonov, softprior)")
+    if args.fit_scatter and not frequency_hz:
+        raise ValueError("--fit-scatter needs frequency-domain data (ln A and phase): CW ln amplitudes barely separate "
+                         "scatter from absorption (docs/reconstruction.md)")
     if "detectors_xy" in data and not args.mesh:
         raise ValueError(f"{args.data} was simulated on a mesh file's optodes: give that file with --mesh PREFIX "
                          "(or reconstruct forward.snirf, which carries the probe)")
     mesh, nirfast = _mesh(args, data)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
     settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
-                    scatter_amplitude=scatter[0], scatter_power=scatter[1])
+                    scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
     if "snirf" in data and nirfast is not None:
         snirf, extent = data["snirf"], np.ptp(mesh.nodes)
         for name in ("sources", "detectors"):
@@ -283,27 +323,33 @@ def _prepare(args):
         n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
         model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)
         set_up = f"{n_fibres} rim fibres"
-    ln_amplitude = _ln_amplitude(data, model)
-    if ln_amplitude.shape != model.data_shape:
-        raise ValueError(
-            f"ln_amplitude has shape {ln_amplitude.shape}, but {set_up} at "
-            f"{model.n_wavelengths} wavelengths give {model.data_shape}"
-        )
-    active = np.broadcast_to(np.asarray(model.layout.active), ln_amplitude.shape)
-    if not np.isfinite(ln_amplitude[active]).all():
-        raise ValueError(f"{args.data}: ln_amplitude has NaN or infinite active measurements")
+    measurements = _measurements(data, model)
+    for name, values in zip(("ln_amplitude", "phase"), measurements if frequency_hz else (measurements,)):
+        if values.shape != model.data_shape:
+            raise ValueError(
+                f"{name} has shape {values.shape}, but {set_up} at "
+                f"{model.n_wavelengths} wavelengths give {model.data_shape}"
+            )
+        active = np.broadcast_to(np.asarray(model.layout.active), values.shape)
+        if not np.isfinite(values[active]).all():
+            raise ValueError(f"{args.data}: {name} has NaN or infinite active measurements")
     image = None if args.mri is None else _read_mri(args, mesh)
-    recalibrate = None
     if args.reference is not None or args.self_calibrate:
-        reference = None if args.reference is None else _ln_amplitude(_read_data(args.reference), model)
+        reference = None
+        if args.reference is not None:
+            reference_data = _read_data(args.reference)
+            if _frequency_hz(args, reference_data) != frequency_hz:
+                raise ValueError(f"--reference {args.reference} and --data {args.data} differ in modulation frequency")
+            reference = _measurements(reference_data, model)
 
         def recalibrate(target_model, target_scatter=scatter):
-            calibrated, _ = calibrate(target_model, ln_amplitude, reference,
-                                      scatter_amplitude=target_scatter[0], scatter_power=target_scatter[1])
-            return np.asarray(calibrated)
+            calibrated, _ = calibrate(target_model, measurements, reference,
+                                      scatter_amplitude=target_scatter[0], scatter_power=target_scatter[1],
+                                      fit_scatter=args.fit_scatter)
+            return jax.tree.map(np.asarray, calibrated)
 
         return mesh, model, recalibrate(model), image, scatter, recalibrate
-    return mesh, model, ln_amplitude, image, scatter, recalibrate
+    return mesh, model, measurements, image, scatter, None
 
 
 def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
@@ -315,13 +361,13 @@ def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
         method,
         basis_size=args.basis_size or None,
         grid=grid,
-        solver=GaussNewton(iterations=iterations),
+        solver=GaussNewton(iterations=iterations, fit_scatter=args.fit_scatter, phase_weight=args.phase_weight),
         scatter=scatter,
     )
 
 
-def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
-    """Returns (images, nodal chromophores, grid, image mask, summary, title)."""
+def _gauss_newton(args, mesh, model, measurements, image, scatter):
+    """Returns (images, nodal chromophores, grid, image mask, summary, title, scatter arrays)."""
     import jax
     import jax.numpy as jnp
 
@@ -342,7 +388,7 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
             labels = (image > otsu_threshold(image, np.asarray(reconstructor.grid.mask))).astype(int)
         structure = region_memberships(labels)
     weight = DEFAULT_WEIGHTS[args.method] if args.weight is None else args.weight
-    result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jnp.asarray(ln_amplitude), structure)
+    result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jax.tree.map(jnp.asarray, measurements), structure)
     result = jax.tree.map(np.asarray, result)
     status = _succeeded(result.status, args.method)
     summary = {
@@ -353,8 +399,18 @@ def _gauss_newton(args, mesh, model, ln_amplitude, image, scatter):
         "misfit": [float(m) for m in result.misfit if np.isfinite(m)],
         "background": dict(zip(("HbO_uM", "Hb_uM", "water_pct"), map(float, result.background))),
     }
+    if model.frequency_hz:
+        summary.update(frequency_hz=model.frequency_hz, phase_weight=args.phase_weight)
     title = f"{args.method} (α = {weight:g}), {int(result.steps)} Gauss-Newton steps"
-    return result.images, result.chromophores, grid, np.asarray(reconstructor.grid.mask), summary, title
+    if model.frequency_hz:
+        title += f", ln A and phase at {model.frequency_hz / 1e6:g} MHz"
+    if result.scatter is not None:
+        mask = np.asarray(reconstructor.grid.mask)
+        summary["scatter_range"] = {"amplitude_per_mm": [float(result.scatter[0].min()), float(result.scatter[0].max())],
+                                    "power": [float(result.scatter[1].min()), float(result.scatter[1].max())]}
+        return (result.images, result.chromophores, grid, mask, summary, title,
+                {"scatter_nodes": result.scatter, "scatter_images": np.where(mask, result.scatter_images, 0.0)})
+    return result.images, result.chromophores, grid, np.asarray(reconstructor.grid.mask), summary, title, {}
 
 
 def _succeeded(status, what: str):
@@ -368,7 +424,7 @@ def _succeeded(status, what: str):
 
 
 def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
-    """Returns (images, nodal chromophores, grid, image mask, summary, title); the misfit re-simulates the images.
+    """Returns (images, nodal chromophores, grid, image mask, summary, title, {}); the misfit re-simulates the images.
 
     With calibration (`recalibrate`), the network's input is calibrated against the set-up it
     was trained on (its mesh), so no discretisation offset between that mesh and the
@@ -426,7 +482,7 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
         misfit = [float(m) for m in np.asarray(refined.misfit) if np.isfinite(m)]
         summary.update(misfit=misfit, refine_steps=int(refined.steps), refine_status=status.name.lower(), weight=weight)
         title += f" + {int(refined.steps)} DRI refinement steps (α = {weight:g})"
-    return images, nodes, grid, np.asarray(interpolation.mask), summary, title
+    return images, nodes, grid, np.asarray(interpolation.mask), summary, title, {}
 
 
 def run(args) -> int:
@@ -439,13 +495,13 @@ def run(args) -> int:
     from ..evaluation import circle_roi, derived_maps, roi_contrast
     from ..figures import reconstruction_figure
 
-    mesh, model, ln_amplitude, image, scatter, recalibrate = _prepare(args)
+    mesh, model, measurements, image, scatter, recalibrate = _prepare(args)
     started = time.perf_counter()
     if args.method in NETWORK_METHODS:
-        result = _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate)
+        result = _network(args, mesh, model, measurements, image, scatter, recalibrate)
     else:
-        result = _gauss_newton(args, mesh, model, ln_amplitude, image, scatter)
-    images, nodes, grid, mask, summary, title = result
+        result = _gauss_newton(args, mesh, model, measurements, image, scatter)
+    images, nodes, grid, mask, summary, title, scatter_arrays = result
     elapsed = time.perf_counter() - started
     images = np.where(mask, np.asarray(images), 0.0)
     maps = derived_maps(images, mask)
@@ -467,12 +523,14 @@ def run(args) -> int:
         elements=mesh.elements,
         misfit=np.asarray(summary["misfit"]),
         **({"background": np.asarray(list(summary["background"].values()))} if "background" in summary else {}),
+        **scatter_arrays,
     )
     save_json(out / "convergence.json", summary)
-    save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, title=title), out / "reconstruction.png")
+    figure = reconstruction_figure(images, (grid.low, grid.high), mask, title=title, scatter=scatter_arrays.get("scatter_images"))
+    save_figure(figure, out / "reconstruction.png")
     iterative = args.method not in NETWORK_METHODS or args.refine
     for k, value in enumerate(summary["misfit"]):
-        print(f"iteration {k}: mean-square ln A misfit {value:.4g}" if iterative else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
+        print(f"iteration {k}: mean-square misfit {value:.4g}" if iterative else f"mean-square ln A misfit of the re-simulated images: {value:.4g}")
     if "hbt_contrast" in summary:
         print(f"HbT contrast (ROI / background): {summary['hbt_contrast']:.3f}")
     print(f"reconstructed in {elapsed:.1f} s (incl. compile); wrote {out}/reconstruction.npz, .png, convergence.json")

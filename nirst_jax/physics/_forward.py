@@ -377,6 +377,20 @@ class SpectralForwardModel(eqx.Module):
         fluence, (jacobian,) = self._optics_jacobian(*self._check_optics(mua, musp), wrt="absorption")
         return self.measurements_from_fluence(fluence), jacobian
 
+    def linearise_optics(self, mua, musp):
+        """Measurements and their Jacobians w.r.t. nodal µa and µs', from one set of solves
+        (what Gauss-Newton with scatter unknowns needs per iteration).
+
+        Arguments:
+            mua, musp: (L, N) nodal optical properties.
+
+        Returns:
+            (measurements, (d/dµa, d/dµs')): measurements as `__call__` returns them, each
+            Jacobian as in `optics_jacobian`.
+        """
+        fluence, jacobians = self._optics_jacobian(*self._check_optics(mua, musp), wrt="optics")
+        return self.measurements_from_fluence(fluence), jacobians
+
     @eqx.filter_jit
     def _optics_jacobian(self, mua, musp, wrt: str):
         """Fluence (L, S, D) and Jacobians per wavelength.

@@ -40,6 +40,7 @@ def reduced_scattering(wavelengths_nm, amplitude, power) -> jnp.ndarray:
     scale = jnp.asarray(np.asarray(wavelengths_nm, np.float64) / 1000.0, jnp.result_type(amplitude, power, float))
     if amplitude.ndim == 0 and power.ndim == 0:
         return amplitude * scale ** (-power)
+    amplitude, power = jnp.broadcast_arrays(amplitude, power)  # one of them may be a scalar
     return amplitude[..., None, :] * scale[:, None] ** (-power[..., None, :])
 
 

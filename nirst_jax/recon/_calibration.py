@@ -9,6 +9,9 @@ detector gains) that no diffusion model predicts. Two standard corrections:
 - Self calibration (no reference): fit a homogeneous medium plus one ln A offset per
   wavelength to the data themselves, and remove the offsets: y_cal = y − o_l. Only a global
   gain per wavelength is corrected.
+
+Frequency-domain data (the pair ln A, phase) are calibrated the same way, phase alongside ln A
+(channel delays cancel like gains); calibrated phases are wrapped to [0, 2π) as the model's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from ..phantoms import TissueTable
 from ..physics import SpectralForwardModel
 from ._basis import ReconstructionBasis
-from ._gauss_newton import GaussNewton, GaussNewtonResult
+from ._gauss_newton import GaussNewton, GaussNewtonResult, stacked_measurements
 
 HOMOGENEOUS_SOLVER = GaussNewton(iterations=10, tolerance=1e-3)
 """Gauss-Newton settings for the three-parameter homogeneous fit."""
@@ -42,23 +45,29 @@ def fit_homogeneous(
     fit_offsets: bool = False,
     scatter_amplitude=None,
     scatter_power=None,
+    fit_scatter: bool = False,
     solver: GaussNewton = HOMOGENEOUS_SOLVER,
 ) -> GaussNewtonResult:
-    """Fit homogeneous HbO, Hb, water (and optionally per-wavelength offsets) to ln A.
+    """Fit homogeneous HbO, Hb, water (and optionally per-wavelength offsets, and the
+    scattering law) to ln A (and phase).
 
     Arguments:
-        model: CW forward model.
-        data: (L, S, K) ln A.
+        model: forward model (CW, or frequency domain).
+        data: (L, S, K) ln A, or the pair (ln A, phase) for a frequency-domain model.
         start: (3,) starting values (default `nominal_background()`).
-        fit_offsets: also fit one ln A offset per wavelength.
-        scatter_amplitude, scatter_power: the scattering law (default: the model's).
-        solver: Gauss-Newton settings (`fit_offsets` overrides its own).
+        fit_offsets: also fit one ln A (and phase) offset per wavelength.
+        scatter_amplitude, scatter_power: the scattering law (default: the model's); with
+            `fit_scatter` its start.
+        fit_scatter: also fit homogeneous scattering amplitude and power (needs phase to be
+            well determined).
+        solver: Gauss-Newton settings (`fit_offsets` and `fit_scatter` override its own).
 
     Returns:
-        `GaussNewtonResult` with `coefficients` (3, 1) and `offsets` (L,).
+        `GaussNewtonResult` with `coefficients` (3, 1), `offsets` (L,) ((L, 2) in the
+        frequency domain), and with `fit_scatter` `scatter` (2, 1).
     """
     start = jnp.asarray(nominal_background() if start is None else start, jnp.result_type(float))
-    solver = dataclasses.replace(solver, fit_offsets=fit_offsets)
+    solver = dataclasses.replace(solver, fit_offsets=fit_offsets, fit_scatter=fit_scatter)
     basis = ReconstructionBasis.constant_for(model.fem.n_nodes)
     return solver(
         model, basis, data, jnp.eye(1), HOMOGENEOUS_WEIGHT, start, start, scatter_amplitude, scatter_power
@@ -73,38 +82,49 @@ def calibrate(
     reference_chromophores=None,
     scatter_amplitude=None,
     scatter_power=None,
+    fit_scatter: bool = False,
 ):
-    """Correct measured ln A for system coupling (module docstring).
+    """Correct measured ln A (and phase) for system coupling (module docstring).
 
     Arguments:
-        model: CW forward model of the measurement set-up.
-        data: (L, S, K) measured ln A.
-        reference: (L, S, K) ln A of a homogeneous reference phantom, or None for self
-            calibration.
+        model: forward model of the measurement set-up (CW, or frequency domain).
+        data: (L, S, K) measured ln A, or the pair (ln A, phase) for a frequency-domain model.
+        reference: the same of a homogeneous reference phantom, or None for self calibration.
         reference_chromophores: (3,) the reference's HbO, Hb, water if known (else fitted).
         scatter_amplitude, scatter_power: the scattering law (default: the model's).
+        fit_scatter: fit the reference's (or, self-calibrating, the data's) homogeneous
+            scattering law too, starting from the given one (frequency-domain data).
 
     Returns:
-        (calibrated ln A (L, S, K), offsets removed (L, S, K)).
+        (calibrated data, offsets removed), each shaped like `data`.
     """
-    data = jnp.asarray(data)
-    if data.shape != model.data_shape:
-        raise ValueError(f"data must have shape {model.data_shape}, got {data.shape}")
+    measured = stacked_measurements(model, data)
 
     def fit(target):
         return fit_homogeneous(
-            model, target, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power
+            model, target, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power,
+            fit_scatter=fit_scatter,
         )
 
     if reference is None:
-        offsets = jnp.broadcast_to(fit(data).offsets[:, None, None], data.shape)
-        return data - offsets, offsets
-    reference = jnp.asarray(reference)
-    if reference.shape != data.shape:
-        raise ValueError(f"reference must have the data's shape {data.shape}, got {reference.shape}")
-    if reference_chromophores is None:
-        reference_chromophores = fit(reference).coefficients[:, 0]
-    level = jnp.broadcast_to(jnp.asarray(reference_chromophores, data.dtype)[:, None], (3, model.fem.n_nodes))
-    offsets = reference - model(level, scatter_amplitude, scatter_power)
-    return data - offsets, offsets
+        offsets = fit(data).offsets.reshape(model.n_wavelengths, -1)[:, :, None, None]
+        offsets = jnp.broadcast_to(offsets, measured.shape)
+    else:
+        reference_stack = stacked_measurements(model, reference, "reference")
+        law = (scatter_amplitude, scatter_power)
+        if reference_chromophores is None or fit_scatter:
+            fitted = fit(reference)
+            if reference_chromophores is None:
+                reference_chromophores = fitted.coefficients[:, 0]
+            if fit_scatter:
+                law = tuple(fitted.scatter[:, 0])
+        level = jnp.broadcast_to(jnp.asarray(reference_chromophores, measured.dtype)[:, None], (3, model.fem.n_nodes))
+        offsets = reference_stack - stacked_measurements(model, model(level, *law))
+    calibrated = measured - offsets
+    calibrated = calibrated.at[:, 1:].set(jnp.mod(calibrated[:, 1:], 2 * jnp.pi))
+    return _unstacked(calibrated), _unstacked(offsets)
 
+
+def _unstacked(stacked):
+    """(L, D, S, K) back to ln A (D = 1) or the pair (ln A, phase)."""
+    return stacked[:, 0] if stacked.shape[1] == 1 else (stacked[:, 0], stacked[:, 1])

@@ -1,4 +1,5 @@
-"""Spectral Gauss-Newton: chromophore coefficients from CW ln amplitudes at all wavelengths.
+"""Spectral Gauss-Newton: chromophore (and scatter) coefficients from ln amplitudes — and, in
+the frequency domain, phases — at all wavelengths.
 
 Unknowns are u (3, K): HbO, Hb and water coefficients of a `ReconstructionBasis`, in units of
 a per-chromophore scale s (the homogeneous background), so the nodal chromophores are
@@ -25,8 +26,21 @@ basis only has to carry what c₀ gets wrong; the chromophores are then clipped 
 node by node instead of u.
 
 Optionally (`fit_offsets`) a per-wavelength offset of ln A (unknown source power × detector
-gain) is eliminated by variable projection: residuals and Jacobian rows lose their
-per-wavelength mean.
+gain; and of the phase, an unknown delay) is eliminated by variable projection: residuals and
+Jacobian rows lose their per-wavelength mean.
+
+Frequency-domain data. With a frequency-domain model the data are the pair (ln A, phase): the
+rows of both enter one least-squares problem, phase rows weighted by `phase_weight`
+(σ(ln A)/σ(phase), radians) and phase residuals wrapped to [−π, π).
+
+Scatter unknowns (`fit_scatter`). The scattering amplitude a and power b of
+µs' = a·(λ/1000 nm)^(−b) become two more unknowns per basis coefficient, as ln a (positive by
+construction, and relative like the scaled chromophores) and b. With Q_l = (∂F_l/∂µs')·diag(µs'_l)·B,
+∂F_l/∂(ln a) = Q_l and ∂F_l/∂b = −ln(λ_l/1000 nm)·Q_l, so every unknown enters at wavelength l
+as a multiple of P_l or Q_l: the normal matrix is Σ_l Σ_{t,t'} f_lt f_lt'ᵀ ⊗ X_tᵀX_t' with
+X = (P_l, Q_l) and factors f (ẽ_l for the chromophores; 1 and −ln(λ_l/1000 nm) for ln a and b).
+CW ln A alone barely separates µa from µs' (a scatter change is read as absorption); the phase
+does, so fit scatter with frequency-domain data.
 """
 
 from __future__ import annotations
@@ -48,6 +62,10 @@ DEFAULT_LOWER = (0.0, 0.0, 0.0)
 """Lower bounds of HbO (µM), Hb (µM), water (%)."""
 DEFAULT_UPPER = (1000.0, 1000.0, 100.0)
 """Upper bounds of HbO (µM), Hb (µM), water (%)."""
+DEFAULT_SCATTER_LOWER = (0.05, 0.0)
+"""Lower bounds of the scattering amplitude a (mm⁻¹) and power b."""
+DEFAULT_SCATTER_UPPER = (10.0, 4.0)
+"""Upper bounds of the scattering amplitude a (mm⁻¹) and power b."""
 
 
 class GaussNewtonStatus(enum.IntEnum):
@@ -99,12 +117,16 @@ class GaussNewtonResult(NamedTuple):
 
     Attributes:
         coefficients: (3, K) HbO (µM), Hb (µM), water (%) per basis coefficient.
-        misfit: (iterations + 1,) mean-square ln A misfit of the initial guess and of each
-            accepted iterate (NaN for rejected steps and after the stop): decreasing.
+        misfit: (iterations + 1,) mean-square misfit (ln A, and weighted phase) of the initial
+            guess and of each accepted iterate (NaN for rejected steps and after the stop):
+            decreasing.
         accepted: (iterations,) whether each step was kept.
         steps: number of accepted steps.
-        offsets: (L,) fitted per-wavelength ln A offsets (zeros unless `fit_offsets`).
+        offsets: (L,) fitted per-wavelength ln A offsets ((L, 2) ln A and phase in the
+            frequency domain; zeros unless `fit_offsets`).
         status: int `GaussNewtonStatus`: why it stopped (≥ NOT_FINITE: it failed).
+        scatter: (2, K) scattering amplitude a (mm⁻¹) and power b per coefficient with
+            `fit_scatter`, else None.
     """
 
     coefficients: jnp.ndarray
@@ -113,19 +135,46 @@ class GaussNewtonResult(NamedTuple):
     steps: jnp.ndarray
     offsets: jnp.ndarray
     status: jnp.ndarray
+    scatter: jnp.ndarray | None = None
 
 
 class _State(NamedTuple):
     k: jnp.ndarray
     u: jnp.ndarray
     residual: jnp.ndarray
-    projected: jnp.ndarray  # Pₗ = ∂F/∂µa·B, (L, M, K), masked and offset-projected
+    projected: jnp.ndarray  # (L, T, M', K): ∂F/∂µa·B (and ∂F/∂ln µs'·B), masked, weighted, offset-projected
     misfit: jnp.ndarray
-    offsets: jnp.ndarray  # (L,) masked mean residual per wavelength
+    offsets: jnp.ndarray  # (L, D) masked mean residual per wavelength and data type
     done: jnp.ndarray
     history: jnp.ndarray
     accepted: jnp.ndarray
     status: jnp.ndarray
+
+
+def wrap_phase(difference):
+    """A phase difference wrapped to [−π, π) (radians)."""
+    return jnp.mod(difference + jnp.pi, 2 * jnp.pi) - jnp.pi
+
+
+def stacked_measurements(model: SpectralForwardModel, data, name: str = "data") -> jnp.ndarray:
+    """Measurements as one (L, D, S, K) array: D = 1 (ln A) for a CW model, 2 (ln A, phase) in
+    the frequency domain; ValueError naming the problem when `data` does not fit `model`."""
+    if model.frequency_hz == 0:
+        if isinstance(data, (tuple, list)):
+            raise ValueError(f"{name} holds {len(data)} arrays (ln A, phase?) but the model is continuous-wave; "
+                             "give (L, S, K) ln A, or a frequency-domain model for phase data")
+        parts = (data,)
+    else:
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise ValueError(f"the model is frequency-domain ({model.frequency_hz:g} Hz): {name} must be the pair "
+                             "(ln A, phase), each (L, S, K); phase is never dropped silently")
+        parts = tuple(data)
+    arrays = [jnp.asarray(part) for part in parts]
+    labels = ("",) if len(arrays) == 1 else (" ln A", " phase")
+    for label, array in zip(labels, arrays):
+        if array.shape != model.data_shape:
+            raise ValueError(f"{name}{label} must have shape {model.data_shape} (wavelength, source, detector), got {array.shape}")
+    return jnp.stack(arrays, axis=1)
 
 
 class GaussNewton(eqx.Module):
@@ -136,9 +185,13 @@ class GaussNewton(eqx.Module):
         tolerance: stop when the relative misfit improvement falls below this.
         decay: damping decrement ρ of λₖ = h̄·ρᵏ.
         lower, upper: bounds of HbO (µM), Hb (µM), water (%).
-        fit_offsets: eliminate a per-wavelength ln A offset (for uncalibrated data).
+        fit_offsets: eliminate a per-wavelength ln A (and phase) offset (for uncalibrated data).
         unrolled: run all `iterations` in a `lax.scan` (masking steps after the stop), which
             reverse-mode autodiff can differentiate; otherwise a `while_loop` that exits early.
+        fit_scatter: also reconstruct the scattering amplitude a and power b (module docstring).
+        scatter_lower, scatter_upper: bounds of a (mm⁻¹) and b when `fit_scatter`.
+        phase_weight: weight of phase residuals (radians) against ln A residuals in the
+            frequency domain: σ(ln A)/σ(phase) of the data's noise.
     """
 
     iterations: int = eqx.field(static=True, default=10)
@@ -148,6 +201,10 @@ class GaussNewton(eqx.Module):
     upper: tuple[float, float, float] = eqx.field(static=True, default=DEFAULT_UPPER)
     fit_offsets: bool = eqx.field(static=True, default=False)
     unrolled: bool = eqx.field(static=True, default=False)
+    fit_scatter: bool = eqx.field(static=True, default=False)
+    scatter_lower: tuple[float, float] = eqx.field(static=True, default=DEFAULT_SCATTER_LOWER)
+    scatter_upper: tuple[float, float] = eqx.field(static=True, default=DEFAULT_SCATTER_UPPER)
+    phase_weight: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
         if int(self.iterations) != self.iterations or self.iterations < 1:
@@ -160,6 +217,14 @@ class GaussNewton(eqx.Module):
             not lo < hi for lo, hi in zip(self.lower, self.upper)
         ):
             raise ValueError(f"bounds need three (lower < upper) pairs, got {self.lower}, {self.upper}")
+        if len(self.scatter_lower) != 2 or len(self.scatter_upper) != 2 or any(
+            not lo < hi for lo, hi in zip(self.scatter_lower, self.scatter_upper)
+        ) or not self.scatter_lower[0] > 0:
+            raise ValueError(
+                f"scatter bounds need two (lower < upper) pairs with amplitude > 0, got {self.scatter_lower}, {self.scatter_upper}"
+            )
+        if not (np.isfinite(self.phase_weight) and self.phase_weight > 0):
+            raise ValueError(f"phase_weight must be finite and > 0, got {self.phase_weight!r}")
 
     def __call__(
         self,
@@ -177,27 +242,25 @@ class GaussNewton(eqx.Module):
         """Reconstruct.
 
         Arguments:
-            model: CW forward model.
+            model: forward model (CW, or frequency domain for ln A and phase).
             basis: the reconstruction basis (K coefficients).
-            data: (L, S, K_slots) measured ln A (inactive measurements of the layout are ignored).
+            data: (L, S, K_slots) measured ln A, or the pair (ln A, phase) for a
+                frequency-domain model (inactive measurements of the layout are ignored).
             regulariser: (K, K) symmetric positive definite R.
-            weight: α, scalar or (3,) per chromophore.
+            weight: α, scalar or (3,) per chromophore ((5,) with `fit_scatter`: then a and b last).
             initial: (3, K) or (3,) starting (and prior) chromophores u₀·s.
             scale: (3,) positive per-chromophore scale s.
-            scatter_amplitude, scatter_power: the (known) scattering law (default: the model's).
+            scatter_amplitude, scatter_power: the scattering law (default: the model's): known,
+                or with `fit_scatter` the start and prior of a and b (scalars or (K,)).
             offset: (3, N) nodal chromophores the basis corrects (module docstring), or None.
 
         Returns:
             `GaussNewtonResult` (with `offset`, `coefficients` are the correction).
         """
-        if model.frequency_hz != 0:
-            raise ValueError("Gauss-Newton reconstruction uses CW ln amplitude; give a CW model")
         n_basis = basis.n_coefficients
         if basis.n_nodes != model.fem.n_nodes:
             raise ValueError(f"basis is for {basis.n_nodes} nodes, the model's mesh has {model.fem.n_nodes}")
-        data = jnp.asarray(data)
-        if data.shape != model.data_shape:
-            raise ValueError(f"data must have shape {model.data_shape} (wavelength, source, detector), got {data.shape}")
+        data = stacked_measurements(model, data)  # (L, D, S, K)
         dtype = jnp.result_type(data.dtype, float)
         regulariser = jnp.asarray(regulariser, dtype)
         if regulariser.shape != (n_basis, n_basis):
@@ -206,16 +269,29 @@ class GaussNewton(eqx.Module):
         if scale.shape != (3,):
             raise ValueError(f"scale must have shape (3,), got {scale.shape}")
         initial = jnp.broadcast_to(jnp.asarray(initial, dtype).reshape(3, -1), (3, n_basis))
+        n_unknowns = 5 if self.fit_scatter else 3
         check_weight(weight)
-        weight = jnp.broadcast_to(jnp.asarray(weight, dtype), (3,))
+        weight = jnp.asarray(weight, dtype)
+        if weight.shape not in ((), (3,), (n_unknowns,)):
+            raise ValueError(f"weight must be a scalar or have shape ({n_unknowns},), got {weight.shape}")
+        if weight.shape == (3,) and self.fit_scatter:
+            raise ValueError("with fit_scatter the weight is a scalar or (5,): HbO, Hb, water, a, b")
+        weight = jnp.broadcast_to(weight, (n_unknowns,))
 
-        n_wavelengths = model.n_wavelengths
-        mask = jnp.broadcast_to(jnp.asarray(model.layout.active), model.data_shape).reshape(n_wavelengths, -1)
-        mask = mask.astype(dtype)
-        y = jnp.where(mask > 0, data.reshape(n_wavelengths, -1), 0.0)
+        n_wavelengths, n_types = data.shape[:2]
+        per_type = int(np.prod(model.data_shape[1:]))
+        active = jnp.broadcast_to(jnp.asarray(model.layout.active), model.layout.shape).reshape(-1)
+        mask = jnp.broadcast_to(active, (n_wavelengths, n_types, per_type)).astype(dtype)  # (L, D, M)
+        type_weight = jnp.asarray([1.0, self.phase_weight][:n_types], dtype)[None, :, None]
+        y = jnp.where(mask > 0, data.reshape(n_wavelengths, n_types, per_type), 0.0)
         count = mask.sum()
-        per_wavelength = mask.sum(1, keepdims=True)
+        per_group = mask.sum(2, keepdims=True)  # (L, D, 1)
         extinction = jnp.asarray(model.extinction, dtype) * scale  # ẽ_l = s·E_l, (L, 3)
+        factors = extinction[..., None]  # (L, U, T): how each unknown enters through ∂F/∂µa (and ∂F/∂ln µs')
+        if self.fit_scatter:
+            log_wavelength = -jnp.log(jnp.asarray(model.wavelengths_nm, dtype) / 1000.0)  # ∂ln µs'/∂b
+            factors = jnp.zeros((n_wavelengths, 5, 2), dtype)
+            factors = factors.at[:, :3, 0].set(extinction).at[:, 3, 1].set(1.0).at[:, 4, 1].set(log_wavelength)
         lower = jnp.asarray(self.lower, dtype) / scale
         upper = jnp.asarray(self.upper, dtype) / scale
         u0 = initial / scale[:, None]
@@ -224,45 +300,71 @@ class GaussNewton(eqx.Module):
             if offset.shape != (3, model.fem.n_nodes):
                 raise ValueError(f"offset must have shape (3, {model.fem.n_nodes}), got {offset.shape}")
             lower, upper = jnp.full(3, -jnp.inf, dtype), jnp.full(3, jnp.inf, dtype)  # bounds act on the nodes
+        if self.fit_scatter:
+            start = [model.scatter_amplitude if scatter_amplitude is None else scatter_amplitude,
+                     model.scatter_power if scatter_power is None else scatter_power]
+            for name, value in zip(("scatter_amplitude", "scatter_power"), start):
+                if jnp.shape(value) not in ((), (n_basis,)):
+                    raise ValueError(f"with fit_scatter, {name} (the start) must be a scalar or ({n_basis},), got {jnp.shape(value)}")
+            u0 = jnp.concatenate([u0, jnp.stack([jnp.broadcast_to(jnp.log(jnp.asarray(start[0], dtype)), (n_basis,)),
+                                                 jnp.broadcast_to(jnp.asarray(start[1], dtype), (n_basis,))])])
+            lower = jnp.concatenate([lower, jnp.asarray([np.log(self.scatter_lower[0]), self.scatter_lower[1]], dtype)])
+            upper = jnp.concatenate([upper, jnp.asarray([np.log(self.scatter_upper[0]), self.scatter_upper[1]], dtype)])
 
         def nodal(u):
-            chromophores = basis.nodes_from(u * scale[:, None])
-            if offset is None:
-                return chromophores
-            bounds = [jnp.asarray(b, dtype)[:, None] for b in (self.lower, self.upper)]
-            return jnp.clip(offset + chromophores, *bounds)
-
-        weights = mask[..., None]
+            """(chromophores (3, N), scatter amplitude, scatter power) of the unknowns u."""
+            chromophores = basis.nodes_from(u[:3] * scale[:, None])
+            if offset is not None:
+                bounds = [jnp.asarray(b, dtype)[:, None] for b in (self.lower, self.upper)]
+                chromophores = jnp.clip(offset + chromophores, *bounds)
+            if not self.fit_scatter:
+                return chromophores, scatter_amplitude, scatter_power
+            return chromophores, jnp.exp(basis.nodes_from(u[3])), basis.nodes_from(u[4])
 
         def project(rows):
-            """(L, M, X) rows masked and, with offsets, minus each wavelength's masked mean; and the mean."""
+            """(L, D, M, X) rows masked and, with offsets, minus each (wavelength, type)'s masked
+            mean; then weighted by data type and flattened to (L, D·M, X); and the mean."""
+            weights = mask[..., None]
             rows = rows * weights
-            mean = rows.sum(1, keepdims=True) / per_wavelength[..., None]
-            return ((rows - mean) * weights if self.fit_offsets else rows), mean
+            mean = rows.sum(2, keepdims=True) / per_group[..., None]
+            rows = (rows - mean) * weights if self.fit_offsets else rows
+            return (rows * type_weight[..., None]).reshape(n_wavelengths, n_types * per_type, -1), mean
+
+        def residual_of(predicted):
+            difference = y - jnp.stack(predicted if n_types == 2 else (predicted,), 1).reshape(y.shape)
+            return difference.at[:, 1:].set(wrap_phase(difference[:, 1:]))  # phase residuals wrapped
 
         def linearise(u):
-            chromophores = nodal(u)
-            mua, musp = model.optical_properties(chromophores, scatter_amplitude, scatter_power)
-            predicted, jacobian = model.linearise_absorption(mua, musp)
-            residual, offsets = project((y - predicted.reshape(n_wavelengths, -1))[..., None])
-            projected, _ = project(basis.apply_transpose(jacobian.reshape(n_wavelengths, -1, model.fem.n_nodes)))
-            return residual[..., 0], projected, (residual**2).sum() / count, offsets[:, 0, 0]
+            chromophores, amplitude, power = nodal(u)
+            mua, musp = model.optical_properties(chromophores, amplitude, power)
+            if self.fit_scatter:
+                predicted, (d_mua, d_musp) = model.linearise_optics(mua, musp)
+                jacobians = (d_mua, d_musp * musp.reshape((n_wavelengths,) + (1,) * (d_musp.ndim - 2) + (-1,)))  # ∂F/∂ln µs'
+            else:
+                predicted, d_mua = model.linearise_absorption(mua, musp)
+                jacobians = (d_mua,)
+            residual, offsets = project(residual_of(predicted)[..., None])
+            projected = [
+                project(basis.apply_transpose(j.reshape(n_wavelengths, n_types, per_type, model.fem.n_nodes)))[0]
+                for j in jacobians
+            ]
+            return residual[..., 0], jnp.stack(projected, 1), (residual**2).sum() / count, offsets[:, :, 0, 0]
 
         def normal_matrix(projected):
-            gram = einsum("lmk,lmj->lkj", projected, projected)
-            return einsum("lc,ld,lkj->ckdj", extinction, extinction, gram).reshape(3 * n_basis, 3 * n_basis)
+            gram = einsum("ltmk,lsmj->ltskj", projected, projected)
+            return einsum("lut,lvs,ltskj->ukvj", factors, factors, gram).reshape(n_unknowns * n_basis, -1)
 
         residual, projected, misfit, offsets = linearise(u0)
-        mean_curvature = jnp.trace(normal_matrix(projected)) / (3 * n_basis)
+        mean_curvature = jnp.trace(normal_matrix(projected)) / (n_unknowns * n_basis)
         penalty = jnp.kron(jnp.diag(weight), regulariser)
 
         def step(state: _State) -> _State:
             damping = mean_curvature * self.decay ** state.k.astype(dtype)
-            gradient = einsum("lc,lmk,lm->ck", extinction, state.projected, state.residual).reshape(-1)
+            gradient = einsum("lut,ltmk,lm->uk", factors, state.projected, state.residual).reshape(-1)
             prior = matmul(penalty, (state.u - u0).reshape(-1))
             system = normal_matrix(state.projected) + damping * penalty
             delta = jsl.cho_solve(jsl.cho_factor(system, lower=True), gradient - damping * prior)
-            u_new = jnp.clip(state.u + delta.reshape(3, n_basis), lower[:, None], upper[:, None])
+            u_new = jnp.clip(state.u + delta.reshape(n_unknowns, n_basis), lower[:, None], upper[:, None])
             residual_new, projected_new, misfit_new, offsets_new = linearise(u_new)
             better = misfit_new < state.misfit  # False for NaN
             accept = better & ~state.done
@@ -305,12 +407,13 @@ class GaussNewton(eqx.Module):
             state, _ = jax.lax.scan(lambda s, _: (step(s), None), state, None, length=self.iterations)
         else:
             state = jax.lax.while_loop(lambda s: (s.k < self.iterations) & ~s.done, step, state)
+        offsets = state.offsets if self.fit_offsets else jnp.zeros((n_wavelengths, n_types), dtype)
         return GaussNewtonResult(
-            coefficients=state.u * scale[:, None],
+            coefficients=state.u[:3] * scale[:, None],
             misfit=state.history,
             accepted=state.accepted,
             steps=state.accepted.sum(),
-            offsets=state.offsets if self.fit_offsets else jnp.zeros(n_wavelengths, dtype),
+            offsets=offsets[:, 0] if n_types == 1 else offsets,
             status=state.status,
+            scatter=jnp.stack([jnp.exp(state.u[3]), state.u[4]]) if self.fit_scatter else None,
         )
-

@@ -50,11 +50,15 @@ class Reconstruction(NamedTuple):
         chromophores: (3, N) HbO (µM), Hb (µM), water (%) at the mesh nodes.
         images: (3, H, W) the same on the pixel grid (0 outside the mask).
         background: (3,) the homogeneous fit that started (and anchors) the iterations.
-        misfit: (iterations + 1,) mean-square ln A misfit, initial then each accepted step.
+        misfit: (iterations + 1,) mean-square misfit (ln A, and weighted phase), initial then
+            each accepted step.
         steps: accepted Gauss-Newton steps.
         status: int `GaussNewtonStatus` of the Gauss-Newton run (the homogeneous fit's when
             that failed): ≥ `GaussNewtonStatus.NOT_FINITE` means the images are not a
             reconstruction (`Reconstruction.failed`).
+        scatter: (2, N) scattering amplitude a (mm⁻¹) and power b at the nodes when the
+            solver fits scatter (`GaussNewton.fit_scatter`), else None.
+        scatter_images: (2, H, W) the same on the pixel grid, else None.
     """
 
     chromophores: jnp.ndarray
@@ -63,6 +67,8 @@ class Reconstruction(NamedTuple):
     misfit: jnp.ndarray
     steps: jnp.ndarray
     status: jnp.ndarray
+    scatter: jnp.ndarray | None = None
+    scatter_images: jnp.ndarray | None = None
 
     @property
     def failed(self) -> jnp.ndarray:
@@ -115,13 +121,14 @@ class Reconstructor(eqx.Module):
         """Set up a reconstruction.
 
         Arguments:
-            model: CW forward model on `mesh`.
+            model: forward model on `mesh` (frequency domain for ln A and phase data).
             mesh: the mesh.
             method: "dri", "tikhonov" or "softprior".
             basis_size: pixel-basis points per side, or None for the nodal basis (slow:
                 3N unknowns).
             grid: the MRI/image grid (default `image_grid(mesh)`).
-            solver: Gauss-Newton settings.
+            solver: Gauss-Newton settings (`GaussNewton(fit_scatter=True)` also reconstructs
+                the scattering amplitude and power: use it with frequency-domain data).
             dri_width, tikhonov_fraction: regulariser shape (see `dri_matrix`).
             scatter: the known scattering amplitude (mm⁻¹) and power: the model's own law
                 (`model.scatter_amplitude`, `model.scatter_power`; any other is refused, since the
@@ -190,11 +197,14 @@ class Reconstructor(eqx.Module):
         """Reconstruct one phantom.
 
         Arguments:
-            data: (L, S, K) calibrated ln A.
+            data: (L, S, K) calibrated ln A, or the pair (ln A, phase) for a
+                frequency-domain model.
             structure: see `regulariser`.
-            weight: α, scalar or (3,) (default `DEFAULT_WEIGHTS[method]`).
+            weight: α, scalar or (3,) ((5,) when fitting scatter; default `DEFAULT_WEIGHTS[method]`).
             reference: (3,) homogeneous starting chromophores (default: fitted to `data`, or
-                with `start` its mean over the nodes); sets the scale of the unknowns.
+                with `start` its mean over the nodes); sets the scale of the unknowns. When
+                fitting scatter, the fit also gives the starting scattering law (else the
+                model's).
             start: (3, H, W) images to refine (e.g. a network's output), or None. The
                 Gauss-Newton steps then correct `start` on the basis with the prior centred
                 on it (`GaussNewton`'s `offset`), and the images are `start` plus the
@@ -208,13 +218,16 @@ class Reconstructor(eqx.Module):
         if start is not None:
             return self._refine(data, structure, weight, reference, start)
         fit_status = jnp.asarray(GaussNewtonStatus.CONVERGED)
+        law = (None, None)
         if reference is None:
-            fit = fit_homogeneous(self.model, data, solver=HOMOGENEOUS_SOLVER)
+            fit = fit_homogeneous(self.model, data, fit_scatter=self.solver.fit_scatter, solver=HOMOGENEOUS_SOLVER)
             reference, fit_status = fit.coefficients[:, 0], fit.status
+            if self.solver.fit_scatter:
+                law = tuple(fit.scatter[:, 0])
         reference = jnp.asarray(reference)
         scale = _unknowns_scale(reference)
         result = self.solver(
-            self.model, self.basis, data, self.regulariser(structure), weight, reference, scale
+            self.model, self.basis, data, self.regulariser(structure), weight, reference, scale, *law
         )
         chromophores = self.basis.nodes_from(result.coefficients)
         return Reconstruction(
@@ -224,7 +237,16 @@ class Reconstructor(eqx.Module):
             misfit=result.misfit,
             steps=result.steps,
             status=jnp.where(fit_status >= GaussNewtonStatus.NOT_FINITE, fit_status, result.status),
+            **self._scatter_maps(result),
         )
+
+    def _scatter_maps(self, result) -> dict:
+        """The fitted scattering law at the nodes and on the grid (empty when not fitted)."""
+        if result.scatter is None:
+            return {}
+        log_amplitude, power = self.basis.nodes_from(jnp.stack([jnp.log(result.scatter[0]), result.scatter[1]]))
+        nodal = jnp.stack([jnp.exp(log_amplitude), power])  # as the solver's forward model saw it
+        return {"scatter": nodal, "scatter_images": self.grid.nodes_to_image(nodal)}
 
     def _refine(self, data, structure, weight, reference, start) -> Reconstruction:
         start = jnp.asarray(start)
@@ -249,4 +271,5 @@ class Reconstructor(eqx.Module):
             misfit=result.misfit,
             steps=result.steps,
             status=result.status,
+            **self._scatter_maps(result),
         )

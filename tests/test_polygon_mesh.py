@@ -197,4 +197,4 @@ def test_forward_cli_on_a_mesh_file_and_back_through_snirf(tmp_path, capsys):
     write_nirfast_data(tmp_path / "fd.paa", dataclasses.replace(paa, phase_deg=np.full_like(amplitude, 5.0)))
     capsys.readouterr()
     assert main([*args, "--data", str(tmp_path / "fd.paa"), "--mesh", str(prefix), "--out", str(tmp_path / "bad")]) == 2
-    assert "frequency-domain" in capsys.readouterr().err
+    assert "does not record its modulation frequency: give --frequency-mhz" in capsys.readouterr().err

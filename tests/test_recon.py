@@ -318,19 +318,24 @@ def test_reconstruct_cli_reads_snirf_data_and_a_nifti_mri(tmp_path, capsys):
     assert "does not cover" in capsys.readouterr().err
 
 
-def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path, capsys):
-    """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently; now ln A
-    and phase are fitted jointly, --fit-scatter maps a scattering inclusion, and what cannot
-    work is refused."""
+def _frequency_domain_forward(tmp_path, *settings):
+    """`nirst forward` at 100 MHz: flat chromophores, a 22 mm inclusion of scattering amplitude 1.6."""
     forward = tmp_path / "forward"
-    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--frequency-mhz", "100",
+    assert main(["forward", "--out", str(forward), "--mesh-spacing", "6", "--frequency-mhz", "100", *settings,
                  "--background", "12.2,4.8,28", "--lesion", "12.2,4.8,28", "--inclusion", "15,10,22",
                  "--lesion-scatter", "1.6,1", "--noise", "0.005", "--phase-noise", "0.3"]) == 0
+    return forward
+
+
+@pytest.mark.slow
+def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path):
+    """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently; now ln A
+    and phase are fitted jointly and --fit-scatter maps a scattering inclusion."""
+    forward = _frequency_domain_forward(tmp_path)
     truth = np.load(forward / "forward.npz")
     assert truth["frequency_hz"] == 1e8 and truth["phase"].shape == truth["ln_amplitude"].shape
-    args = ["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.snirf"), "--reference",
-            str(forward / "reference.snirf"), "--mesh-spacing", "6", "--basis-size", "10", "--iterations", "4"]
-    assert main([*args, "--fit-scatter", "--out", str(tmp_path / "fd")]) == 0
+    assert main(["reconstruct", "--method", "tikhonov", "--data", str(forward / "forward.snirf"), "--mesh-spacing", "6",
+                 "--basis-size", "10", "--iterations", "4", "--fit-scatter", "--out", str(tmp_path / "fd")]) == 0
     result = np.load(tmp_path / "fd" / "reconstruction.npz")
     amplitude = result["scatter_nodes"][0]
     inside = truth["scatter_nodes"][0] > 1.3
@@ -338,9 +343,15 @@ def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path,
     assert result["scatter_images"].shape == (2, 100, 100)
     summary = json.loads((tmp_path / "fd" / "convergence.json").read_text())
     assert summary["frequency_hz"] == 1e8 and summary["misfit"][-1] < summary["misfit"][0]
-    capsys.readouterr()
+
+
+def test_reconstruct_cli_refuses_what_frequency_domain_data_cannot_do(tmp_path, capsys):
+    """Phase is never dropped nor made up: the refusals of `nirst reconstruct` on FD/CW mixes."""
+    small = ("--mesh-spacing", "8", "--wavelengths", "661,785,913")
+    forward = _frequency_domain_forward(tmp_path, *small)
+    truth = np.load(forward / "forward.npz")
     cw = tmp_path / "cw"
-    assert main(["forward", "--out", str(cw), "--mesh-spacing", "6"]) == 0
+    assert main(["forward", "--out", str(cw), *small]) == 0
     refusals = {
         ("--data", str(cw / "forward.npz"), "--fit-scatter"): "--fit-scatter needs frequency-domain data",
         ("--data", str(forward / "forward.npz"), "--reference", str(cw / "reference.snirf")): "differ in modulation frequency",
@@ -350,12 +361,18 @@ def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path,
     }
     for extra, message in refusals.items():
         capsys.readouterr()
-        assert main(["reconstruct", "--method", "tikhonov", "--mesh-spacing", "6", *extra, "--out", str(tmp_path / "bad")]) == 2
+        assert main(["reconstruct", "--method", "tikhonov", "--mesh-spacing", "8", *extra, "--out", str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err
-    assert not (tmp_path / "bad").exists()
     np.savez(tmp_path / "fd_only.npz", **{k: truth[k] for k in ("ln_amplitude", "wavelengths_nm", "frequency_hz")})
     assert main(["reconstruct", "--method", "tikhonov", "--data", str(tmp_path / "fd_only.npz"), "--out", str(tmp_path / "bad")]) == 2
     assert "frequency-domain data need both" in capsys.readouterr().err
+    from nirst_jax.formats import NirfastData, write_nirfast_data
+
+    write_nirfast_data(tmp_path / "fd.paa", NirfastData(np.array([[0, 1]]), np.ones((1, 1), bool), np.ones((1, 1)),
+                                                        np.full((1, 1), 10.0), np.array([785.0])))
+    assert main(["reconstruct", "--method", "tikhonov", "--data", str(tmp_path / "fd.paa"), "--out", str(tmp_path / "bad")]) == 2
+    assert "does not record its modulation frequency: give --frequency-mhz" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):

@@ -31,6 +31,8 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--out", type=Path, default=Path("nirst-forward"), help="output folder")
     parser.add_argument("--mesh", type=str, default=None,
                         help="NIRFAST mesh prefix (e.g. from `nirst mesh`) with its optodes and link, instead of the disk")
+    parser.add_argument("--optodes", type=Path, default=None,
+                        help="CSV/JSON of source and detector positions (mm) on the disk, instead of rim fibres")
     parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm)")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="largest mesh edge (mm)")
     parser.add_argument("--fibres", type=int, default=16, help="fibres on the rim")
@@ -64,7 +66,7 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from .._atomic import save_figure, save_npy, save_npz
-    from ..formats import SnirfData, write_snirf
+    from ..formats import SnirfData, read_optodes, write_snirf
     from ..figures import forward_figure
     from ..mesh import GridInterpolation, PixelGrid, disk_mesh, inside_mesh, read_nirfast
     from ..recon import image_grid
@@ -94,6 +96,8 @@ def run(args) -> int:
     amplitude, power = args.scatter
     settings = dict(wavelengths_nm=wavelengths, scatter_amplitude=amplitude, scatter_power=power,
                     frequency_hz=args.frequency_mhz * 1e6)
+    if args.mesh is not None and args.optodes is not None:
+        raise ValueError("--optodes goes with the disk; a --mesh file carries its own optodes (write them with nirst mesh --optodes)")
     if args.mesh is not None:
         nirfast = read_nirfast(args.mesh)
         mesh = nirfast.mesh
@@ -105,6 +109,15 @@ def run(args) -> int:
         grid = image_grid(mesh)
         detectors = model.detectors.positions(mesh.nodes)  # where they are read, on the mesh's boundary
         probe = (np.asarray(nirfast.sources), np.asarray(nirfast.detectors))  # the file's, for SNIRF
+    elif args.optodes is not None:
+        optodes = read_optodes(args.optodes)
+        mesh = disk_mesh(args.radius, args.mesh_spacing)
+        model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
+                                                  fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
+        radius = args.radius
+        grid = PixelGrid(low=-args.radius, high=args.radius)
+        detectors = model.detectors.positions(mesh.nodes)
+        probe = (optodes.sources, optodes.detectors)
     else:
         mesh = disk_mesh(args.radius, args.mesh_spacing)
         model = SpectralForwardModel.create(mesh, n_fibres=args.fibres, angle_offset_deg=args.angle_offset, **settings)
@@ -157,7 +170,7 @@ def run(args) -> int:
         detector_index=np.asarray(model.layout.detector_index),
         active=np.asarray(model.layout.active),
         # A mesh file's optodes are named apart, so `nirst reconstruct` cannot take them for rim fibres.
-        **({"sources_xy": probe[0], "detectors_xy": detectors} if args.mesh else {"fibres_xy": detectors}),
+        **({"sources_xy": probe[0], "detectors_xy": detectors} if args.mesh or args.optodes else {"fibres_xy": detectors}),
         chromophores_nodes=chromophores,
         chromophore_images=images,
         image_mask=np.asarray(interpolation.mask),

@@ -29,6 +29,8 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--fibres", type=int, default=0, help="fibres evenly spaced by arc length (0: none)")
     parser.add_argument("--first-fibre", type=float, nargs=2, default=None, metavar=("X", "Y"),
                         help="fibre 0 sits at the boundary point nearest to this (default: the contour's first vertex)")
+    parser.add_argument("--optodes", type=Path, default=None,
+                        help="CSV/JSON of source and detector positions (mm) and pairs, instead of --fibres")
     parser.add_argument("--out", type=Path, required=True, help="path prefix of the NIRFAST files")
 
 
@@ -43,6 +45,9 @@ def run(args) -> int:
         polygon_mesh,
         write_nirfast,
     )
+    from ..formats import read_optodes
+    from ..formats._optode_file import all_pairs
+    from ..physics import SpectralForwardModel
 
     if args.contour is not None:
         if args.pixel_spacing is not None:
@@ -52,21 +57,32 @@ def run(args) -> int:
         if args.pixel_spacing is None or len(args.pixel_spacing) not in (1, 2):
             raise ValueError("--mask needs --pixel-spacing MM (or DY DX)")
         contour = mask_contour(_read_mask(args.mask), args.pixel_spacing, origin_mm=args.origin)
+    if args.optodes is not None and (args.fibres or args.first_fibre is not None):
+        raise ValueError("give --fibres or --optodes, not both")
     mesh = polygon_mesh(contour, args.spacing, boundary_spacing_mm=args.boundary_spacing)
     print(mesh_quality(mesh, contour).summary())
-    fibres = fibres_on_contour(contour, args.fibres, args.first_fibre) if args.fibres else np.zeros((0, 2))
-    pairs = np.array([(s, d) for s in range(len(fibres)) for d in range(len(fibres)) if s != d], np.int64).reshape(-1, 2)
+    if args.optodes is not None:
+        optodes = read_optodes(args.optodes)
+        # Checked as every later use will place them (on the boundary, within 3 mm unless fixed).
+        SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
+                                          fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed)
+        sources, detectors, pairs, fixed = optodes.sources, optodes.detectors, optodes.link, optodes.fixed
+    else:
+        sources = detectors = fibres_on_contour(contour, args.fibres, args.first_fibre) if args.fibres else np.zeros((0, 2))
+        pairs = all_pairs(sources, detectors).reshape(-1, 2)
+        fixed = False
     mua, musp, ri = 0.01, 1.0, 1.33  # NIRFAST's usual homogeneous start (mm⁻¹)
     data = NirfastMesh(
-        mesh=mesh, kind="stnd", sources=fibres, detectors=fibres, link=pairs, link_active=np.ones(len(pairs), bool),
-        fixed_sources=False, fixed_detectors=False, region=np.zeros(mesh.n_nodes, np.int64),
+        mesh=mesh, kind="stnd", sources=sources, detectors=detectors, link=pairs, link_active=np.ones(len(pairs), bool),
+        fixed_sources=fixed, fixed_detectors=fixed, region=np.zeros(mesh.n_nodes, np.int64),
         param_columns=STND_COLUMNS,
         param=np.tile([mua, 1.0 / (3.0 * (mua + musp)), ri], (mesh.n_nodes, 1)),
-        source_fwhm=np.zeros(len(fibres)), excoef=None, boundary_flags=mesh.is_boundary_node.astype(np.int64),
+        source_fwhm=np.zeros(len(sources)), excoef=None, boundary_flags=mesh.is_boundary_node.astype(np.int64),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_nirfast(args.out, data)
-    print(f"wrote {args.out}.node/.elem/.param/.region/.source/.meas/.link ({len(fibres)} fibres)")
+    print(f"wrote {args.out}.node/.elem/.param/.region/.source/.meas/.link "
+          f"({len(sources)} sources, {len(detectors)} detectors, {len(pairs)} pairs)")
     return 0
 
 

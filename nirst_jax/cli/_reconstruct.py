@@ -55,6 +55,8 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--labels", type=Path, help="soft prior: integer label image (.npy/.png); default Otsu on the MRI")
     parser.add_argument("--mesh", type=str, help="NIRFAST mesh prefix, with its optodes and link pairs when it has them "
                         "(default: the mesh in --data, else a disk)")
+    parser.add_argument("--optodes", type=Path, help="CSV/JSON of source and detector positions (mm), for a disk or a "
+                        "--mesh without optode files (docs/geometry.md)")
     parser.add_argument("--radius", type=float, default=41.0, help="disk radius (mm) when no mesh is given")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="disk mesh spacing (mm) when no mesh is given")
     parser.add_argument("--fibres", type=int, default=16, help="rim fibres when --data has no fibres_xy and --mesh no optodes")
@@ -264,6 +266,7 @@ def _prepare(args):
     """
     import jax
 
+    from ..formats import read_optodes
     from ..physics import SpectralForwardModel
     from ..recon import calibrate, check_weight
 
@@ -291,10 +294,13 @@ def _prepare(args):
     if args.fit_scatter and not frequency_hz:
         raise ValueError("--fit-scatter needs frequency-domain data (ln A and phase): CW ln amplitudes barely separate "
                          "scatter from absorption (docs/reconstruction.md)")
-    if "detectors_xy" in data and not args.mesh:
-        raise ValueError(f"{args.data} was simulated on a mesh file's optodes: give that file with --mesh PREFIX "
-                         "(or reconstruct forward.snirf, which carries the probe)")
+    if "detectors_xy" in data and not (args.mesh or args.optodes):
+        raise ValueError(f"{args.data} was simulated on a mesh file's (or an optode file's) optodes: give that file "
+                         "with --mesh PREFIX or --optodes FILE (or reconstruct forward.snirf, which carries the probe)")
     mesh, nirfast = _mesh(args, data)
+    if args.optodes is not None and (nirfast is not None or "snirf" in data):
+        raise ValueError(f"--optodes {args.optodes}: the {'mesh file' if nirfast is not None else 'SNIRF file'} "
+                         "already sets the optodes")
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
     settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
                     scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
@@ -311,14 +317,20 @@ def _prepare(args):
         model = SpectralForwardModel.create(mesh, source_positions=snirf.sources, move_sources_inward=True,
                                             detector_positions=snirf.detectors, layout=snirf.layout, **settings)
         set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
-    elif nirfast is not None:
-        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+    elif nirfast is not None or args.optodes is not None:
+        if nirfast is not None:
+            model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+            set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+        else:
+            optodes = read_optodes(args.optodes)
+            model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
+                                                      fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
+            set_up = f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
         fibres, detectors = data.get("fibres_xy", data.get("detectors_xy")), model.detectors.positions(mesh.nodes)
         if fibres is not None and (
             np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)
         ):
-            raise ValueError(f"{args.data}: its detector positions are not those of the mesh file {args.mesh}.meas")
-        set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+            raise ValueError(f"{args.data}: its detector positions are not those of {args.mesh or args.optodes}")
     else:
         n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
         model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)

@@ -33,6 +33,8 @@ DEFAULT_SCATTER_AMPLITUDE = 1.0
 """Default scattering amplitude a (mm⁻¹) in µs' = a·(λ/1000 nm)^(−b) (NIRFAST sample mesh)."""
 DEFAULT_SCATTER_POWER = 1.0
 """Default scattering power b."""
+DEFAULT_MAX_BOUNDARY_DISTANCE_MM = 3.0
+"""Optodes (not fixed) farther than this from the mesh boundary are refused (`from_optodes`)."""
 
 
 def default_wavelength_batch() -> int | None:
@@ -189,17 +191,36 @@ class SpectralForwardModel(eqx.Module):
         )
 
     @classmethod
-    def from_nirfast(cls, data: NirfastMesh, **settings) -> "SpectralForwardModel":
-        """The forward model of a NIRFAST mesh with its own optodes and measurement pairs.
+    def from_optodes(
+        cls,
+        mesh: Mesh,
+        sources,
+        detectors,
+        link,
+        *,
+        link_active=None,
+        fixed_sources: bool = False,
+        fixed_detectors: bool = False,
+        max_boundary_distance_mm: float | None = DEFAULT_MAX_BOUNDARY_DISTANCE_MM,
+        **settings,
+    ) -> "SpectralForwardModel":
+        """The forward model of optodes anywhere on a mesh, with their measurement pairs.
 
-        Point sources from `.source` (as given when the file says `fixed`, else moved onto the
-        boundary and one transport length inward per wavelength; Gaussian ones, fwhm > 0, are
-        refused), detectors from `.meas`
-        (read on the boundary; projected onto it first when not `fixed`), and the layout from
-        `.link` (source s's slots are its pairs in file order; inactive pairs are masked).
+        NIRFAST's placement: sources not `fixed` go onto the nearest boundary point and one
+        transport length 1/µs'(λ) inward per wavelength, detectors not `fixed` onto the nearest
+        boundary point (read there); fixed ones are used as given. Source s's measurement
+        slots are its pairs in `link` order; inactive pairs are masked.
 
         Arguments:
-            data: a `read_nirfast` result with sources, detectors and link pairs.
+            mesh: the mesh (mm).
+            sources: (S, 2) source positions.
+            detectors: (D, 2) detector positions.
+            link: (M, 2) zero-based (source, detector) pairs.
+            link_active: (M,) bool, default all.
+            fixed_sources, fixed_detectors: use the positions as given.
+            max_boundary_distance_mm: refuse optodes (not fixed) farther than this from the
+                boundary — a unit or registration error, not a placement to make silently
+                (None: no check).
             **settings: the other arguments of `create` (wavelengths_nm, scatter_amplitude,
                 scatter_power, refractive_index, frequency_hz, ...), not the optode ones.
 
@@ -209,7 +230,48 @@ class SpectralForwardModel(eqx.Module):
         taken = {"n_fibres", "angle_offset_deg", "active_fibres", "source_positions", "move_sources_inward",
                  "detector_positions", "layout"} & set(settings)
         if taken:
-            raise ValueError(f"the NIRFAST mesh sets the optodes; do not pass {sorted(taken)}")
+            raise ValueError(f"the optodes are given; do not pass {sorted(taken)}")
+        sources, detectors = np.asarray(sources, float), np.asarray(detectors, float)
+        link = np.asarray(link)
+        if not (len(sources) and len(detectors) and len(link)):
+            raise ValueError(
+                f"got {len(sources)} sources, {len(detectors)} detectors and {len(link)} link pairs; "
+                "a measurement set-up needs all three"
+            )
+        projected_detectors = project_to_boundary(mesh, detectors)
+        if max_boundary_distance_mm is not None:
+            for name, points, fixed in (("source", sources, fixed_sources), ("detector", detectors, fixed_detectors)):
+                distance = project_to_boundary(mesh, points).distance
+                far = np.flatnonzero(distance > max_boundary_distance_mm)
+                if not fixed and len(far):
+                    k = far[0]
+                    raise ValueError(
+                        f"{name} {k + 1} at ({points[k, 0]:.4g}, {points[k, 1]:.4g}) mm is {distance[k]:.3g} mm from "
+                        f"the mesh boundary (more than {max_boundary_distance_mm:g} mm): wrong units or registration? "
+                        "Optodes not marked fixed are placed on the boundary"
+                    )
+        return cls.create(
+            mesh,
+            source_positions=sources,
+            move_sources_inward=not fixed_sources,
+            detector_positions=detectors if fixed_detectors else projected_detectors.points,
+            layout=MeasurementLayout.from_pairs(link, len(sources), active=link_active),
+            **settings,
+        )
+
+    @classmethod
+    def from_nirfast(cls, data: NirfastMesh, **settings) -> "SpectralForwardModel":
+        """The forward model of a NIRFAST mesh with its own optodes and measurement pairs
+        (`.source`, `.meas`, `.link`), placed as `from_optodes` places them (`fixed` as the
+        files say); Gaussian sources (fwhm > 0) are refused.
+
+        Arguments:
+            data: a `read_nirfast` result with sources, detectors and link pairs.
+            **settings: the other arguments of `from_optodes` and `create`.
+
+        Returns:
+            The model.
+        """
         if not (len(data.sources) and len(data.detectors) and len(data.link)):
             raise ValueError(
                 f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
@@ -220,14 +282,9 @@ class SpectralForwardModel(eqx.Module):
                 f"the NIRFAST mesh has Gaussian sources (fwhm up to {data.source_fwhm.max():g} mm); "
                 "only point sources (fwhm 0) are modelled"
             )
-        detectors = data.detectors if data.fixed_detectors else project_to_boundary(data.mesh, data.detectors).points
-        return cls.create(
-            data.mesh,
-            source_positions=data.sources,
-            move_sources_inward=not data.fixed_sources,
-            detector_positions=detectors,
-            layout=MeasurementLayout.from_pairs(data.link, len(data.sources), active=data.link_active),
-            **settings,
+        return cls.from_optodes(
+            data.mesh, data.sources, data.detectors, data.link, link_active=data.link_active,
+            fixed_sources=data.fixed_sources, fixed_detectors=data.fixed_detectors, **settings,
         )
 
     @property

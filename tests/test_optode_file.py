@@ -1,0 +1,111 @@
+"""Optode positions from CSV/JSON files: reading, errors that name the problem, placement on a
+mesh (`SpectralForwardModel.from_optodes`) and the command-line paths that take them."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nirst_jax as nj
+from nirst_jax.cli import main
+from nirst_jax.formats import OptodeFile, read_optodes, write_optodes
+from nirst_jax.mesh import read_nirfast
+from nirst_jax.physics import rim_positions
+
+
+def _ring_csv(path, mesh, count=16, units="mm"):
+    fibres = rim_positions(mesh, count) / (10.0 if units == "cm" else 1.0)
+    rows = [f"kind,x_{units},y_{units}"] + [f"{kind},{float(x)!r},{float(y)!r}" for kind in ("source", "detector") for x, y in fibres]
+    path.write_text("# a ring of fibres, each a source and a detector\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_csv_and_json_read_in_mm_with_pairs(tmp_path):
+    mesh = nj.disk_mesh(41, 8.0)
+    optodes = read_optodes(_ring_csv(tmp_path / "ring.csv", mesh, 4, units="cm"))
+    np.testing.assert_allclose(optodes.sources, rim_positions(mesh, 4), atol=1e-12)
+    # Every source with every detector not at its own position, in order.
+    assert optodes.link.tolist() == [[s, d] for s in range(4) for d in range(4) if s != d]
+    assert not optodes.fixed
+    (tmp_path / "probe.json").write_text(json.dumps(
+        {"units": "cm", "sources": [[4.1, 0.0]], "detectors": [[-4.1, 0.0], [0.0, 4.1]], "link": [[1, 2]], "fixed": True}))
+    probe = read_optodes(tmp_path / "probe.json")
+    np.testing.assert_allclose(probe.detectors, [[-41.0, 0.0], [0.0, 41.0]])
+    assert probe.link.tolist() == [[0, 1]] and probe.fixed
+    write_optodes(tmp_path / "back.json", probe)
+    back = read_optodes(tmp_path / "back.json")
+    for field in ("sources", "detectors", "link"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(probe, field))
+    assert back.fixed
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("a.csv", "x_mm,y_mm\n1,2\n", "header must name the columns kind"),
+    ("a.csv", "kind,x_mm,y_mm\nlaser,1,2\n", "line 2: kind must be 'source' or 'detector'"),
+    ("a.csv", "kind,x_mm,y_mm\nsource,1,two\n", "line 2: cannot read an optode"),
+    ("a.csv", "kind,x_mm,y_mm\nsource,1,2\n", "no detectors"),
+    ("a.csv", "kind,x_mm,y_mm\nsource,1,nan\ndetector,0,0\n", "NaN or infinite"),
+    ("a.json", "{not json", "not valid JSON"),
+    ("a.json", '{"sources": [[0, 0]]}', "no 'detectors' field"),
+    ("a.json", '{"sources": [[0, 0]], "detectors": [[1, 1]], "unit": "mm"}', r"unknown fields \['unit'\]"),
+    ("a.json", '{"units": "inch", "sources": [[0, 0]], "detectors": [[1, 1]]}', "units must be 'mm' or 'cm'"),
+    ("a.json", '{"sources": [[0, 0]], "detectors": [[1, 1]], "link": [[1, 2]]}', "link detector 2 is not in 1…1"),
+    ("a.json", '{"sources": [[0, 0]], "detectors": [[1, 1]], "link": [[1, 1], [1, 1]]}', "lists a pair twice"),
+    ("a.json", '{"sources": [[0, 0, 0]], "detectors": [[1, 1]]}', "list of \\[x, y\\] positions"),
+    ("a.txt", "", "must be .csv or .json"),
+])
+def test_malformed_files_name_the_problem(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_optodes(tmp_path / name)
+
+
+def test_ring_from_a_file_is_the_ring_model_and_far_optodes_are_refused(tmp_path):
+    """16 fibres read from a CSV give the same measurements as the built-in ring (same
+    placement, same slot order); an optode 10 mm inside the disk is an error, unless fixed."""
+    mesh = nj.disk_mesh(41, 6.0)
+    optodes = read_optodes(_ring_csv(tmp_path / "ring.csv", mesh))
+    from_file = nj.SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link)
+    ring = nj.SpectralForwardModel.create(mesh)
+    level = jnp.asarray([12.2, 4.8, 28.0])
+    np.testing.assert_allclose(from_file.homogeneous(level), ring.homogeneous(level), rtol=0, atol=1e-12)
+    inside = optodes.sources.copy()
+    inside[3] *= 31.0 / 41.0
+    with pytest.raises(ValueError, match=r"source 4 at .* is 9.9\d mm from the mesh boundary"):
+        nj.SpectralForwardModel.from_optodes(mesh, inside, optodes.detectors, optodes.link)
+    fixed = nj.SpectralForwardModel.from_optodes(mesh, inside, optodes.detectors, optodes.link, fixed_sources=True)
+    assert np.isfinite(fixed.homogeneous(level)).all()
+
+
+def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
+    """Five sources and six detectors on part of the rim (not a ring): `nirst forward
+    --optodes` simulates them, `nirst reconstruct` needs the same file (or the SNIRF), and
+    `nirst mesh --optodes` writes them into the NIRFAST files."""
+    angles = np.radians(np.arange(11) * 18.0)
+    rim = 41.0 * np.column_stack([np.cos(angles), np.sin(angles)])
+    probe = OptodeFile(rim[::2][:5], rim[1::2][:5].tolist() + [rim[-1].tolist()], np.zeros((0, 2), np.int64))
+    (tmp_path / "probe.json").write_text(json.dumps(
+        {"sources": probe.sources.tolist(), "detectors": probe.detectors}))
+    forward = tmp_path / "fw"
+    assert main(["forward", "--out", str(forward), "--mesh-spacing", "8", "--optodes", str(tmp_path / "probe.json"),
+                 "--wavelengths", "661,785,913"]) == 0
+    data = np.load(forward / "forward.npz")
+    assert data["ln_amplitude"].shape == (3, 5, 6) and "detectors_xy" in data
+    args = ["reconstruct", "--method", "tikhonov", "--mesh-spacing", "8", "--basis-size", "6", "--iterations", "1"]
+    capsys.readouterr()
+    assert main([*args, "--data", str(forward / "forward.npz"), "--out", str(tmp_path / "bad")]) == 2
+    assert "--optodes FILE" in capsys.readouterr().err
+    assert main([*args, "--data", str(forward / "forward.npz"), "--optodes", str(tmp_path / "probe.json"),
+                 "--out", str(tmp_path / "rec")]) == 0
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--optodes", str(tmp_path / "probe.json"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "already sets the optodes" in capsys.readouterr().err
+    contour = tmp_path / "disk.csv"
+    circle = np.radians(np.arange(0, 360, 6.0))
+    np.savetxt(contour, 41.0 * np.column_stack([np.cos(circle), np.sin(circle)]), delimiter=",")
+    assert main(["mesh", "--contour", str(contour), "--spacing", "8", "--optodes", str(tmp_path / "probe.json"),
+                 "--out", str(tmp_path / "m" / "disk")]) == 0
+    written = read_nirfast(tmp_path / "m" / "disk")
+    np.testing.assert_allclose(written.sources, probe.sources, atol=1e-6)
+    assert len(written.link) == 5 * 6  # no detector shares a source's position

@@ -53,6 +53,8 @@ def test_csv_and_json_read_in_mm_with_pairs(tmp_path):
     ("a.json", '{"sources": [[0, 0]], "detectors": [[1, 1]], "link": [[1, 2]]}', "link detector 2 is not in 1…1"),
     ("a.json", '{"sources": [[0, 0]], "detectors": [[1, 1]], "link": [[1, 1], [1, 1]]}', "lists a pair twice"),
     ("a.json", '{"sources": [[0, 0, 0]], "detectors": [[1, 1]]}', "list of \\[x, y\\] positions"),
+    ("a.json", '{"sources": 5, "detectors": [[1, 1]]}', "sources must be a list of \\[x, y\\] positions"),
+    ("a.json", '{"sources": [["a", 1]], "detectors": [[1, 1]]}', "sources must be a list of \\[x, y\\] positions"),
     ("a.txt", "", "must be .csv or .json"),
 ])
 def test_malformed_files_name_the_problem(tmp_path, name, content, message):
@@ -99,8 +101,16 @@ def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
     assert main([*args, "--data", str(forward / "forward.npz"), "--optodes", str(tmp_path / "probe.json"),
                  "--out", str(tmp_path / "rec")]) == 0
     assert main([*args, "--data", str(forward / "forward.snirf"), "--optodes", str(tmp_path / "probe.json"),
+                 "--out", str(tmp_path / "snirf")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "snirf" / "reconstruction.npz")["chromophores_nodes"],
+                               np.load(tmp_path / "rec" / "reconstruction.npz")["chromophores_nodes"], rtol=1e-9)
+    shifted = json.loads((tmp_path / "probe.json").read_text())
+    shifted["sources"][0][0] -= 1.0
+    (tmp_path / "shifted.json").write_text(json.dumps(shifted))
+    capsys.readouterr()
+    assert main([*args, "--data", str(forward / "forward.snirf"), "--optodes", str(tmp_path / "shifted.json"),
                  "--out", str(tmp_path / "bad")]) == 2
-    assert "already sets the optodes" in capsys.readouterr().err
+    assert "probe are not those of" in capsys.readouterr().err
     contour = tmp_path / "disk.csv"
     circle = np.radians(np.arange(0, 360, 6.0))
     np.savetxt(contour, 41.0 * np.column_stack([np.cos(circle), np.sin(circle)]), delimiter=",")

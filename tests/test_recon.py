@@ -354,6 +354,7 @@ def test_reconstruct_cli_refuses_what_frequency_domain_data_cannot_do(tmp_path, 
     assert main(["forward", "--out", str(cw), *small]) == 0
     refusals = {
         ("--data", str(cw / "forward.npz"), "--fit-scatter"): "--fit-scatter needs frequency-domain data",
+        ("--data", str(cw / "forward.npz"), "--phase-weight", "2"): "applies to frequency-domain data",
         ("--data", str(forward / "forward.npz"), "--reference", str(cw / "reference.snirf")): "differ in modulation frequency",
         ("--data", str(forward / "forward.npz"), "--frequency-mhz", "80"): "differs from",
         ("--data", str(forward / "forward.npz"), "--method", "znet", "--mri", str(forward / "mri.npy"),

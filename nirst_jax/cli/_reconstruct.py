@@ -291,6 +291,8 @@ def _prepare(args):
     if frequency_hz and args.method in NETWORK_METHODS:
         raise ValueError(f"{args.data} holds frequency-domain data; the networks take CW ln amplitudes: "
                          "use a Gauss-Newton method (dri, tikhonov, softprior)")
+    if args.phase_weight != 1.0 and not frequency_hz:
+        raise ValueError(f"--phase-weight {args.phase_weight:g} applies to frequency-domain data; {args.data} is CW")
     if args.fit_scatter and not frequency_hz:
         raise ValueError("--fit-scatter needs frequency-domain data (ln A and phase): CW ln amplitudes barely separate "
                          "scatter from absorption (docs/reconstruction.md)")
@@ -298,31 +300,39 @@ def _prepare(args):
         raise ValueError(f"{args.data} was simulated on a mesh file's (or an optode file's) optodes: give that file "
                          "with --mesh PREFIX or --optodes FILE (or reconstruct forward.snirf, which carries the probe)")
     mesh, nirfast = _mesh(args, data)
-    if args.optodes is not None and (nirfast is not None or "snirf" in data):
-        raise ValueError(f"--optodes {args.optodes}: the {'mesh file' if nirfast is not None else 'SNIRF file'} "
-                         "already sets the optodes")
+    if args.optodes is not None and nirfast is not None:
+        raise ValueError(f"--optodes {args.optodes}: the mesh file {args.mesh} already sets the optodes")
+    optodes = None if args.optodes is None else read_optodes(args.optodes)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
     settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
                     scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
-    if "snirf" in data and nirfast is not None:
-        snirf, extent = data["snirf"], np.ptp(mesh.nodes)
+    if "snirf" in data and (nirfast is not None or optodes is not None):
+        # A SNIRF probe has no `fixed` flag: the mesh or optode file that says how to place the
+        # optodes must hold the same positions.
+        snirf, extent, given = data["snirf"], np.ptp(mesh.nodes), nirfast if nirfast is not None else optodes
         for name in ("sources", "detectors"):
-            mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(nirfast, name))
+            mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(given, name))
             if mine.shape != theirs.shape or np.abs(mine - theirs).max() > 1e-3 * extent:
-                raise ValueError(f"the {name} of {args.data}'s probe are not those of the mesh file {args.mesh}")
-        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
-        set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
-    elif "snirf" in data:
-        snirf = data["snirf"]
-        model = SpectralForwardModel.create(mesh, source_positions=snirf.sources, move_sources_inward=True,
-                                            detector_positions=snirf.detectors, layout=snirf.layout, **settings)
-        set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
-    elif nirfast is not None or args.optodes is not None:
+                raise ValueError(f"the {name} of {args.data}'s probe are not those of {args.mesh or args.optodes}")
         if nirfast is not None:
             model = SpectralForwardModel.from_nirfast(nirfast, **settings)
             set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
         else:
-            optodes = read_optodes(args.optodes)
+            model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
+                                                      fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
+            set_up = f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+    elif "snirf" in data:
+        # Placed as optodes not fixed (NIRFAST's rule): on the boundary, sources one transport length inward.
+        snirf = data["snirf"]
+        slots = sorted(snirf.layout.slots().items(), key=lambda item: (item[0][0], item[1]))
+        model = SpectralForwardModel.from_optodes(mesh, snirf.sources, snirf.detectors, [pair for pair, _ in slots],
+                                                  **settings)
+        set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
+    elif nirfast is not None or optodes is not None:
+        if nirfast is not None:
+            model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+            set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+        else:
             model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
                                                       fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
             set_up = f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
@@ -357,7 +367,7 @@ def _prepare(args):
         def recalibrate(target_model, target_scatter=scatter):
             calibrated, _ = calibrate(target_model, measurements, reference,
                                       scatter_amplitude=target_scatter[0], scatter_power=target_scatter[1],
-                                      fit_scatter=args.fit_scatter)
+                                      fit_scatter=args.fit_scatter, phase_weight=args.phase_weight)
             return jax.tree.map(np.asarray, calibrated)
 
         return mesh, model, recalibrate(model), image, scatter, recalibrate

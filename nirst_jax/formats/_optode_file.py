@@ -51,6 +51,10 @@ def all_pairs(sources: np.ndarray, detectors: np.ndarray) -> np.ndarray:
 
 
 def _positions(path, what: str, values) -> np.ndarray:
+    if not isinstance(values, list) or not all(
+        isinstance(v, list) and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v) for v in values
+    ):
+        raise ValueError(f"{path}: {what} must be a list of [x, y] positions (numbers)")
     array = np.asarray(values, float) if len(values) else np.zeros((0, 2))
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(f"{path}: {what} must be a list of [x, y] positions, got shape {array.shape}")
@@ -77,7 +81,7 @@ def _read_csv(path: Path) -> OptodeFile:
     for number, row in rows[1:]:
         try:
             label = row[kind].strip().lower()
-            position = (float(row[x]), float(row[y]))
+            position = [float(row[x]), float(row[y])]
         except (IndexError, ValueError):
             raise ValueError(f"{path}, line {number}: cannot read an optode from {row}") from None
         if label not in found:

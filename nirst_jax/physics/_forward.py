@@ -240,8 +240,10 @@ class SpectralForwardModel(eqx.Module):
             )
         projected_detectors = project_to_boundary(mesh, detectors)
         if max_boundary_distance_mm is not None:
-            for name, points, fixed in (("source", sources, fixed_sources), ("detector", detectors, fixed_detectors)):
-                distance = project_to_boundary(mesh, points).distance
+            for name, points, fixed, distance in (
+                ("source", sources, fixed_sources, project_to_boundary(mesh, sources).distance),
+                ("detector", detectors, fixed_detectors, projected_detectors.distance),
+            ):
                 far = np.flatnonzero(distance > max_boundary_distance_mm)
                 if not fixed and len(far):
                     k = far[0]

@@ -46,6 +46,7 @@ def fit_homogeneous(
     scatter_amplitude=None,
     scatter_power=None,
     fit_scatter: bool = False,
+    phase_weight: float | None = None,
     solver: GaussNewton = HOMOGENEOUS_SOLVER,
 ) -> GaussNewtonResult:
     """Fit homogeneous HbO, Hb, water (and optionally per-wavelength offsets, and the
@@ -60,14 +61,16 @@ def fit_homogeneous(
             `fit_scatter` its start.
         fit_scatter: also fit homogeneous scattering amplitude and power (needs phase to be
             well determined).
-        solver: Gauss-Newton settings (`fit_offsets` and `fit_scatter` override its own).
+        phase_weight: σ(ln A)/σ(phase) of frequency-domain data (default: the solver's).
+        solver: Gauss-Newton settings (`fit_offsets`, `fit_scatter` and `phase_weight` override its own).
 
     Returns:
         `GaussNewtonResult` with `coefficients` (3, 1), `offsets` (L,) ((L, 2) in the
         frequency domain), and with `fit_scatter` `scatter` (2, 1).
     """
     start = jnp.asarray(nominal_background() if start is None else start, jnp.result_type(float))
-    solver = dataclasses.replace(solver, fit_offsets=fit_offsets, fit_scatter=fit_scatter)
+    solver = dataclasses.replace(solver, fit_offsets=fit_offsets, fit_scatter=fit_scatter,
+                                 phase_weight=solver.phase_weight if phase_weight is None else phase_weight)
     basis = ReconstructionBasis.constant_for(model.fem.n_nodes)
     return solver(
         model, basis, data, jnp.eye(1), HOMOGENEOUS_WEIGHT, start, start, scatter_amplitude, scatter_power
@@ -83,6 +86,7 @@ def calibrate(
     scatter_amplitude=None,
     scatter_power=None,
     fit_scatter: bool = False,
+    phase_weight: float = 1.0,
 ):
     """Correct measured ln A (and phase) for system coupling (module docstring).
 
@@ -94,6 +98,7 @@ def calibrate(
         scatter_amplitude, scatter_power: the scattering law (default: the model's).
         fit_scatter: fit the reference's (or, self-calibrating, the data's) homogeneous
             scattering law too, starting from the given one (frequency-domain data).
+        phase_weight: σ(ln A)/σ(phase) of frequency-domain data, for those fits.
 
     Returns:
         (calibrated data, offsets removed), each shaped like `data`.
@@ -103,7 +108,7 @@ def calibrate(
     def fit(target):
         return fit_homogeneous(
             model, target, fit_offsets=True, scatter_amplitude=scatter_amplitude, scatter_power=scatter_power,
-            fit_scatter=fit_scatter,
+            fit_scatter=fit_scatter, phase_weight=phase_weight,
         )
 
     if reference is None:

@@ -250,8 +250,9 @@ class GaussNewton(eqx.Module):
             weight: α, scalar or (3,) per chromophore ((5,) with `fit_scatter`: then a and b last).
             initial: (3, K) or (3,) starting (and prior) chromophores u₀·s.
             scale: (3,) positive per-chromophore scale s.
-            scatter_amplitude, scatter_power: the scattering law (default: the model's): known,
-                or with `fit_scatter` the start and prior of a and b (scalars or (K,)).
+            scatter_amplitude, scatter_power: the scattering law (default: the model's): known
+                (scalars or (N,) nodal), or with `fit_scatter` the start and prior of a and b
+                (scalars or (K,) per coefficient).
             offset: (3, N) nodal chromophores the basis corrects (module docstring), or None.
 
         Returns:
@@ -332,7 +333,13 @@ class GaussNewton(eqx.Module):
 
         def residual_of(predicted):
             difference = y - jnp.stack(predicted if n_types == 2 else (predicted,), 1).reshape(y.shape)
-            return difference.at[:, 1:].set(wrap_phase(difference[:, 1:]))  # phase residuals wrapped
+            phase = wrap_phase(difference[:, 1:])  # phase residuals wrapped
+            if self.fit_offsets:
+                # An unknown delay may sit anywhere on the circle: wrap around the circular mean,
+                # so the (linear) mean that variable projection removes is that delay.
+                centre = jnp.angle(jnp.sum(mask[:, 1:] * jnp.exp(1j * phase), axis=2, keepdims=True))
+                phase = wrap_phase(phase - centre) + centre
+            return difference.at[:, 1:].set(phase)
 
         def linearise(u):
             chromophores, amplitude, power = nodal(u)

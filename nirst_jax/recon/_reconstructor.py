@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import equinox as eqx
@@ -220,7 +221,10 @@ class Reconstructor(eqx.Module):
         fit_status = jnp.asarray(GaussNewtonStatus.CONVERGED)
         law = (None, None)
         if reference is None:
-            fit = fit_homogeneous(self.model, data, fit_scatter=self.solver.fit_scatter, solver=HOMOGENEOUS_SOLVER)
+            start_solver = dataclasses.replace(HOMOGENEOUS_SOLVER, scatter_lower=self.solver.scatter_lower,
+                                               scatter_upper=self.solver.scatter_upper)
+            fit = fit_homogeneous(self.model, data, fit_scatter=self.solver.fit_scatter,
+                                  phase_weight=self.solver.phase_weight, solver=start_solver)
             reference, fit_status = fit.coefficients[:, 0], fit.status
             if self.solver.fit_scatter:
                 law = tuple(fit.scatter[:, 0])

@@ -33,6 +33,9 @@ DEFAULT_SCATTER_AMPLITUDE = 1.0
 """Default scattering amplitude a (mm⁻¹) in µs' = a·(λ/1000 nm)^(−b) (NIRFAST sample mesh)."""
 DEFAULT_SCATTER_POWER = 1.0
 """Default scattering power b."""
+_OPTODE_SETTINGS = {"n_fibres", "angle_offset_deg", "active_fibres", "source_positions", "move_sources_inward",
+                    "detector_positions", "layout"}
+"""Arguments of `SpectralForwardModel.create` that a file's optodes set."""
 DEFAULT_MAX_BOUNDARY_DISTANCE_MM = 3.0
 """Optodes (not fixed) farther than this from the mesh boundary are refused (`from_optodes`)."""
 
@@ -227,8 +230,7 @@ class SpectralForwardModel(eqx.Module):
         Returns:
             The model.
         """
-        taken = {"n_fibres", "angle_offset_deg", "active_fibres", "source_positions", "move_sources_inward",
-                 "detector_positions", "layout"} & set(settings)
+        taken = _OPTODE_SETTINGS & set(settings)
         if taken:
             raise ValueError(f"the optodes are given; do not pass {sorted(taken)}")
         sources, detectors = np.asarray(sources, float), np.asarray(detectors, float)
@@ -274,6 +276,9 @@ class SpectralForwardModel(eqx.Module):
         Returns:
             The model.
         """
+        taken = _OPTODE_SETTINGS & set(settings)
+        if taken:
+            raise ValueError(f"the NIRFAST mesh sets the optodes; do not pass {sorted(taken)}")
         if not (len(data.sources) and len(data.detectors) and len(data.link)):
             raise ValueError(
                 f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "

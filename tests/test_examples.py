@@ -25,8 +25,11 @@ def test_every_example_is_covered():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(SMALL_ARGUMENTS)
 
 
-HEAVIEST = ("dri_on_user_data.py", "dri_vs_tikhonov.py", "rect_transmission.py", "train_with_physics_loss.py")
-"""Run with the `extended` tests (1.5–2.6 min each on 2 cores), the rest with the slow ones."""
+HEAVIEST = ("custom_phantom.py", "dri_on_user_data.py", "dri_vs_tikhonov.py", "fixed_phantoms.py",
+            "forward_and_jacobian.py", "rect_transmission.py", "train_with_physics_loss.py",
+            "validate_against_closed_form.py")
+"""Run with the `extended` tests (0.3–2.6 min each on 2 cores; what the others show is tested
+directly in the default suite), breast_slice.py (issue #17's acceptance) with the slow ones."""
 
 
 @pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.extended if s in HEAVIEST else pytest.mark.slow)

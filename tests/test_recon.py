@@ -327,7 +327,7 @@ def _frequency_domain_forward(tmp_path, *settings):
     return forward
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # the same reconstruction through the API is a slow test (test_frequency_domain_recon.py)
 def test_reconstruct_cli_reconstructs_frequency_domain_data_with_phase(tmp_path):
     """`nirst forward --frequency-mhz 100` data were reconstructed as CW before, silently; now ln A
     and phase are fitted jointly and --fit-scatter maps a scattering inclusion."""

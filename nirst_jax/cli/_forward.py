@@ -112,8 +112,7 @@ def run(args) -> int:
     elif args.optodes is not None:
         optodes = read_optodes(args.optodes)
         mesh = disk_mesh(args.radius, args.mesh_spacing)
-        model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
-                                                  fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
+        model = optodes.forward_model(mesh, **settings)
         radius = args.radius
         grid = PixelGrid(low=-args.radius, high=args.radius)
         detectors = model.detectors.positions(mesh.nodes)

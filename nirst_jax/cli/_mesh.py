@@ -47,7 +47,6 @@ def run(args) -> int:
     )
     from ..formats import read_optodes
     from ..formats._optode_file import all_pairs
-    from ..physics import SpectralForwardModel
 
     if args.contour is not None:
         if args.pixel_spacing is not None:
@@ -64,8 +63,7 @@ def run(args) -> int:
     if args.optodes is not None:
         optodes = read_optodes(args.optodes)
         # Checked as every later use will place them (on the boundary, within 3 mm unless fixed).
-        SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
-                                          fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed)
+        optodes.forward_model(mesh)
         sources, detectors, pairs, fixed = optodes.sources, optodes.detectors, optodes.link, optodes.fixed
     else:
         sources = detectors = fibres_on_contour(contour, args.fibres, args.first_fibre) if args.fibres else np.zeros((0, 2))

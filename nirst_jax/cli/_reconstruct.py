@@ -306,6 +306,13 @@ def _prepare(args):
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
     settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
                     scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
+
+    def file_set_up():
+        """The model of the mesh file's or the optode file's optodes, and its description."""
+        if nirfast is not None:
+            return SpectralForwardModel.from_nirfast(nirfast, **settings), f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+        return optodes.forward_model(mesh, **settings), f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+
     if "snirf" in data and (nirfast is not None or optodes is not None):
         # A SNIRF probe has no `fixed` flag: the mesh or optode file that says how to place the
         # optodes must hold the same positions.
@@ -314,13 +321,7 @@ def _prepare(args):
             mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(given, name))
             if mine.shape != theirs.shape or np.abs(mine - theirs).max() > 1e-3 * extent:
                 raise ValueError(f"the {name} of {args.data}'s probe are not those of {args.mesh or args.optodes}")
-        if nirfast is not None:
-            model = SpectralForwardModel.from_nirfast(nirfast, **settings)
-            set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
-        else:
-            model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
-                                                      fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
-            set_up = f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+        model, set_up = file_set_up()
     elif "snirf" in data:
         # Placed as optodes not fixed (NIRFAST's rule): on the boundary, sources one transport length inward.
         snirf = data["snirf"]
@@ -329,13 +330,7 @@ def _prepare(args):
                                                   **settings)
         set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
     elif nirfast is not None or optodes is not None:
-        if nirfast is not None:
-            model = SpectralForwardModel.from_nirfast(nirfast, **settings)
-            set_up = f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
-        else:
-            model = SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link,
-                                                      fixed_sources=optodes.fixed, fixed_detectors=optodes.fixed, **settings)
-            set_up = f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+        model, set_up = file_set_up()
         fibres, detectors = data.get("fibres_xy", data.get("detectors_xy")), model.detectors.positions(mesh.nodes)
         if fibres is not None and (
             np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)

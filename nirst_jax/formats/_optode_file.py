@@ -43,6 +43,21 @@ class OptodeFile:
     link: np.ndarray
     fixed: bool = False
 
+    def forward_model(self, mesh, **settings):
+        """`SpectralForwardModel.from_optodes` of these optodes on `mesh` (`fixed` for both kinds).
+
+        Arguments:
+            mesh: the mesh (mm).
+            **settings: the other arguments of `from_optodes` and `create`.
+
+        Returns:
+            The model.
+        """
+        from ..physics import SpectralForwardModel
+
+        return SpectralForwardModel.from_optodes(mesh, self.sources, self.detectors, self.link,
+                                                 fixed_sources=self.fixed, fixed_detectors=self.fixed, **settings)
+
 
 def all_pairs(sources: np.ndarray, detectors: np.ndarray) -> np.ndarray:
     """(M, 2) zero-based pairs of every source with every detector not at its position."""

@@ -35,7 +35,7 @@ from nirst_jax._atomic import atomic_path, save_json
 
 HERE = Path(__file__).parent
 ACCELERATOR = {  # benchmark → (arguments, time limit in s)
-    "forward": (["--spacings", "2.0", "--batch", "128", "--repeats", "10"], 80),
+    "forward": (["--spacings", "2.0", "--batch", "128", "--repeats", "5"], 150),
     "simulate": (["--count", "4000", "--baseline-count", "4", "--mesh-spacing", "2.0"], 100),
     "train": (["--batch", "128", "--steps", "5", "--spacing", "2.0", "--models", "znet,ynet"], 160),
     "reconstruct": (["--spacing", "2.5", "--batch", "16", "--repeats", "1"], 150),

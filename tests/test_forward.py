@@ -234,7 +234,9 @@ def test_matrix_free_products_equal_the_materialised_jacobian(frequency_hz):
         model.jacobian_transpose_product(chromophores, (bad, bad) if frequency_hz else bad)
 
 
-@pytest.mark.slow
+# Extended (CI budget): tests/test_solver.py composes the solve with jit, vmap and forward mode and
+# the Jacobian tests check gradients against central differences.
+@pytest.mark.extended
 def test_jit_vmap_grad_compose(small_model):
     model = small_model
     batch = jnp.stack([_random_chromophores(model.fem.n_nodes, seed) for seed in range(3)])

@@ -403,7 +403,9 @@ def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):
     assert status == 2 and "weight α must be finite and > 0, got 0.0" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+# Extended (CI budget): tests/test_forward.py checks from_nirfast's fibre order on this mesh and
+# tests/test_polygon_mesh.py runs `nirst reconstruct --mesh PREFIX` end to end.
+@pytest.mark.extended
 def test_reconstruct_cli_uses_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
     """NIRFAST's circle2000_86 numbers its fibres clockwise from −11.25°: a lesion reconstructed
     with `--mesh` sits where it was simulated (the ring set-up used before, counter-clockwise

@@ -7,7 +7,8 @@ devices (or processes) that generate it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections import OrderedDict
+from typing import Callable, Hashable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,35 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._random import seed_key
 from ._simulation import PhantomSimulator
+
+
+_PROGRAMS: OrderedDict = OrderedDict()
+_PROGRAM_CACHE_SIZE = 4
+
+
+def _program(simulator: PhantomSimulator, device_mesh: DeviceMesh, cache_key: Hashable | None) -> Callable:
+    """The jitted, sharded step (indices, root key) → phantoms.
+
+    Generators built with the same `cache_key` (which must determine the simulator: its config
+    and mesh) share one program, so a second store of the same set-up in a process does not
+    compile again (compilation is most of a small store's time).
+    """
+    key = None if cache_key is None else (cache_key, tuple(device_mesh.devices.flat))
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+
+    def local(indices, root):
+        return jax.vmap(lambda i: simulator(jax.random.fold_in(root, i)))(indices)
+
+    spec = PartitionSpec("data")
+    program = jax.jit(jax.shard_map(local, mesh=device_mesh, in_specs=(spec, PartitionSpec()), out_specs=spec,
+                                    check_vma=False))
+    if key is not None:
+        _PROGRAMS[key] = program
+        while len(_PROGRAMS) > _PROGRAM_CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
+    return program
 
 
 def default_device_batch() -> int:
@@ -32,6 +62,8 @@ class ShardedGenerator:
         seed: dataset seed.
         devices: devices to use (default: this process's local devices).
         device_batch: phantoms per device per step (default `default_device_batch()`).
+        cache_key: a hashable that determines `simulator` (e.g. its config and mesh hash): generators
+            with the same key reuse one compiled program; None compiles a new one.
     """
 
     def __init__(
@@ -40,6 +72,7 @@ class ShardedGenerator:
         seed: int,
         devices: Sequence[jax.Device] | None = None,
         device_batch: int | None = None,
+        cache_key: Hashable | None = None,
     ):
         devices = list(jax.local_devices() if devices is None else devices)
         self.device_batch = default_device_batch() if device_batch is None else int(device_batch)
@@ -47,13 +80,8 @@ class ShardedGenerator:
             raise ValueError(f"device_batch must be ≥ 1, got {device_batch!r}")
         self.mesh = DeviceMesh(np.array(devices), ("data",))
         self.sharding = NamedSharding(self.mesh, PartitionSpec("data"))
-        root = seed_key(seed, "dataset-phantom")
-
-        def local(indices):
-            return jax.vmap(lambda i: simulator(jax.random.fold_in(root, i)))(indices)
-
-        spec = PartitionSpec("data")
-        self._step: Callable = jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=spec, out_specs=spec, check_vma=False))
+        self.root = seed_key(seed, "dataset-phantom")
+        self._step = _program(simulator, self.mesh, cache_key)
 
     @property
     def global_batch(self) -> int:
@@ -79,5 +107,5 @@ class ShardedGenerator:
         chunks = []
         for start in range(0, padded, self.global_batch):
             batch = jax.device_put(jnp.asarray(indices[start : start + self.global_batch], jnp.uint32), self.sharding)
-            chunks.append(jax.tree.map(np.asarray, self._step(batch)))
+            chunks.append(jax.tree.map(np.asarray, self._step(batch, self.root)))
         return {name: np.concatenate([c[name] for c in chunks])[:count] for name in chunks[0]}

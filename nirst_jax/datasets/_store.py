@@ -280,7 +280,8 @@ def simulate_dataset(
         verify_shard(folder, shard, header["fields"])
     todo = [s for s in mine if s not in done]
     sizes = {s: min(count, (s + 1) * shard_size) - s * shard_size for s in mine}
-    generator = ShardedGenerator(simulator, seed, device_batch=device_batch) if todo else None
+    generator = (ShardedGenerator(simulator, seed, device_batch=device_batch, cache_key=(config, mesh.content_hash))
+                 if todo else None)
     bar = _progress_bar(sum(sizes.values()), sum(sizes[s] for s in done), progress)
     try:
         for shard in todo:

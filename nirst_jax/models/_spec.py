@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from flax import nnx
 
 from .._config_dict import config_from_dict
-from ._initialise import initialise
+from ._initialise import initialiser
 from ._layers import UPSAMPLING
 from ._ynet import YNet
 from ._znet import ZNet
@@ -93,12 +94,7 @@ class ModelSpec:
         """A freshly initialised network (parameters from `seed`)."""
         if self.needs_physics:
             raise ValueError(f"{self.name!r} holds the physics of its data: build it with nirst_jax.learned.build_network")
-        shape = dict(margin=int(self.margin), upsampling=self.upsampling)
-        if self.name == "ynet":
-            return initialise(lambda: YNet(wavelengths=self.wavelengths, image_size=self.image_size, width=self.width,
-                                           rngs=nnx.Rngs(seed), **shape))
-        return initialise(lambda: ZNet(wavelengths=self.wavelengths, image_size=self.image_size, use_mri=self.uses_mri,
-                                       width=self.width, rngs=nnx.Rngs(seed), **shape))
+        return _initialiser(self, int(seed))()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,3 +111,15 @@ def parameter_count(model: nnx.Module) -> int:
     import jax
 
     return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+@lru_cache(maxsize=16)
+def _initialiser(spec: ModelSpec, seed: int):
+    """The compiled initialiser of `spec`'s network: a process builds each (spec, seed) network
+    with one compilation, however many runs, resumes and checkpoint loads ask for it."""
+    shape = dict(margin=int(spec.margin), upsampling=spec.upsampling)
+    if spec.name == "ynet":
+        return initialiser(lambda: YNet(wavelengths=spec.wavelengths, image_size=spec.image_size, width=spec.width,
+                                        rngs=nnx.Rngs(seed), **shape))
+    return initialiser(lambda: ZNet(wavelengths=spec.wavelengths, image_size=spec.image_size, use_mri=spec.uses_mri,
+                                    width=spec.width, rngs=nnx.Rngs(seed), **shape))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -64,6 +65,25 @@ def network_for(config: TrainConfig, simulation: SimulationConfig, normalisation
     if config.model.needs_physics:
         mesh = physics_mesh(config, simulation) or mesh
     return build_network(config.model, config.seed, simulation, normalisation, signal_mask, mesh)
+
+
+_STEPS: OrderedDict = OrderedDict()
+_STEPS_CACHE_SIZE = 4
+
+
+def _cached_steps(key, build) -> Steps:
+    """`build()`'s `Steps`, shared by the trainers of one process with the same `key` (config,
+    dataset content, devices), so a resumed or repeated run does not compile its steps again.
+    A key of None (a run starting from another run's checkpoint, whose content the key does
+    not name) always builds."""
+    if key is None:
+        return build()
+    if key not in _STEPS:
+        _STEPS[key] = build()
+        while len(_STEPS) > _STEPS_CACHE_SIZE:
+            _STEPS.popitem(last=False)
+    _STEPS.move_to_end(key)
+    return _STEPS[key]
 
 
 def pretrained(config: TrainConfig, dataset: Dataset):
@@ -127,16 +147,19 @@ class Trainer:
         self.optimiser = optimiser_for(config, len(self.loader))
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
-        self.steps = Steps(
-            graphdef,
-            self.optimiser,
-            self.normalisation,
-            dataset.image_mask,
-            None if config.active_fibres is None else self.signal_mask,
-            physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
-            config.data_weight,
-            config.fibre_dropout,
-            config.seed,
+        self.steps = _cached_steps(
+            None if config.init_from is not None else (config, dataset.fingerprint, tuple(self.devices)),
+            lambda: Steps(
+                graphdef,
+                self.optimiser,
+                self.normalisation,
+                dataset.image_mask,
+                None if config.active_fibres is None else self.signal_mask,
+                physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
+                config.data_weight,
+                config.fibre_dropout,
+                config.seed,
+            ),
         )
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
         # Host copies first: a restored parent's arrays are committed to one local device, which a

@@ -30,7 +30,3 @@ def initialiser(construct: Callable[[], nnx.Module]) -> Callable[[], nnx.Module]
     program = jax.jit(lambda: nnx.split(construct())[1]).lower().compile(compiler_options=_ONE_OFF)
     return lambda: nnx.merge(graphdef, program())
 
-
-def initialise(construct: Callable[[], nnx.Module]) -> nnx.Module:
-    """The module `construct()` builds, with its initialisers compiled together (see `initialiser`)."""
-    return initialiser(construct)()

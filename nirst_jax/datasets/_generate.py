@@ -7,7 +7,6 @@ devices (or processes) that generate it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable, Hashable, Sequence
 
 import jax
@@ -16,12 +15,12 @@ import numpy as np
 from jax.sharding import Mesh as DeviceMesh
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._build_cache import BuildCache
 from .._random import seed_key
 from ._simulation import PhantomSimulator
 
 
-_PROGRAMS: OrderedDict = OrderedDict()
-_PROGRAM_CACHE_SIZE = 4
+_PROGRAMS: BuildCache[Callable] = BuildCache(4)
 
 
 def _program(simulator: PhantomSimulator, device_mesh: DeviceMesh, cache_key: Hashable | None) -> Callable:
@@ -32,21 +31,16 @@ def _program(simulator: PhantomSimulator, device_mesh: DeviceMesh, cache_key: Ha
     compile again (compilation is most of a small store's time).
     """
     key = None if cache_key is None else (cache_key, tuple(device_mesh.devices.flat))
-    if key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key]
 
-    def local(indices, root):
-        return jax.vmap(lambda i: simulator(jax.random.fold_in(root, i)))(indices)
+    def build():
+        def local(indices, root):
+            return jax.vmap(lambda i: simulator(jax.random.fold_in(root, i)))(indices)
 
-    spec = PartitionSpec("data")
-    program = jax.jit(jax.shard_map(local, mesh=device_mesh, in_specs=(spec, PartitionSpec()), out_specs=spec,
-                                    check_vma=False))
-    if key is not None:
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > _PROGRAM_CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    return program
+        spec = PartitionSpec("data")
+        return jax.jit(jax.shard_map(local, mesh=device_mesh, in_specs=(spec, PartitionSpec()), out_specs=spec,
+                                     check_vma=False))
+
+    return _PROGRAMS.get(key, build)
 
 
 def default_device_batch() -> int:

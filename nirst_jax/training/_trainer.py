@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .._atomic import remove_temporaries
+from .._build_cache import BuildCache
 from ..datasets import BatchLoader, Dataset, SimulationConfig
 from ..learned import build_network
 from ..mesh import Mesh, disk_mesh
@@ -67,23 +67,10 @@ def network_for(config: TrainConfig, simulation: SimulationConfig, normalisation
     return build_network(config.model, config.seed, simulation, normalisation, signal_mask, mesh)
 
 
-_STEPS: OrderedDict = OrderedDict()
-_STEPS_CACHE_SIZE = 4
-
-
-def _cached_steps(key, build) -> Steps:
-    """`build()`'s `Steps`, shared by the trainers of one process with the same `key` (config,
-    dataset content, devices), so a resumed or repeated run does not compile its steps again.
-    A key of None (a run starting from another run's checkpoint, whose content the key does
-    not name) always builds."""
-    if key is None:
-        return build()
-    if key not in _STEPS:
-        _STEPS[key] = build()
-        while len(_STEPS) > _STEPS_CACHE_SIZE:
-            _STEPS.popitem(last=False)
-    _STEPS.move_to_end(key)
-    return _STEPS[key]
+# The jitted Steps of runs with the same config, dataset content and devices: a resumed or
+# repeated run in one process does not compile its steps again. A run starting from another
+# run's checkpoint builds its own (key None): the key does not name the parent's content.
+_STEPS: BuildCache[Steps] = BuildCache(4)
 
 
 def pretrained(config: TrainConfig, dataset: Dataset):
@@ -147,7 +134,7 @@ class Trainer:
         self.optimiser = optimiser_for(config, len(self.loader))
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
-        self.steps = _cached_steps(
+        self.steps = _STEPS.get(
             None if config.init_from is not None else (config, dataset.fingerprint, tuple(self.devices)),
             lambda: Steps(
                 graphdef,

@@ -386,7 +386,6 @@ def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
 def _gauss_newton(args, mesh, model, measurements, image, scatter):
     """Returns (images, nodal chromophores, grid, image mask, summary, title, scatter arrays)."""
     import jax
-    import jax.numpy as jnp
 
     from ..recon import DEFAULT_WEIGHTS, image_grid, otsu_threshold, region_memberships
 
@@ -405,7 +404,7 @@ def _gauss_newton(args, mesh, model, measurements, image, scatter):
             labels = (image > otsu_threshold(image, np.asarray(reconstructor.grid.mask))).astype(int)
         structure = region_memberships(labels)
     weight = DEFAULT_WEIGHTS[args.method] if args.weight is None else args.weight
-    result = jax.jit(lambda d, s: reconstructor(d, s, weight))(jax.tree.map(jnp.asarray, measurements), structure)
+    result = reconstructor(measurements, structure, weight)
     result = jax.tree.map(np.asarray, result)
     status = _succeeded(result.status, args.method)
     summary = {
@@ -485,15 +484,11 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
     summary = {"network": name, "checkpoint": str(args.checkpoint), "which": args.which, "step": network.step, "misfit": [misfit]}
     title = f"{name} ({args.which} checkpoint, step {network.step})"
     if args.refine:
-        import jax
-
         from ..recon import DEFAULT_WEIGHTS
 
         weight = DEFAULT_WEIGHTS["dri"] if args.weight is None else args.weight
         reconstructor = _reconstructor(args, "dri", model, mesh, grid, args.refine, scatter)
-        refined = jax.jit(lambda d, m, s: reconstructor(d, m, weight, start=s))(
-            jnp.asarray(ln_amplitude), jnp.asarray(image), jnp.asarray(images, float)
-        )
+        refined = reconstructor(ln_amplitude, image, weight, start=np.asarray(images, float))
         status = _succeeded(refined.status, "the DRI refinement")
         images, nodes = np.asarray(refined.images), np.asarray(refined.chromophores)
         misfit = [float(m) for m in np.asarray(refined.misfit) if np.isfinite(m)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,11 +90,6 @@ class GaussNewtonMethod:
             "iterations": int(iterations),
         }
         """Everything that determines the images (JSON-ready): what a cache of them is keyed by."""
-        reconstructor, alpha = self.reconstructor, self.weight
-        structure = (lambda mri: mri) if method == "dri" else (lambda mri: None)
-        outputs = lambda result: (result.images, result.status)  # noqa: E731
-        self._run = jax.jit(jax.vmap(lambda d, m: outputs(reconstructor(d, structure(m), alpha))))
-        self._refine = jax.jit(jax.vmap(lambda d, m, s: outputs(reconstructor(d, structure(m), alpha, start=s))))
 
     @classmethod
     def for_dataset(cls, dataset, method: str = "dri", scatter=None, **options) -> "GaussNewtonMethod":
@@ -121,25 +117,37 @@ class GaussNewtonMethod:
         size = self.image_size
         if mri.shape != (len(ln_amplitude), size, size):
             raise ValueError(f"mri must be (B, {size}, {size}), got {mri.shape}")
-        arrays, run, what = (ln_amplitude, mri), self._run, self.method.upper()
+        arrays, what = (ln_amplitude, mri), self.method.upper()
         if start is not None:
             start = np.asarray(start, float)
             if start.shape != (len(ln_amplitude), 3, size, size):
                 raise ValueError(f"start must be (B, 3, {size}, {size}), got {start.shape}")
             if not np.isfinite(start).all():
                 raise ValueError("start images have NaN or infinite values")
-            arrays, run, what = (*arrays, start), self._refine, f"{what} refinements"
+            arrays, what = (*arrays, start), f"{what} refinements"
         out, status = [], []
         bar = tqdm(total=len(ln_amplitude), desc=f"{what} reconstructions", unit="phantom",
                    disable=not self.progress, leave=False)
         for n, chunk in padded_batches(arrays, self.batch_size, pad_single=True):
-            images, codes = run(*(jnp.asarray(a) for a in chunk))
+            images, codes = _reconstruct_batch(self.reconstructor, jnp.asarray(self.weight), *(jnp.asarray(a) for a in chunk))
             out.append(np.asarray(images)[:n])
             status.append(np.asarray(codes)[:n])
             bar.update(n)
         bar.close()
         warn_failures(np.concatenate(status), what)
         return np.concatenate(out).astype(np.float32)
+
+
+@eqx.filter_jit
+def _reconstruct_batch(reconstructor: Reconstructor, weight, ln_amplitude, mri, start=None):
+    """(images, status) of a batch, compiled once per reconstructor structure and batch shape
+    (the reconstructor is an argument, not a closure: methods on the same set-up share it)."""
+
+    def one(data, image, first):
+        result = reconstructor(data, image if reconstructor.method == "dri" else None, weight, start=first)
+        return result.images, result.status
+
+    return jax.vmap(one)(ln_amplitude, mri, start)
 
 
 def warn_failures(status, what: str) -> None:

@@ -258,6 +258,16 @@ class GaussNewton(eqx.Module):
         Returns:
             `GaussNewtonResult` (with `offset`, `coefficients` are the correction).
         """
+        check_weight(weight)  # here, while the value is concrete: it names a bad α
+        # Numbers become arrays so that they are traced, not baked into the compiled program.
+        numbers = [None if value is None else jnp.asarray(value)
+                   for value in (weight, initial, scale, scatter_amplitude, scatter_power)]
+        return self._solve(model, basis, data, regulariser, *numbers, offset)
+
+    @eqx.filter_jit
+    def _solve(self, model, basis, data, regulariser, weight, initial, scale, scatter_amplitude, scatter_power, offset):
+        """`__call__`, compiled once per structure of its arguments: models, bases and data of
+        the same shapes and static settings share one program (equinox's filter_jit)."""
         n_basis = basis.n_coefficients
         if basis.n_nodes != model.fem.n_nodes:
             raise ValueError(f"basis is for {basis.n_nodes} nodes, the model's mesh has {model.fem.n_nodes}")
@@ -271,7 +281,6 @@ class GaussNewton(eqx.Module):
             raise ValueError(f"scale must have shape (3,), got {scale.shape}")
         initial = jnp.broadcast_to(jnp.asarray(initial, dtype).reshape(3, -1), (3, n_basis))
         n_unknowns = 5 if self.fit_scatter else 3
-        check_weight(weight)
         weight = jnp.asarray(weight, dtype)
         if weight.shape not in ((), (3,), (n_unknowns,)):
             raise ValueError(f"weight must be a scalar or have shape ({n_unknowns},), got {weight.shape}")

@@ -6,6 +6,7 @@ import dataclasses
 from typing import NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -215,7 +216,15 @@ class Reconstructor(eqx.Module):
             `Reconstruction`.
         """
         weight = DEFAULT_WEIGHTS[self.method] if weight is None else weight
-        check_weight(weight)
+        check_weight(weight)  # here, while the value is concrete: it names a bad α
+        data, structure, reference, start = (None if value is None else jax.tree.map(jnp.asarray, value)
+                                             for value in (data, structure, reference, start))
+        return self._reconstruct(data, structure, jnp.asarray(weight), reference, start)
+
+    @eqx.filter_jit
+    def _reconstruct(self, data, structure, weight, reference, start) -> Reconstruction:
+        """`__call__`, compiled once per structure of its arguments (reconstructors on set-ups
+        of the same shapes share one program)."""
         if start is not None:
             return self._refine(data, structure, weight, reference, start)
         fit_status = jnp.asarray(GaussNewtonStatus.CONVERGED)

@@ -312,7 +312,7 @@ def _write_static_files(folder, header, config, simulator, mesh, seed) -> None:
 
     def reference():
         nominal = config.phantoms.tissue.nominal_background().astype(config.dtype)
-        return np.asarray(jax.jit(lambda c: simulator.model.homogeneous(c))(nominal))  # the set-up's scattering law
+        return np.asarray(simulator.model.homogeneous(nominal))  # the set-up's scattering law
 
     files = {
         "mesh/nodes.npy": lambda: mesh.nodes,

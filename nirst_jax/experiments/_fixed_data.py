@@ -29,14 +29,13 @@ def simulate_fixed_phantoms(names, config, mesh: Mesh, seed: int = 0) -> dict:
     grid = config.grid()
     mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
     model = config.forward_model(mesh)
-    simulate = jax.jit(lambda c, a, b: model(c, a, b))
     nodes, pixels = Coverage.nodes(mesh), Coverage.pixels(grid)
     root = seed_key(seed, "fixed-phantom")
     ln_amplitude, mri, targets = [], [], []
     for k, phantom in enumerate(phantoms):
         key = jax.random.fold_in(root, k)
         k_data, k_mri = purpose_key(key, "amplitude-noise"), purpose_key(key, "mri-noise")
-        clean = simulate(jnp.asarray(phantom.nodal(nodes)), *phantom.scatter)  # each phantom's own law
+        clean = model(jnp.asarray(phantom.nodal(nodes)), *phantom.scatter)  # each phantom's own law
         noise = jax.random.normal(k_data, clean.shape, clean.dtype)
         ln_amplitude.append(np.asarray(add_amplitude_noise(clean, config.noise, noise)))
         grey = jnp.asarray(phantom.mri(pixels, mask), jnp.float32)

@@ -52,7 +52,7 @@ class Scale:
     physics_epochs: int = 5
     physics_learning_rate: float = 0.001
     physics_mesh_spacing_mm: float | None = None
-    fibre_dropout: float = 0.3
+    fibre_dropout: float = 0.4
     refine_steps: int = 5
     examples: int = 3
     seed: int = 2022

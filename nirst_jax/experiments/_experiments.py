@@ -1,7 +1,7 @@
 """The study's experiments, each a function of a `Study` returning a report `Section`.
 
-- `test_split`: DRI, Z-Net, Y-Net, hybrid Z-Net and Z-Net without MRI on the test split
-  (the study's Fig. 2 and Fig. S2).
+- `test_split`: DRI, Z-Net, Y-Net, hybrid Z-Net, Z-Net without MRI (the study's Fig. 2 and
+  Fig. S2) and the learned Gauss-Newton network (LGN) on the test split.
 - `three_inclusions`: the three-inclusion phantom, recovered vs true per region (Fig. S3,
   Table S2).
 - `eight_fibres`: test data from 8 of the 16 fibres (Fig. S4).
@@ -36,7 +36,10 @@ def _scale_note(study: Study) -> str:
     return (f"Scale `{s.name}`: {s.count} phantoms ({len(d.indices('train'))} for training), "
             f"{s.image_size}×{s.image_size} images, {d.mesh.n_nodes}-node mesh, networks at width {s.width:g} "
             f"trained {s.epochs} epochs (batch {s.batch_size}, Adam lr {s.learning_rate:g}, {s.schedule} schedule). "
-            f"The study: 20 000 phantoms (14 000 for training), 100×100 images, full-width networks, 200 epochs.")
+            f"The study: 20 000 phantoms (14 000 for training), 100×100 images, full-width networks, 200 epochs. "
+            f"LGN is the learned Gauss-Newton network (docs/learned.md): {s.lgn_iterations} unrolled iterations on "
+            f"the training mesh, a {s.lgn_basis_size}×{s.lgn_basis_size} pixel basis, trained {s.lgn_epochs} epochs "
+            f"(Adam lr {s.lgn_learning_rate:g}, cosine).")
 
 
 def test_split(study: Study) -> Section:
@@ -111,7 +114,7 @@ def eight_fibres(study: Study) -> Section:
                         "reconstructs from those measurements alone; the networks, trained on 16 fibres, receive "
                         "the training mean for the missing ones.")
     test = study.test_set("test")
-    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout")
+    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout", "LGN")
     scores = score_methods(study, test, methods, section, "test-split phantoms, 8 fibres", active_fibres=8)
     full = Scores.compute({m: study.reconstruct(test, m) for m in methods}, test.truth, test.mask, test.ids)
     section.tables.append(("Mean PSNR (dB) with all 16 fibres and with 8", psnr_change_table(full, scores, "16 → 8 fibres")))

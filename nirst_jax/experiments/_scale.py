@@ -32,6 +32,9 @@ class Scale:
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
         fibre_dropout: fibre-dropout rate of the "Z-Net fibre dropout" network.
         refine_steps: DRI Gauss-Newton steps of each network's refined rows ("… + refine").
+        lgn_epochs, lgn_iterations, lgn_basis_size, lgn_learning_rate: the learned Gauss-Newton
+            network ("LGN", docs/learned.md): its training epochs (cosine schedule), unrolled
+            iterations, pixel-basis size and Adam learning rate.
         examples: phantoms shown in the comparison figures.
         seed: seed of the dataset (the extra test sets use seed + 1, + 2).
     """
@@ -54,12 +57,16 @@ class Scale:
     physics_mesh_spacing_mm: float | None = None
     fibre_dropout: float = 0.4
     refine_steps: int = 5
+    lgn_epochs: int = 5
+    lgn_iterations: int = 3
+    lgn_basis_size: int = 12
+    lgn_learning_rate: float = 0.001
     examples: int = 3
     seed: int = 2022
 
     def __post_init__(self):
         for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps",
-                     "physics_epochs"):
+                     "physics_epochs", "lgn_epochs", "lgn_iterations"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
@@ -85,7 +92,7 @@ SCALES = {
     # Every stage, seconds each: the reproduction test in CI.
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
                 test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
-                refine_steps=2),
+                refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),

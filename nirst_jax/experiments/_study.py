@@ -42,7 +42,8 @@ class Recipe:
     """How a network of the study is trained.
 
     Attributes:
-        model: "znet", "ynet" or "znet-nomri".
+        model: "znet", "ynet", "znet-nomri" or "lgn" (the learned Gauss-Newton network, sized by
+            the scale's `lgn_*` settings).
         hybrid: the trained "Z-Net" fine-tuned with the physics-consistency loss
             (`Scale.physics_weight`, `physics_epochs`, `physics_learning_rate`).
         fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
@@ -62,6 +63,7 @@ NETWORKS = {
     "Z-Net no MRI": Recipe("znet-nomri"),
     "Z-Net fibre dropout": Recipe("znet", fibre_dropout=True),
     "Z-Net realistic": Recipe("znet", data="data-realistic"),
+    "LGN": Recipe("lgn"),
 }
 """Network name → how it is trained."""
 METHODS = ("DRI", *NETWORKS)
@@ -234,6 +236,14 @@ class Study:
             fibre_dropout=s.fibre_dropout if recipe.fibre_dropout else 0.0,
             seed=s.seed,
         )
+        if recipe.model == "lgn":
+            config = config.replace(
+                model=ModelSpec("lgn", wavelengths=config.model.wavelengths, image_size=s.image_size, width=s.width,
+                                iterations=s.lgn_iterations, basis_size=s.lgn_basis_size),
+                epochs=s.lgn_epochs,
+                learning_rate=s.lgn_learning_rate,
+                schedule="cosine",
+            )
         if recipe.hybrid:
             config = config.replace(
                 init_from=str(self.trained("Z-Net").absolute()),

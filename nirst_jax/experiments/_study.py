@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -238,8 +238,7 @@ class Study:
         )
         if recipe.model == "lgn":
             config = config.replace(
-                model=ModelSpec("lgn", wavelengths=config.model.wavelengths, image_size=s.image_size, width=s.width,
-                                iterations=s.lgn_iterations, basis_size=s.lgn_basis_size),
+                model=replace(config.model, iterations=s.lgn_iterations, basis_size=s.lgn_basis_size),
                 epochs=s.lgn_epochs,
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",

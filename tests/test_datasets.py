@@ -264,6 +264,21 @@ def test_loader_batches_shuffles_and_holds_data_on_device(dataset):
     assert [int(b["index"][0]) for b in everything] == dataset.indices("train").tolist()
 
 
+def test_loader_limits_the_split_and_carries_extra_inputs(dataset):
+    """`limit` keeps the split's first phantoms; `extra` arrays (a row per phantom of the
+    store) arrive in every batch at the batch's phantoms, resident or streamed."""
+    extra = np.arange(dataset.count, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    for on_device in (True, False):
+        loader = BatchLoader(dataset, "train", 2, seed=1, on_device=on_device, limit=6, extra={"prepared": extra})
+        assert loader.indices.tolist() == dataset.indices("train")[:6].tolist() and len(loader) == 3
+        for batch in loader.epoch(0):
+            np.testing.assert_array_equal(np.asarray(batch["prepared"])[:, 0], np.asarray(batch["index"]))
+    with pytest.raises(ValueError, match="row per phantom"):
+        BatchLoader(dataset, "train", 2, extra={"prepared": extra[:3]})
+    with pytest.raises(ValueError, match="new name"):
+        BatchLoader(dataset, "train", 2, extra={"mri": extra})
+
+
 @pytest.mark.slow
 def test_four_devices_generate_the_same_store_and_shard_batches(store, tmp_path):
     script = textwrap.dedent(

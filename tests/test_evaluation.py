@@ -129,3 +129,35 @@ assert matplotlib.get_backend() == "pdf", matplotlib.get_backend()
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recalibrated_dri_on_another_mesh_removes_the_mesh_offset():
+    """Data of a homogeneous phantom at 1.2× the background, simulated on a 4 mm mesh and
+    calibrated there; DRI on a 5 mm mesh recovers 1.2× once the data are moved to its own
+    reference (`Recalibrated`), and is biased by the meshes' offset without (largest mean
+    relative error over the chromophores, measured: 2.0 % and 13 %)."""
+    import jax.numpy as jnp
+
+    from nirst_jax.evaluation import GaussNewtonMethod, Recalibrated
+    from nirst_jax.mesh import disk_mesh
+    from nirst_jax.phantoms import PhantomConfig
+    from nirst_jax.physics import PAPER_WAVELENGTHS_NM
+
+    background = jnp.asarray(PhantomConfig().tissue.nominal_background(), float)
+    data_mesh, dri_mesh = disk_mesh(41.0, 4.0), disk_mesh(41.0, 5.0)
+    dri = GaussNewtonMethod(dri_mesh, 32, PAPER_WAVELENGTHS_NM, progress=False)
+    data_method = GaussNewtonMethod(data_mesh, 32, PAPER_WAVELENGTHS_NM, progress=False)
+    data = np.asarray(data_method.model.homogeneous(1.2 * background, 1.0, 1.0))[None]
+    reference = data_method.model.homogeneous(background, 1.0, 1.0)
+    recalibrated = Recalibrated(dri, reference, dri.model.homogeneous(background, 1.0, 1.0))
+    mri = np.full((1, 32, 32), 50.0)
+    mask = dri.image_mask
+    error = {}
+    for name, method in (("recalibrated", recalibrated), ("raw", dri)):
+        images = method(data, mri)[0]
+        error[name] = max(float(np.abs(images[c][mask] / (1.2 * background[c]) - 1).mean()) for c in range(3))
+    assert error["recalibrated"] < 0.04, error
+    assert error["raw"] > 2.5 * error["recalibrated"], error
+    assert recalibrated.settings["recalibrated"] and np.array_equal(recalibrated.image_mask, mask)
+    with pytest.raises(ValueError, match="references"):
+        Recalibrated(dri, reference[:, :3], reference)

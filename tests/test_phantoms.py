@@ -14,7 +14,9 @@ from nirst_jax.phantoms import (
     REALISTIC,
     Coverage,
     Decoupling,
+    Ellipse,
     MRIConfig,
+    SHAPE_FAMILIES,
     Phantom,
     PhantomConfig,
     Region,
@@ -27,6 +29,7 @@ from nirst_jax.phantoms import (
     phantom_config,
     pixel_coverage,
     sample_phantom,
+    shape_family,
 )
 
 
@@ -307,3 +310,49 @@ def test_the_study_distribution_has_no_decoupling(draws):
     assert not config.decoupling.active and phantom_config("paper") == config
     assert not p.glandular_present.any() and p.present[:, 0].all()
     assert (p.mri_greys[p.present] == config.mri.inclusion_grey).all()
+
+
+def test_ellipse_covers_its_area_and_orientation(mesh):
+    ellipse = Ellipse((4.0, -3.0), (12.0, 5.0), np.pi / 6)
+    area = (node_coverage(mesh, ellipse) * hat_mass(mesh)).sum()
+    assert area == pytest.approx(np.pi * 12 * 5, rel=5e-3)
+    along = np.array([4.0, -3.0]) + 11.0 * np.array([np.cos(np.pi / 6), np.sin(np.pi / 6)])
+    across = np.array([4.0, -3.0]) + 6.0 * np.array([-np.sin(np.pi / 6), np.cos(np.pi / 6)])
+    assert bool(ellipse.contains(along)) and not bool(ellipse.contains(across))
+    assert ellipse.extent == 12.0
+    with pytest.raises(ValueError, match="semi-axis"):
+        Ellipse((0, 0), (3.0, 0.0))
+
+
+def test_shape_families_draw_their_shapes_inside_the_disk_with_the_tissue_ranges():
+    config = PhantomConfig()
+    tissue = config.tissue
+    for family in SHAPE_FAMILIES:
+        phantoms = shape_family(family, 12, seed=3)
+        again = shape_family(family, 12, seed=3)
+        assert phantoms == again and phantoms != shape_family(family, 12, seed=4)
+        for phantom in phantoms:
+            count = 3 if family == "three-inclusions" else 1
+            assert len(phantom.regions) == count
+            kind = {"ellipses": Ellipse, "irregular": StarShape, "three-inclusions": Circle}[family]
+            assert all(isinstance(r.shape, kind) for r in phantom.regions)
+            for region in phantom.regions:  # 2 mm margin (the Phantom itself refuses shapes outside the disk)
+                assert np.hypot(*region.shape.center) + region.shape.extent <= config.radius_mm - config.margin_mm + 1e-9
+            hbo, hb, water = phantom.background
+            assert tissue.background_hbt[0] - 1e-3 <= hbo + hb <= tissue.background_hbt[1] + 1e-3
+            assert tissue.background_water[0] - 1e-3 <= water <= tissue.background_water[1] + 1e-3
+            for region in phantom.regions:
+                contrast = sum(region.chromophores[:2]) / (hbo + hb)
+                assert tissue.lesion_hbt_contrast[0] - 1e-3 <= contrast <= tissue.lesion_hbt_contrast[1] + 1e-3
+        if family == "ellipses":
+            ratios = [min(p.regions[0].shape.semi_axes) / max(p.regions[0].shape.semi_axes) for p in phantoms]
+            assert 0.35 - 1e-9 <= min(ratios) and max(ratios) <= 0.7 + 1e-9
+        if family == "three-inclusions":
+            for phantom in phantoms:
+                c = [r.shape for r in phantom.regions]
+                gaps = [np.hypot(*np.subtract(a.center, b.center)) - a.radius - b.radius for i, a in enumerate(c) for b in c[i + 1:]]
+                assert min(gaps) >= 3.0 - 1e-9
+    with pytest.raises(ValueError, match="unknown shape family"):
+        shape_family("squares", 2)
+    with pytest.raises(ValueError, match="count"):
+        shape_family("ellipses", 0)

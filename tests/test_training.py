@@ -447,7 +447,7 @@ def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     assert "32×32" in capsys.readouterr().err
     assert main(["reconstruct", "--method", "dri", "--checkpoint", str(run)] + args[5:]) == 2
     assert main(["reconstruct", "--method", "lgn"] + args[3:]) == 2  # a Z-Net run is not a learned Gauss-Newton
-    assert "learned Gauss-Newton" in capsys.readouterr().err
+    assert "--model lgn" in capsys.readouterr().err
 
 
 @pytest.mark.slow

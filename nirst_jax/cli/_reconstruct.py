@@ -12,20 +12,21 @@ import numpy as np
 
 from ._arguments import float_list
 
-METHODS = ("dri", "tikhonov", "softprior", "znet", "lgn")
-NETWORK_METHODS = ("znet", "lgn")
-"""Methods that run a trained network from --checkpoint: znet any network, lgn a learned Gauss-Newton run."""
+METHODS = ("dri", "tikhonov", "softprior", "znet", "lgn", "dri-unet")
+NETWORK_METHODS = ("znet", "lgn", "dri-unet")
+"""Methods that run a trained network from --checkpoint: znet any network, lgn a learned Gauss-Newton
+run, dri-unet a DRI + U-Net run."""
 
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
     parser = commands.add_parser(
         name,
-        help="reconstruct images: Gauss-Newton (DRI, Tikhonov, soft prior) or a trained network (Z-Net, Y-Net, learned Gauss-Newton)",
+        help="reconstruct images: Gauss-Newton (DRI, Tikhonov, soft prior) or a trained network (Z-Net, Y-Net, learned Gauss-Newton, DRI + U-Net)",
         description=(
             "Reconstruct HbO, Hb and water from CW ln amplitudes (npz, e.g. from `nirst forward`) "
             "with an MRI-guided (DRI), Tikhonov or soft-prior regularised Gauss-Newton, or with a "
-            "network trained by `nirst train` (--method znet|lgn --checkpoint RUN). Frequency-domain "
+            "network trained by `nirst train` (--method znet|lgn|dri-unet --checkpoint RUN). Frequency-domain "
             "data are reconstructed from ln amplitude and phase jointly (Gauss-Newton methods; "
             "--fit-scatter adds the scattering amplitude and power as unknowns). Writes "
             "OUT/reconstruction.npz, OUT/reconstruction.png and OUT/convergence.json. File "
@@ -34,12 +35,13 @@ def add_parser(commands, name: str) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--method", choices=METHODS, default="dri",
-                        help="znet: any network trained by `nirst train`; lgn: a learned Gauss-Newton run (`--model lgn`)")
-    parser.add_argument("--checkpoint", type=Path, help="--method znet|lgn: the training run folder")
-    parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet|lgn: which checkpoint")
+                        help="znet: any network trained by `nirst train`; lgn: a learned Gauss-Newton run (`--model lgn`); "
+                             "dri-unet: a DRI + U-Net run (`--model dri-unet`)")
+    parser.add_argument("--checkpoint", type=Path, help="--method znet|lgn|dri-unet: the training run folder")
+    parser.add_argument("--which", choices=("best", "last"), default="best", help="--method znet|lgn|dri-unet: which checkpoint")
     parser.add_argument(
         "--refine", type=int, default=0, metavar="N",
-        help="--method znet|lgn: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
+        help="--method znet|lgn|dri-unet: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
     )
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector), a SNIRF file "
                         "(its probe sets the optodes) or a NIRFAST spectral .paa file (rows matched to --mesh's link)")
@@ -278,11 +280,11 @@ def _prepare(args):
     if args.reference is not None and args.self_calibrate:
         raise ValueError("give --reference or --self-calibrate, not both")
     if (args.method in NETWORK_METHODS) != (args.checkpoint is not None):
-        raise ValueError("--checkpoint goes with --method znet or lgn (and only with them)")
+        raise ValueError("--checkpoint goes with --method znet, lgn or dri-unet (and only with them)")
     if args.weight is not None:
         check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
-        raise ValueError(f"--refine N (N ≥ 0) goes with --method znet or lgn, got {args.refine} with {args.method}")
+        raise ValueError(f"--refine N (N ≥ 0) goes with --method znet, lgn or dri-unet, got {args.refine} with {args.method}")
     if args.frequency_mhz is not None and not (np.isfinite(args.frequency_mhz) and args.frequency_mhz > 0):
         raise ValueError(f"--frequency-mhz must be finite and > 0, got {args.frequency_mhz}")
     if not (np.isfinite(args.phase_weight) and args.phase_weight > 0):
@@ -452,8 +454,9 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
     from ..training import TrainedNetwork
 
     network = TrainedNetwork(args.checkpoint, args.which)
-    if args.method == "lgn" and network.config.model.name != "lgn":
-        raise ValueError(f"--method lgn needs a learned Gauss-Newton run; {args.checkpoint} holds a {network.config.model.name}")
+    if args.method != "znet" and network.config.model.name != args.method:
+        raise ValueError(f"--method {args.method} needs a run of `nirst train --model {args.method}`; "
+                         f"{args.checkpoint} holds a {network.config.model.name}")
     if network.data_shape != model.data_shape:
         raise ValueError(f"the network was trained on data of shape {network.data_shape}, --data has {model.data_shape}")
     training_mesh = network.simulation.mesh()

@@ -23,7 +23,8 @@ def add_parser(commands, name: str) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", choices=MODEL_NAMES, default="znet",
-                        help="znet, ynet, znet-nomri (Z-Net without the MRI path) or lgn (learned Gauss-Newton, docs/learned.md)")
+                        help="znet, ynet, znet-nomri (Z-Net without the MRI path), lgn (learned Gauss-Newton) or dri-unet "
+                             "(DRI followed by a U-Net that sees the MRI; docs/learned.md)")
     parser.add_argument("--data", type=Path, required=True, help="dataset store folder")
     parser.add_argument("--epochs", type=int, default=200, help="passes over the training split (the study's: 200)")
     parser.add_argument("--batch-size", type=int, default=128, help="phantoms per step, over all devices")
@@ -36,7 +37,7 @@ def add_parser(commands, name: str) -> None:
              "--init-from, the best schedule measured, docs/training.md; else 0, off)",
     )
     parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
-    parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss (default: the dataset's)")
+    parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss, and the reconstruction mesh of lgn and dri-unet (default: the dataset's)")
     parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised MSE (0: self-supervised)")
     parser.add_argument("--active-fibres", type=int, help="train on this many evenly spaced fibres (default all)")
     parser.add_argument(
@@ -54,6 +55,9 @@ def add_parser(commands, name: str) -> None:
                         help="lgn: pixel-basis points per side of the Gauss-Newton direction")
     parser.add_argument("--gradients", choices=PHYSICS_GRADIENTS, default=ModelSpec.gradients,
                         help="lgn: how training differentiates the physics directions (docs/learned.md)")
+    parser.add_argument("--train-phantoms", type=int,
+                        help="train on the first N phantoms of the training split (default all; dri-unet reconstructs each once)")
+    parser.add_argument("--validation-phantoms", type=int, help="validate on the first N phantoms of the validation split")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     parser.add_argument("--init-from", type=Path, metavar="RUN",
                         help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")
@@ -113,6 +117,8 @@ def run(args) -> int:
         physics_mesh_spacing_mm=args.physics_mesh_spacing,
         active_fibres=args.active_fibres,
         fibre_dropout=args.fibre_dropout,
+        train_phantoms=args.train_phantoms,
+        validation_phantoms=args.validation_phantoms,
         seed=args.seed,
         init_from=None if args.init_from is None else str(args.init_from.absolute()),
     )

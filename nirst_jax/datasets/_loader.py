@@ -48,6 +48,10 @@ class BatchLoader:
             device memory and there is one process); otherwise batches are read from the
             memory-mapped shards.
         normalisation: how signals are normalised (default the store's own).
+        limit: use only the first `limit` phantoms of the split (None: all).
+        extra: more per-phantom inputs, name → array indexed by phantom index (rows of
+            every phantom of the store, e.g. a memory-mapped first stage); batches hold
+            their rows under that name.
     """
 
     def __init__(
@@ -62,13 +66,19 @@ class BatchLoader:
         devices: Sequence[jax.Device] | None = None,
         on_device: bool | str = "auto",
         normalisation=None,
+        limit: int | None = None,
+        extra: dict[str, np.ndarray] | None = None,
     ):
         devices = list(jax.devices() if devices is None else devices)
         if batch_size < 1 or batch_size % len(devices):
             raise ValueError(f"batch_size {batch_size} must be a positive multiple of the {len(devices)} devices")
         self.dataset = dataset
         self.normalisation = normalisation
-        self.indices = dataset.indices(split)
+        self.indices = dataset.indices(split)[:limit]
+        self.extra = dict(extra or {})
+        for name, array in self.extra.items():
+            if name in BATCH_FIELDS or name == "index" or len(array) != dataset.count:
+                raise ValueError(f"extra input {name!r} must be a new name with a row per phantom ({dataset.count}), got {len(array)}")
         if len(self.indices) < batch_size and drop_last:
             raise ValueError(f"split {split!r} has {len(self.indices)} phantoms, fewer than one batch of {batch_size}")
         self.batch_size = batch_size
@@ -84,7 +94,7 @@ class BatchLoader:
         if self.multi_process:
             on_device = False
         if on_device == "auto":
-            per_phantom = sum(self._host_batch(self.indices[:1])[k].nbytes for k in BATCH_FIELDS)
+            per_phantom = sum(v.nbytes for k, v in self._host_batch(self.indices[:1]).items() if k != "index")
             on_device = per_phantom * len(self.indices) <= min(device_memory_budget(d) for d in devices)
         self.on_device = bool(on_device)
         self._resident = None
@@ -107,6 +117,7 @@ class BatchLoader:
             "mri": self.dataset.read("mri", indices),
             "targets": self.dataset.read("targets", indices),
             "index": np.asarray(indices, np.int32),
+            **{name: np.asarray(array[np.asarray(indices)]) for name, array in self.extra.items()},
         }
 
     def local_rows(self, size: int) -> slice:

@@ -2,7 +2,7 @@
 scores of several methods, region values of known phantoms, batched Gauss-Newton."""
 
 from ._derived import DERIVED_NAMES, DERIVED_UNITS, circle_roi, derived_maps, roi_contrast
-from ._methods import GaussNewtonMethod, RefinedNetwork
+from ._methods import GaussNewtonMethod, Recalibrated, RefinedNetwork, reconstruct_batch
 from ._metrics import data_range, image_metrics, mse, psnr, ssim, ssim_map
 from ._regions import hbt_contrast, region_masks, region_means, region_table
 from ._scores import CHROMOPHORE_LABELS, METRIC_LABELS, METRICS, Scores
@@ -12,6 +12,7 @@ __all__ = [
     "DERIVED_NAMES",
     "DERIVED_UNITS",
     "GaussNewtonMethod",
+    "Recalibrated",
     "RefinedNetwork",
     "METRICS",
     "METRIC_LABELS",
@@ -23,6 +24,7 @@ __all__ = [
     "image_metrics",
     "mse",
     "psnr",
+    "reconstruct_batch",
     "region_masks",
     "region_means",
     "region_table",

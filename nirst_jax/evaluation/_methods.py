@@ -129,7 +129,7 @@ class GaussNewtonMethod:
         bar = tqdm(total=len(ln_amplitude), desc=f"{what} reconstructions", unit="phantom",
                    disable=not self.progress, leave=False)
         for n, chunk in padded_batches(arrays, self.batch_size, pad_single=True):
-            images, codes = _reconstruct_batch(self.reconstructor, jnp.asarray(self.weight), *(jnp.asarray(a) for a in chunk))
+            images, codes = reconstruct_batch(self.reconstructor, jnp.asarray(self.weight), *(jnp.asarray(a) for a in chunk))
             out.append(np.asarray(images)[:n])
             status.append(np.asarray(codes)[:n])
             bar.update(n)
@@ -139,9 +139,20 @@ class GaussNewtonMethod:
 
 
 @eqx.filter_jit
-def _reconstruct_batch(reconstructor: Reconstructor, weight, ln_amplitude, mri, start=None):
+def reconstruct_batch(reconstructor: Reconstructor, weight, ln_amplitude, mri, start=None):
     """(images, status) of a batch, compiled once per reconstructor structure and batch shape
-    (the reconstructor is an argument, not a closure: methods on the same set-up share it)."""
+    (the reconstructor is an argument, not a closure: methods on the same set-up share it).
+
+    Arguments:
+        reconstructor: a `Reconstructor` ("dri" reads the MRI; "tikhonov" ignores it).
+        weight: α.
+        ln_amplitude: (B, L, S, K) calibrated ln A.
+        mri: (B, H, W).
+        start: (B, 3, H, W) images to refine, or None.
+
+    Returns:
+        (B, 3, H, W) images, (B,) `GaussNewtonStatus` codes. Traceable (inside `jit`).
+    """
 
     def one(data, image, first):
         result = reconstructor(data, image if reconstructor.method == "dri" else None, weight, start=first)
@@ -161,6 +172,38 @@ def warn_failures(status, what: str) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+class Recalibrated:
+    """A method run on data calibrated for another mesh: each ln A is moved from the data's
+    reference system to the method's (ln A − `data_reference` + `method_reference`), as a
+    reference-calibrated measurement would be for the method's own mesh.
+
+    Arguments:
+        method: e.g. a `GaussNewtonMethod` on a finer mesh than the data's calibration.
+        data_reference: (L, S, K) ln A of the homogeneous reference in the data's system.
+        method_reference: (L, S, K) the same phantom simulated on the method's mesh.
+
+    The result has the method interface: `(ln_amplitude, mri)` → images, `image_mask`, `settings`.
+    """
+
+    def __init__(self, method, data_reference, method_reference):
+        self.method = method
+        data_reference, method_reference = np.asarray(data_reference, float), np.asarray(method_reference, float)
+        shape = tuple(method.model.data_shape)
+        if data_reference.shape != shape or method_reference.shape != shape:
+            raise ValueError(f"references must be {shape}, got {data_reference.shape} and {method_reference.shape}")
+        self.shift = method_reference - data_reference
+        if not np.isfinite(self.shift).all():
+            raise ValueError("references have NaN or infinite values")
+        self.settings = {**method.settings, "recalibrated": True}
+
+    @property
+    def image_mask(self) -> np.ndarray:
+        return self.method.image_mask
+
+    def __call__(self, ln_amplitude, mri) -> np.ndarray:
+        return self.method(np.asarray(ln_amplitude, float) + self.shift, mri)
 
 
 class RefinedNetwork:

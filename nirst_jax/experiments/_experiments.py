@@ -9,7 +9,9 @@
 - `lesion_contrast`: HbT lesion/background contrast of malignant- and benign-like lesions
   (the study's patients: 1.47 and 1.05).
 - `shape_mismatch`: MRI shapes off the optical truth by up to 2 mm.
-- `fine_mesh`: data simulated on a finer mesh than the training and DRI mesh (no inverse crime).
+- `fine_mesh`: data simulated on a finer mesh than the training and DRI mesh (no inverse crime),
+  with DRI also on a finer reconstruction mesh (DRI at its best).
+- `shapes`: lesion shapes no network saw (ellipses, irregular lesions, three inclusions).
 - `refinement`: every network followed by DRI Gauss-Newton steps centred on its output.
 - `realistic`: Z-Net trained on the `realistic` distribution (MRI and optics decoupled).
 """
@@ -25,7 +27,8 @@ from ..models import parameter_count
 from ..training import TrainedNetwork
 from ._scored import mean_row, psnr_change_table, psnr_comparison, relative, score_methods
 from ._section import Section
-from ._study import METHODS, NETWORKS, REFINED, Study, TestSet
+from ..phantoms import SHAPE_FAMILIES
+from ._study import FINE_DRI, METHODS, NETWORKS, REFINED, SHAPES, Study, TestSet
 
 STUDY_WATER = {"DRI": (3.6, 22.1, 0.49), "Y-Net": (0.19, 37.4, 0.78), "Z-Net": (0.05, 43.3, 0.99)}
 """The study's water MSE, PSNR (dB) and SSIM (Feng et al. 2022, Fig. 2 and text)."""
@@ -39,7 +42,8 @@ def _scale_note(study: Study) -> str:
             f"The study: 20 000 phantoms (14 000 for training), 100×100 images, full-width networks, 200 epochs. "
             f"LGN is the learned Gauss-Newton network (docs/learned.md): {s.lgn_iterations} unrolled iterations on "
             f"the training mesh, a {s.lgn_basis_size}×{s.lgn_basis_size} pixel basis, trained {s.lgn_epochs} epochs "
-            f"(Adam lr {s.lgn_learning_rate:g}, cosine).")
+            f"(Adam lr {s.lgn_learning_rate:g}, cosine). DRI + U-Net is the study's DRI followed by a U-Net that also "
+            f"sees the MRI, trained on the DRI images of {s.dri_unet_phantoms} training phantoms (docs/learned.md).")
 
 
 def test_split(study: Study) -> Section:
@@ -114,7 +118,7 @@ def eight_fibres(study: Study) -> Section:
                         "reconstructs from those measurements alone; the networks, trained on 16 fibres, receive "
                         "the training mean for the missing ones.")
     test = study.test_set("test")
-    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout", "LGN")
+    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout", "LGN", "DRI + U-Net")
     scores = score_methods(study, test, methods, section, "test-split phantoms, 8 fibres", active_fibres=8)
     full = Scores.compute({m: study.reconstruct(test, m) for m in methods}, test.truth, test.mask, test.ids)
     section.tables.append(("Mean PSNR (dB) with all 16 fibres and with 8", psnr_change_table(full, scores, "16 → 8 fibres")))
@@ -174,16 +178,44 @@ def lesion_contrast(study: Study) -> Section:
     return section
 
 
-def _robustness(study: Study, name: str, key: str, title: str, text: str) -> Section:
+def _robustness(study: Study, name: str, key: str, title: str, text: str, methods=METHODS) -> tuple[Section, Scores]:
     section = Section(key, title)
     section.text.append(text)
     test = study.test_set(name)
-    scores = score_methods(study, test, METHODS, section, f"{name} phantoms")
+    scores = score_methods(study, test, methods, section, f"{name} phantoms")
     reference = study.test_set("test")
-    matched = Scores.compute({m: study.reconstruct(reference, m) for m in METHODS}, reference.truth, reference.mask)
+    matched = Scores.compute({m: study.reconstruct(reference, m) for m in methods}, reference.truth, reference.mask)
     section.tables.append(("Mean PSNR (dB) on the matched test split and on this set",
                            psnr_change_table(matched, scores, f"test split → {name}")))
-    return section
+    return section, scores
+
+
+ZNET_VARIANTS = tuple(n for n, recipe in NETWORKS.items() if recipe.model.startswith("znet"))
+"""The Z-Net variants of the study (issue #16 compares the learned methods with the best of them)."""
+LEARNED = ("LGN", "DRI + U-Net")
+"""The learned reconstructions compared with DRI at its best."""
+
+
+def _best(scores: Scores, names) -> str:
+    """The method of `names` with the highest mean PSNR over the three chromophores."""
+    return max(names, key=lambda m: float(scores.mean(m, "psnr").mean()))
+
+
+def _against_best_dri(scores: Scores) -> tuple[str, dict]:
+    """Sentences and numbers: each learned method's PSNR against DRI at its best (the better of
+    the training mesh and the finer mesh) and against the best Z-Net variant."""
+    dri, znet = _best(scores, ("DRI", FINE_DRI)), _best(scores, ZNET_VARIANTS)
+    numbers = {"best_dri": dri, "best_znet": znet}
+    sentences = []
+    for method in LEARNED:
+        versus_dri = scores.mean(method, "psnr") - scores.mean(dri, "psnr")
+        versus_znet = scores.mean(method, "psnr") - scores.mean(znet, "psnr")
+        numbers[method] = {"vs_best_dri": versus_dri.tolist(), "vs_best_znet": versus_znet.tolist()}
+        sentences.append(
+            f"{method}: " + " / ".join(f"{v:+.1f}" for v in versus_dri) + f" dB (mean {versus_dri.mean():+.2f}) against {dri}, "
+            + " / ".join(f"{v:+.1f}" for v in versus_znet) + f" dB (mean {versus_znet.mean():+.2f}) against {znet}")
+    return ("Mean PSNR differences (HbO / Hb / water) against DRI at its best here, " + dri + ", and the best Z-Net "
+            "variant, " + znet + ": " + "; ".join(sentences) + "."), numbers
 
 
 def shape_mismatch(study: Study) -> Section:
@@ -192,18 +224,45 @@ def shape_mismatch(study: Study) -> Section:
         "New phantoms from the study's distribution whose MRI inclusions have their radius changed by up to "
         "±2 mm and their centre moved by up to 2 mm, independently of the optical truth (the networks never saw "
         "such pairs). Z-Net without MRI is unaffected by construction and serves as the reference.",
-    )
+    )[0]
 
 
 def fine_mesh(study: Study) -> Section:
-    spacing = study.scale.fine_mesh_spacing_mm
-    return _robustness(
+    s = study.scale
+    section, scores = _robustness(
         study, "fine-mesh", "fine-mesh", "Robustness: data from a finer mesh (no inverse crime)",
-        f"New phantoms simulated on a {spacing:g} mm mesh ({study.extra_dataset('fine-mesh').mesh.n_nodes} nodes) "
-        f"while DRI reconstructs on, and the networks were trained with, the {study.scale.mesh_spacing_mm:g} mm mesh "
+        f"New phantoms simulated on a {s.fine_mesh_spacing_mm:g} mm mesh ({study.extra_dataset('fine-mesh').mesh.n_nodes} "
+        f"nodes) while DRI reconstructs on, and the networks were trained with, the {s.mesh_spacing_mm:g} mm mesh "
         f"({study.dataset.mesh.n_nodes} nodes). The data are calibrated like measurements: minus the fine mesh's "
-        "homogeneous reference, plus the training reference.",
+        f"homogeneous reference, plus the training reference. \"{FINE_DRI}\" is DRI as a user would run it on such "
+        f"data: on a finer {s.dri_mesh_spacing_mm:g} mm reconstruction mesh (still coarser than the data's), the data "
+        "calibrated against that mesh's own reference.",
+        methods=("DRI", FINE_DRI, *NETWORKS),
     )
+    text, section.numbers["learned"] = _against_best_dri(scores)
+    section.text.append(text)
+    return section
+
+
+def shapes(study: Study) -> Section:
+    s = study.scale
+    section = Section("shapes", "Lesion shapes no network was trained on: ellipses, irregular lesions, three inclusions")
+    section.text.append(
+        f"{s.family_count} phantoms per family (docs/data.md, \"Shape families\"), the study's tissue values and MRI grey "
+        f"levels, simulated on the fine {s.fine_mesh_spacing_mm:g} mm mesh and calibrated like measurements (no inverse "
+        "crime): every network was trained on one or two circles.")
+    methods = ("DRI", FINE_DRI, *NETWORKS)
+    rows = ["| family | method | " + " | ".join(f"PSNR {c}" for c in CHROMOPHORE_LABELS) + " | mean |", "|---|---|---|---|---|---|"]
+    for family in SHAPE_FAMILIES:
+        test = study.test_set(SHAPES + family)
+        scores = score_methods(study, test, methods, section, f"{family} phantoms", part=family)
+        for method in methods:
+            psnr = scores.mean(method, "psnr")
+            rows.append(f"| {family} | {method} | " + " | ".join(f"{v:.1f}" for v in psnr) + f" | {psnr.mean():.1f} |")
+        text, section.numbers[family]["learned"] = _against_best_dri(scores)
+        section.text.append(f"{family}: {text}")
+    section.tables.insert(0, ("Mean PSNR (dB) per shape family", "\n".join(rows)))
+    return section
 
 
 def _contrast_rows(study: Study, methods) -> tuple[str, dict]:
@@ -301,6 +360,7 @@ EXPERIMENTS = {
     "lesion-contrast": lesion_contrast,
     "shape-mismatch": shape_mismatch,
     "fine-mesh": fine_mesh,
+    "shapes": shapes,
     "refinement": refinement,
     "realistic": realistic,
 }

@@ -1,4 +1,5 @@
-"""Measurements and MRI of the fixed test phantoms, simulated like a dataset's phantoms."""
+"""Measurements and MRI of explicit test phantoms (the fixed ones, shape families), simulated
+like a dataset's phantoms."""
 
 from __future__ import annotations
 
@@ -13,24 +14,31 @@ from ..physics import add_amplitude_noise
 
 
 def simulate_fixed_phantoms(names, config, mesh: Mesh, seed: int = 0) -> dict:
-    """Simulate named fixed phantoms (`nirst_jax.phantoms.FIXED_PHANTOMS`) with a dataset's settings.
+    """Simulate named fixed phantoms (`nirst_jax.phantoms.FIXED_PHANTOMS`) with a dataset's
+    settings (`simulate_phantoms`)."""
+    return simulate_phantoms([fixed_phantom(name) for name in names], config, mesh, seed)
+
+
+def simulate_phantoms(phantoms, config, mesh: Mesh, seed: int = 0, purpose: str = "fixed-phantom") -> dict:
+    """Simulate explicit phantoms with a dataset's settings.
 
     Arguments:
-        names: fixed phantom names.
+        phantoms: `Phantom`s.
         config: the `SimulationConfig` (wavelengths, fibres, amplitude and MRI noise, image size).
         mesh: the simulation mesh.
         seed: seed of the amplitude and MRI noise.
+        purpose: names the noise stream (sets simulated with the same seed stay independent).
 
     Returns:
-        Dict: `phantoms` (list of `Phantom`), `ln_amplitude` (P, L, S, K) with noise,
-        `mri` (P, H, H) with noise, `targets` (P, 3, H, H), `mask` (H, W).
+        Dict: `phantoms` (the list), `ln_amplitude` (P, L, S, K) with noise, `mri` (P, H, H)
+        with noise, `targets` (P, 3, H, H), `mask` (H, W).
     """
-    phantoms = [fixed_phantom(name) for name in names]
+    phantoms = list(phantoms)
     grid = config.grid()
     mask = np.asarray(GridInterpolation.build(mesh, grid).mask)
     model = config.forward_model(mesh)
     nodes, pixels = Coverage.nodes(mesh), Coverage.pixels(grid)
-    root = seed_key(seed, "fixed-phantom")
+    root = seed_key(seed, purpose)
     ln_amplitude, mri, targets = [], [], []
     for k, phantom in enumerate(phantoms):
         key = jax.random.fold_in(root, k)

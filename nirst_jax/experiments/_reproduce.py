@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .._atomic import atomic_path, save_figure, save_json
+from .._compiled_programs import release_compiled_programs
 from ..evaluation import Scores
 from ..figures import comparison_figure
 from ._experiments import EXPERIMENTS, run_experiment
@@ -51,6 +52,7 @@ def reproduce(folder, scale="small", experiments=None, progress: bool = True) ->
         result = work()
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
         save_json(timings, seconds)
+        release_compiled_programs()  # a whole study compiles past the kernel's memory-mapping limit
         return result
 
     stage("simulate the dataset", lambda: study.dataset)

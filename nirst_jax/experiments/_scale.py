@@ -17,7 +17,10 @@ class Scale:
         count: phantoms of the main dataset (split 70/20/10).
         image_size: pixels per side of targets, MRI and reconstructions.
         mesh_spacing_mm: mesh of the main dataset, of DRI and of the physics loss.
-        fine_mesh_spacing_mm: the finer mesh of the no-inverse-crime test set.
+        fine_mesh_spacing_mm: the finer mesh of the no-inverse-crime test sets (fine mesh, shapes).
+        dri_mesh_spacing_mm: the finer reconstruction mesh of the "DRI fine mesh" rows (DRI at
+            its best on data from a finer mesh: `nirst reconstruct`'s default 2 mm where the data
+            are finer still); coarser than `fine_mesh_spacing_mm`, so no inverse crime.
         external_count: phantoms of each extra test set (shape mismatch, finer mesh).
         test_count: test-split phantoms evaluated (None: all).
         width: channel multiplier of the networks (1 = the study's size).
@@ -35,6 +38,11 @@ class Scale:
         lgn_epochs, lgn_iterations, lgn_basis_size, lgn_learning_rate: the learned Gauss-Newton
             network ("LGN", docs/learned.md): its training epochs (cosine schedule), unrolled
             iterations, pixel-basis size and Adam learning rate.
+        dri_unet_phantoms, dri_unet_validation_phantoms: training and validation phantoms of
+            the DRI + U-Net reference ("DRI + U-Net": DRI reconstructs each once, so it trains on
+            a subset; same epochs and learning rate as the other networks).
+        family_count: phantoms of each shape family (ellipses, irregular lesions, three
+            inclusions; `nirst_jax.phantoms.shape_family`), simulated on the fine mesh.
         examples: phantoms shown in the comparison figures.
         seed: seed of the dataset (the extra test sets use seed + 1, + 2).
     """
@@ -61,12 +69,17 @@ class Scale:
     lgn_iterations: int = 3
     lgn_basis_size: int = 12
     lgn_learning_rate: float = 0.001
+    dri_mesh_spacing_mm: float = 2.0
+    dri_unet_phantoms: int = 600
+    dri_unet_validation_phantoms: int = 64
+    family_count: int = 24
     examples: int = 3
     seed: int = 2022
 
     def __post_init__(self):
         for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps",
-                     "physics_epochs", "lgn_epochs", "lgn_iterations"):
+                     "physics_epochs", "lgn_epochs", "lgn_iterations", "dri_unet_phantoms",
+                     "dri_unet_validation_phantoms", "family_count"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
@@ -74,6 +87,11 @@ class Scale:
             raise ValueError(f"scale {self.name!r}: test_count must be ≥ 1 or None, got {self.test_count!r}")
         if not 0 <= self.fibre_dropout <= 1:
             raise ValueError(f"scale {self.name!r}: fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
+        if not self.dri_mesh_spacing_mm > self.fine_mesh_spacing_mm:
+            raise ValueError(
+                f"scale {self.name!r}: dri_mesh_spacing_mm ({self.dri_mesh_spacing_mm}) must be above "
+                f"fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}): DRI on the data's own mesh is an inverse crime"
+            )
         if not 0 < self.fine_mesh_spacing_mm < self.mesh_spacing_mm:
             raise ValueError(
                 f"scale {self.name!r}: fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}) must be below "
@@ -92,15 +110,16 @@ SCALES = {
     # Every stage, seconds each: the reproduction test in CI.
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
                 test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
-                refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6),
+                refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0, dri_unet_phantoms=32,
+                dri_unet_validation_phantoms=8, family_count=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
-                  test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
+                  test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine", dri_mesh_spacing_mm=4.5),
     # The whole study in ≈ 40–60 min on a 2-core CPU (36.8 measured 2026-12-04 with LGN, on a fast day).
-    "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=2.0,
+    "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
-                   external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128),
+                   external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5),
 }
 """The presets of `nirst reproduce --scale`."""

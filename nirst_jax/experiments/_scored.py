@@ -47,17 +47,22 @@ def write_scores(images: dict, test: TestSet, folder, what: str, examples: int, 
     return scores, files
 
 
-def score_methods(study: Study, test: TestSet, methods, section: Section, what: str, active_fibres=None) -> Scores:
-    """Reconstruct `test` with each method (cached) and add `write_scores`' table and figures to `section`."""
-    folder = study.folder / section.key
+def score_methods(study: Study, test: TestSet, methods, section: Section, what: str, active_fibres=None,
+                  part: str | None = None) -> Scores:
+    """Reconstruct `test` with each method (cached) and add `write_scores`' table and figures to `section`.
+
+    `part`: a section scoring several sets names each; its files go into a subfolder of that
+    name and its numbers under `section.numbers[part]`."""
+    folder = study.folder / section.key / (part or "")
     images = {name: study.reconstruct(test, name, active_fibres) for name in methods}
     grid = study.dataset.config.grid()
     scores, files = write_scores(images, test, folder, what, study.scale.examples, (grid.low, grid.high))
     section.tables.append((f"{files['scores.csv']} (per-phantom values: {relative(folder / 'scores.csv', study)})",
                            scores.table()))
     section.figures += [(files[name], relative(folder / name, study)) for name in ("box_plots.png", "examples.png")]
-    section.numbers["mean_psnr"] = {m: scores.mean(m, "psnr").tolist() for m in scores.methods}
-    section.numbers["mean_mse"] = {m: scores.mean(m, "mse").tolist() for m in scores.methods}
+    numbers = section.numbers.setdefault(part, {}) if part else section.numbers
+    numbers["mean_psnr"] = {m: scores.mean(m, "psnr").tolist() for m in scores.methods}
+    numbers["mean_mse"] = {m: scores.mean(m, "mse").tolist() for m in scores.methods}
     return scores
 
 

@@ -6,7 +6,8 @@ Layout of the folder::
     study.json                  the scale (a different scale in the same folder is refused)
     data/                       the main dataset store (nirst simulate)
     data-realistic/             the `realistic` distribution (training data of "Z-Net realistic")
-    data-mismatch/, data-fine-mesh/   extra test sets (MRI shape mismatch; a finer mesh)
+    data-mismatch/, data-fine-mesh/   extra test sets (MRI shape mismatch; a finer mesh); the
+                                shape families are simulated in memory (seconds)
     runs/<network>/             training runs (nirst train)
     reconstructions/<set>/<method>.npy   images of each method on each test set, with
         <method>.json           what produced them (test set, method settings, checkpoint)
@@ -25,16 +26,18 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from .._atomic import atomic_path, save_json
 from .._version import __version__
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
-from ..evaluation import GaussNewtonMethod, RefinedNetwork
+from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork
+from ..mesh import disk_mesh
 from ..models import ModelSpec
-from ..phantoms import MRIConfig, PhantomConfig, phantom_config
+from ..phantoms import MRIConfig, PhantomConfig, phantom_config, shape_family
 from ..training import Checkpoints, TrainConfig, TrainedNetwork, train
-from ._fixed_data import simulate_fixed_phantoms
+from ._fixed_data import simulate_fixed_phantoms, simulate_phantoms
 from ._scale import Scale
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class Recipe:
     """How a network of the study is trained.
 
     Attributes:
-        model: "znet", "ynet", "znet-nomri" or "lgn" (the learned Gauss-Newton network, sized by
-            the scale's `lgn_*` settings).
+        model: "znet", "ynet", "znet-nomri", "lgn" (the learned Gauss-Newton network, sized by
+            the scale's `lgn_*` settings) or "dri-unet" (DRI + U-Net, on the scale's
+            `dri_unet_*` phantoms).
         hybrid: the trained "Z-Net" fine-tuned with the physics-consistency loss
             (`Scale.physics_weight`, `physics_epochs`, `physics_learning_rate`).
         fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
@@ -64,13 +68,20 @@ NETWORKS = {
     "Z-Net fibre dropout": Recipe("znet", fibre_dropout=True),
     "Z-Net realistic": Recipe("znet", data="data-realistic"),
     "LGN": Recipe("lgn"),
+    "DRI + U-Net": Recipe("dri-unet"),
 }
 """Network name → how it is trained."""
 METHODS = ("DRI", *NETWORKS)
+FINE_DRI = "DRI fine mesh"
+"""DRI on `Scale.dri_mesh_spacing_mm` (finer than the training mesh), the data recalibrated to
+that mesh: DRI at its best where the data come from a finer mesh still (rows of the fine-mesh
+and shape-family experiments)."""
 REFINED = " + refine"
 """Suffix of a network's refined rows: its images after `Scale.refine_steps` DRI steps centred on them."""
 FIXED_PHANTOM_NAMES = ("three-inclusions", "malignant", "benign")
 """The fixed phantoms of the experiments, in this order."""
+SHAPES = "shapes-"
+"""Prefix of the shape-family test sets: "shapes-ellipses", … (`nirst_jax.phantoms.SHAPE_FAMILIES`)."""
 MISMATCH_MM = 2.0
 """MRI/optical shape mismatch of the robustness test set (radius and centre, up to ±2 mm)."""
 
@@ -172,7 +183,9 @@ class Study:
         raise ValueError(f"unknown extra test set {name!r}; choose 'mismatch', 'fine-mesh' or 'realistic'")
 
     def test_set(self, name: str = "test") -> TestSet:
-        """The main test split ("test", first `test_count`) or a whole extra set, calibrated.
+        """The main test split ("test", first `test_count`), a whole extra set, or a shape family
+        ("shapes-" + a name of `SHAPE_FAMILIES`, `Scale.family_count` phantoms on the fine mesh),
+        calibrated.
 
         Extra sets are calibrated like measured data: ln A − their own homogeneous reference
         + the training reference (removes the mesh's systematic offset, not its shape errors).
@@ -183,6 +196,8 @@ class Study:
         return self._test_sets[name]
 
     def _read_test_set(self, name: str) -> TestSet:
+        if name.startswith(SHAPES):
+            return self._shape_set(name)
         if name in ("test", "realistic"):  # test splits: the realistic store shares the main one's reference
             data = self.dataset if name == "test" else self.realistic_dataset
             ids = data.indices("test")[: self.scale.test_count]
@@ -194,6 +209,19 @@ class Study:
         return TestSet(name, ids, ln_amplitude, data.read("mri", ids), data.read("targets", ids), data.image_mask,
                        self.test_identity(name))
 
+    def _shape_set(self, name: str) -> TestSet:
+        """A shape family (`SHAPE_FAMILIES`) simulated on the fine mesh, calibrated like measurements."""
+        family, s = name.removeprefix(SHAPES), self.scale
+        config = self._simulation(spacing=s.fine_mesh_spacing_mm)
+        mesh = config.mesh()
+        phantoms = shape_family(family, s.family_count, s.seed + 4, config.phantoms)
+        data = simulate_phantoms(phantoms, config, mesh, seed=s.seed + 4, purpose=f"shape-family-{family}")
+        reference = config.forward_model(mesh).homogeneous(
+            jnp.asarray(config.phantoms.tissue.nominal_background(), jnp.result_type(float)), *config.phantoms.reference_scatter)
+        ln_amplitude = data["ln_amplitude"] - np.asarray(reference) + self.dataset.reference
+        return TestSet(name, np.arange(len(phantoms)), ln_amplitude, data["mri"], data["targets"], data["mask"],
+                       self.test_identity(name))
+
     def test_identity(self, name: str) -> dict:
         """What test set `name` ("test", "realistic", "mismatch", "fine-mesh", "fixed") is made of:
         the content fingerprints of its store and of the training reference it is calibrated to."""
@@ -203,6 +231,10 @@ class Study:
         if name == "realistic":
             return {"set": name, "data": self.realistic_dataset.fingerprint, "reference": reference,
                     "count": self.scale.test_count}
+        if name.startswith(SHAPES):
+            s = self.scale
+            return {"set": name, "count": s.family_count, "seed": s.seed + 4, "mesh_spacing_mm": s.fine_mesh_spacing_mm,
+                    "reference": reference}
         if name == "fixed":
             return {"set": name, "data": reference, "phantoms": list(FIXED_PHANTOM_NAMES), "seed": self.scale.seed}
         return {"set": name, "data": self.extra_dataset(name).fingerprint, "reference": reference}
@@ -243,6 +275,8 @@ class Study:
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",
             )
+        if recipe.model == "dri-unet":
+            config = config.replace(train_phantoms=s.dri_unet_phantoms, validation_phantoms=s.dri_unet_validation_phantoms)
         if recipe.hybrid:
             config = config.replace(
                 init_from=str(self.trained("Z-Net").absolute()),
@@ -261,7 +295,7 @@ class Study:
         return folder
 
     def method(self, name: str, active_fibres: int | None = None):
-        """A reconstruction method: "DRI", a network name, or a network name + `REFINED`;
+        """A reconstruction method: "DRI", `FINE_DRI`, a network name, or a network name + `REFINED`;
         optionally with fewer fibres.
 
         Methods are kept, so each compiles once per study.
@@ -270,6 +304,8 @@ class Study:
         if key not in self._methods:
             if name == "DRI":
                 method = GaussNewtonMethod.for_dataset(self.dataset, "dri", active_fibres=active_fibres, progress=self.progress)
+            elif name == FINE_DRI:
+                method = self._fine_dri(active_fibres)
             elif name.endswith(REFINED):
                 key_refinement = (REFINED, active_fibres)  # one compiled refinement for every network
                 if key_refinement not in self._methods:
@@ -283,6 +319,16 @@ class Study:
             self._methods[key] = method
         return self._methods[key]
 
+    def _fine_dri(self, active_fibres: int | None) -> Recalibrated:
+        """DRI on the finer reconstruction mesh, data moved to its reference (`FINE_DRI`)."""
+        config = self.dataset.config
+        scatter = config.phantoms.known_scatter("DRI")
+        mesh = disk_mesh(config.phantoms.radius_mm, self.scale.dri_mesh_spacing_mm)
+        method = GaussNewtonMethod(mesh, config.image_size, config.wavelengths_nm, config.n_fibres, scatter, "dri",
+                                   active_fibres=active_fibres, progress=self.progress)
+        reference = method.model.homogeneous(np.asarray(config.phantoms.tissue.nominal_background(), float), *scatter)
+        return Recalibrated(method, self.dataset.reference, reference)
+
     def checkpoint_fingerprint(self, network: str) -> str:
         """SHA-256 of the best checkpoint of `network` (trained unless done), read once per study."""
         if network not in self._checkpoints:
@@ -294,7 +340,7 @@ class Study:
     def method_identity(self, name: str, active_fibres: int | None = None) -> dict:
         """What produces the images of method `name`: Gauss-Newton settings, and for a network its
         checkpoint's fingerprint."""
-        if name == "DRI":
+        if name in ("DRI", FINE_DRI):
             return {"DRI": self.method(name, active_fibres).settings}
         if name.endswith(REFINED):
             network = name.removesuffix(REFINED)

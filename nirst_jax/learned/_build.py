@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from flax import nnx
 
+import jax.numpy as jnp
+import numpy as np
+
 from ..datasets import Normalisation, SimulationConfig
+from ..evaluation import GaussNewtonMethod
 from ..mesh import Mesh
-from ..models import ModelSpec
+from ..models import ModelSpec, fibre_mask
+from ._dri_unet import DRIUNet, dri_stage
 from ._lgn import LearnedGaussNewton
 from ._physics import UnrolledPhysics
 from ._physics_loss import PhysicsLoss
@@ -39,8 +44,10 @@ def build_network(
     a, b = simulation.phantoms.scatter_amplitude, simulation.phantoms.scatter_power
     if a[0] != a[1] or b[0] != b[1]:
         raise ValueError(f"{spec.name} needs a fixed scatter; the data draw a in {a} and b in {b}")
-    mesh = simulation.mesh() if mesh is None else mesh
     reference = simulation.phantoms.tissue.nominal_background()
+    if spec.name == "dri-unet":
+        return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, reference, (a[0], b[0]))
+    mesh = simulation.mesh() if mesh is None else mesh
     physics_loss = PhysicsLoss.create(
         mesh, simulation.grid(), normalisation, reference_chromophores=reference,
         wavelengths_nm=simulation.wavelengths_nm, n_fibres=simulation.n_fibres, scatter=(a[0], b[0]), active=signal_mask,
@@ -53,3 +60,18 @@ def build_network(
         gradients=spec.gradients,
         rngs=nnx.Rngs(seed),
     )
+
+
+def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, reference, scatter) -> DRIUNet:
+    """DRI (the study's settings) on `mesh` (None: the data's) followed by a U-Net."""
+    active = None
+    if signal_mask is not None and not np.all(signal_mask):
+        fibres = np.flatnonzero(np.asarray(signal_mask).any(1))
+        active = len(fibres)
+        if not np.array_equal(np.asarray(signal_mask), fibre_mask(simulation.n_fibres, active)):
+            raise ValueError(f"{spec.name} reconstructs from evenly spaced fibres; the signal mask keeps fibres {fibres.tolist()}")
+    method = GaussNewtonMethod(simulation.mesh() if mesh is None else mesh, simulation.image_size, simulation.wavelengths_nm,
+                               simulation.n_fibres, scatter, "dri", active_fibres=active, progress=False)
+    # Signals become ln A calibrated to the reconstruction mesh's own reference, as measurements are.
+    stage = dri_stage(method, normalisation, method.model.homogeneous(jnp.asarray(reference, jnp.result_type(float)), *scatter))
+    return DRIUNet(stage, width=spec.width, margin=spec.margin, upsampling=spec.upsampling, rngs=nnx.Rngs(seed))

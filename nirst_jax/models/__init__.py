@@ -1,7 +1,8 @@
-"""Networks: Z-Net, Y-Net, the Z-Net without MRI, and their inputs."""
+"""Networks: Z-Net, Y-Net, the Z-Net without MRI, the post-processing U-Net, and their inputs."""
 
 from ._inputs import evenly_spaced_fibres, fibre_mask, mask_signals, normalise_mri, random_fibre_masks
 from ._spec import MODEL_NAMES, PHYSICS_GRADIENTS, PHYSICS_MODELS, STUDY_ARCHITECTURE, ModelSpec, parameter_count
+from ._unet import UNet
 from ._ynet import YNet
 from ._znet import ZNet
 
@@ -10,6 +11,7 @@ __all__ = [
     "PHYSICS_GRADIENTS",
     "PHYSICS_MODELS",
     "STUDY_ARCHITECTURE",
+    "UNet",
     "ModelSpec",
     "YNet",
     "ZNet",

@@ -13,8 +13,8 @@ from ._layers import UPSAMPLING
 from ._ynet import YNet
 from ._znet import ZNet
 
-MODEL_NAMES = ("znet", "ynet", "znet-nomri", "lgn")
-PHYSICS_MODELS = ("lgn",)
+MODEL_NAMES = ("znet", "ynet", "znet-nomri", "lgn", "dri-unet")
+PHYSICS_MODELS = ("lgn", "dri-unet")
 """Networks with the physics inside (`nirst_jax.learned`): built with their operators, not `ModelSpec.build`."""
 PHYSICS_GRADIENTS = ("stopped", "linearised", "exact")
 """How an unrolled network's training differentiates its physics directions (docs/learned.md)."""
@@ -27,12 +27,13 @@ class ModelSpec:
     """A network architecture and its sizes.
 
     Attributes:
-        name: "znet", "ynet", "znet-nomri" (Z-Net without the MRI path) or "lgn" (learned
-            Gauss-Newton, `nirst_jax.learned`).
+        name: "znet", "ynet", "znet-nomri" (Z-Net without the MRI path), "lgn" (learned
+            Gauss-Newton) or "dri-unet" (DRI followed by a U-Net that sees the MRI; both in
+            `nirst_jax.learned`).
         wavelengths: signal channels L.
         image_size: output pixels per side.
         width: channel multiplier (1 = the study's size; small values for tests and demos).
-        margin: zero pixels around the image inside the network (`ZNet`), so the disk's rim
+        margin: zero pixels around the image inside the network (`ZNet`, `UNet`), so the disk's rim
             pixels see the same neighbourhood as the others; 0 = the study's.
         upsampling: "resize" (nearest ×2 then a 3×3 convolution: no checkerboard; `ConvBNReLU`)
             or "transposed" (the study's 2×2 stride-2 transposed convolution).

@@ -1,13 +1,15 @@
-"""Phantoms: analytic shapes, their coverage of nodes and pixels, random and fixed phantoms, MRI."""
+"""Phantoms: analytic shapes, their coverage of nodes and pixels, random and fixed phantoms, shape
+families, MRI."""
 
 from ._config import CONFIGS, REALISTIC, MRIConfig, PhantomConfig, phantom_config
 from ._decoupling import Decoupling
 from ._coverage import Coverage, node_coverage, paint, pixel_coverage
+from ._families import SHAPE_FAMILIES, shape_family
 from ._fixed import FIXED_PHANTOMS, benign_lesion, breast, fixed_phantom, malignant_lesion, three_inclusions
 from ._mri import add_mri_noise, mri_image
 from ._phantom import Phantom, Region
 from ._sampling import PhantomParameters, inside_glandular, sample_phantom
-from ._shapes import Circle, StarShape, inside_circle, inside_star
+from ._shapes import Circle, Ellipse, StarShape, inside_circle, inside_star
 from ._tissue import TissueTable, read_priors
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "Circle",
     "Coverage",
     "Decoupling",
+    "Ellipse",
     "FIXED_PHANTOMS",
     "MRIConfig",
     "Phantom",
@@ -22,6 +25,7 @@ __all__ = [
     "PhantomParameters",
     "REALISTIC",
     "Region",
+    "SHAPE_FAMILIES",
     "StarShape",
     "TissueTable",
     "add_mri_noise",
@@ -39,5 +43,6 @@ __all__ = [
     "pixel_coverage",
     "read_priors",
     "sample_phantom",
+    "shape_family",
     "three_inclusions",
 ]

@@ -114,3 +114,42 @@ class StarShape:
         amplitudes = [a for _, a, _ in self.harmonics]
         phases = [p for _, _, p in self.harmonics]
         return inside_star(points, self.center, self.radius, orders, amplitudes, phases)
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    """An elliptical region.
+
+    Attributes:
+        center: (x, y) in mm.
+        semi_axes: (a, b) semi-axis lengths in mm, > 0 (a along the rotated x axis).
+        angle: rotation of the a axis from the x axis, radians.
+    """
+
+    center: tuple[float, float]
+    semi_axes: tuple[float, float]
+    angle: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "center", _finite_point("ellipse centre", self.center))
+        axes = tuple(np.ravel(self.semi_axes).tolist())
+        if len(axes) != 2:
+            raise ValueError(f"ellipse semi_axes must be two lengths (a, b) in mm, got {self.semi_axes!r}")
+        object.__setattr__(self, "semi_axes", tuple(_positive("ellipse semi-axis", a) for a in axes))
+        if not np.isfinite(self.angle):
+            raise ValueError(f"ellipse angle must be finite, got {self.angle!r}")
+        object.__setattr__(self, "angle", float(self.angle))
+
+    @property
+    def extent(self) -> float:
+        """The distance from the centre to the farthest boundary point (mm)."""
+        return max(self.semi_axes)
+
+    def contains(self, points):
+        """(...,) bool: points (..., 2) inside the ellipse."""
+        offset = jnp.asarray(points) - jnp.asarray(self.center)
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        along = offset[..., 0] * c + offset[..., 1] * s
+        across = -offset[..., 0] * s + offset[..., 1] * c
+        a, b = self.semi_axes
+        return (along / a) ** 2 + (across / b) ** 2 <= 1.0

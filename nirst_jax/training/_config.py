@@ -32,6 +32,9 @@ class TrainConfig:
         active_fibres: train on data from this many evenly spaced fibres (None: all).
         fibre_dropout: probability that a training phantom loses a random subset of its
             fibres (`random_fibre_masks`), so one network serves 16, 8 or other fibre counts.
+        train_phantoms: train on only the first this many phantoms of the training split
+            (None: all), e.g. where each phantom costs a reconstruction (`dri-unet`).
+        validation_phantoms: validate on only the first this many of the validation split.
         seed: model initialisation and data order.
         init_from: a run folder whose best checkpoint initialises the network (parameters
             and batch statistics; the optimiser starts afresh) and whose normalisation the
@@ -50,12 +53,16 @@ class TrainConfig:
     physics_mesh_spacing_mm: float | None = None
     active_fibres: int | None = None
     fibre_dropout: float = 0.0
+    train_phantoms: int | None = None
+    validation_phantoms: int | None = None
     seed: int = 0
     init_from: str | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "train_phantoms", "validation_phantoms"):
             value = getattr(self, name)
+            if value is None and name.endswith("phantoms"):
+                continue
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):

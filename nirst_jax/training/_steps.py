@@ -88,14 +88,27 @@ class Steps:
         self.dropout_key = seed_key(seed, "fibre-dropout")  # its own stream, not the model's
         self.train = jax.jit(self._train, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
+        self.prepare = jax.jit(self._prepare)
+        """(state, signals, MRI) → the first stage's images of a network with one (`prepare`)."""
 
-    def predict(self, params, batch_stats, signals, mri, train: bool = False):
-        """Normalised network output (B, 3, H, W) and the updated BN statistics."""
-        model = nnx.merge(self.graphdef, params, batch_stats, copy=True)  # fresh Variables in this trace
+    def _inputs(self, signals, mri):
+        """What the network sees: signals of the absent fibres zeroed, the MRI normalised."""
         if self.signal_mask is not None:
             signals = mask_signals(signals, self.signal_mask)
-        output = model(signals, normalise_mri(mri, self.image_mask), train=train)
+        return signals, normalise_mri(mri, self.image_mask)
+
+    def predict(self, params, batch_stats, signals, mri, train: bool = False, prepared=None):
+        """Normalised network output (B, 3, H, W) and the updated BN statistics.
+
+        `prepared`: the first stage's images of a network with one (`prepare`), when cached."""
+        model = nnx.merge(self.graphdef, params, batch_stats, copy=True)  # fresh Variables in this trace
+        options = {} if prepared is None else {"prepared": prepared}
+        output = model(*self._inputs(signals, mri), train=train, **options)
         return output, nnx.state(model, nnx.BatchStat)
+
+    def _prepare(self, state: TrainState, signals, mri):
+        model = nnx.merge(self.graphdef, state.params, state.batch_stats, copy=True)
+        return model.prepare(*self._inputs(signals, mri))
 
     def _physics(self, output, signals):
         return jnp.zeros((), output.dtype) if self.physics is None else self.physics(output, signals)
@@ -112,7 +125,8 @@ class Steps:
         inputs = self._dropped(batch["signals"], state.step)
 
         def objective(params):
-            output, batch_stats = self.predict(params, state.batch_stats, inputs, batch["mri"], train=True)
+            output, batch_stats = self.predict(params, state.batch_stats, inputs, batch["mri"], train=True,
+                                               prepared=batch.get("prepared"))
             if self.data_weight == 0:  # self-supervised: targets may be absent (NaN) and are never read
                 data = jnp.zeros((), output.dtype)
             else:
@@ -133,7 +147,8 @@ class Steps:
 
     def _evaluate(self, state: TrainState, batch: dict):
         """Per-phantom metrics: data MSE (normalised), physics MSE, and (B, 3) MSE in µM², µM², %²."""
-        output, _ = self.predict(state.params, state.batch_stats, batch["signals"], batch["mri"])
+        output, _ = self.predict(state.params, state.batch_stats, batch["signals"], batch["mri"],
+                                 prepared=batch.get("prepared"))
         targets = self.normalisation.targets(batch["targets"])
         per_sample = jax.vmap(lambda p, t: masked_mse(p[None], t[None], self.image_mask))(output, targets)
         physics = jax.vmap(lambda p, s: self._physics(p[None], s[None]))(output, batch["signals"])

@@ -22,7 +22,9 @@ from ..learned import build_network
 from ..mesh import Mesh, disk_mesh
 from ..models import fibre_mask
 from ._checkpoints import Checkpoints
+from .._version import __version__
 from ._config import TrainConfig
+from ._first_stage import first_stage_images, first_stage_key
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
 from ._run_folder import CONFIG, INPUTS, LOSS_FIGURE, METRICS, write_run_files
@@ -127,11 +129,10 @@ class Trainer:
             )
         self._check_run_folder(resume)
         parent, self.normalisation = pretrained(config, dataset)
-        self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
-                                  normalisation=self.normalisation)
-        self.validation = dataset.indices("validation")
+        self.validation = dataset.indices("validation")[: config.validation_phantoms]
         self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
-        self.optimiser = optimiser_for(config, len(self.loader))
+        train_count = len(dataset.indices("train")[: config.train_phantoms])
+        self.optimiser = optimiser_for(config, max(1, train_count // config.batch_size))
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
         self.steps = _STEPS.get(
@@ -148,6 +149,11 @@ class Trainer:
                 config.seed,
             ),
         )
+        extra = None
+        if hasattr(model, "prepare"):  # a parameter-free first stage (DRI + U-Net): computed once per phantom
+            extra = {"prepared": self._first_stage(state, train_count)}
+        self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
+                                  normalisation=self.normalisation, limit=config.train_phantoms, extra=extra)
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
         # Host copies first: a restored parent's arrays are committed to one local device, which a
         # sharding over several processes does not accept.
@@ -165,6 +171,21 @@ class Trainer:
         if self.main_process:
             write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask,
                             inputs=not (resumed and (self.run / INPUTS).is_file()))
+
+    def _first_stage(self, state: TrainState, train_count: int) -> np.ndarray:
+        """The network's first-stage images of the phantoms this run reads (`first_stage_images`)."""
+        if jax.process_count() > 1:
+            raise ValueError(f"{self.config.model.name} computes its first stage in one process; train it without jax.distributed")
+        dataset, config = self.dataset, self.config
+        indices = np.concatenate([dataset.indices("train")[:train_count], self.validation])
+        key = first_stage_key(
+            dataset=dataset.fingerprint, model=config.model.to_dict(), mesh=config.physics_mesh_spacing_mm,
+            signal_mask=np.asarray(self.signal_mask).tolist(), version=__version__,
+            normalisation={k: np.asarray(v).tolist() for k, v in self.normalisation.to_arrays().items()},
+        )
+        prepare = lambda signals, mri: self.steps.prepare(state, signals, mri)  # noqa: E731
+        return first_stage_images(self.run, dataset, indices, prepare, key, normalisation=self.normalisation,
+                                  batch_size=8 if jax.default_backend() == "cpu" else 64, progress=self.progress)
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG

@@ -88,6 +88,13 @@ class SimulationConfig:
             scatter_amplitude=amplitude, scatter_power=power,
         )
 
+    def reference_ln_amplitude(self, mesh: Mesh | None = None) -> np.ndarray:
+        """(L, S, K) ln A of the homogeneous reference phantom (the nominal background, the
+        set-up's scattering law) on `mesh` (default the simulation mesh), in float64 where
+        enabled: what measurements are calibrated against for a reconstruction on that mesh."""
+        nominal = jnp.asarray(self.phantoms.tissue.nominal_background(), jnp.result_type(float))
+        return np.asarray(self.forward_model(mesh).homogeneous(nominal))
+
     def to_dict(self) -> dict:
         """A JSON-ready description (inverse: `SimulationConfig.from_dict`)."""
         data = asdict(self)

@@ -76,7 +76,8 @@ def test_split(study: Study) -> Section:
                     f"{ours[2]:.3f} (study {paper[2]}) |")
     section.tables.append(("Water, here vs the study (the study's PSNR/SSIM data-range conventions and value "
                            "ranges are not published; compare trends, not digits)", "\n".join(rows)))
-    rows = ["| network | parameters | training time (s; the hybrid's: its fine-tuning) |", "|---|---|---|"]
+    rows = ["| network | parameters | training time (s; the hybrid's: its fine-tuning; DRI + U-Net's: with the DRI of its "
+            "training phantoms) |", "|---|---|---|"]
     for network in NETWORKS:
         model = TrainedNetwork(study.trained(network)).model
         rows.append(f"| {network} | {parameter_count(model):,} | {study.training_seconds(network):.0f} |")

@@ -20,7 +20,8 @@ class Scale:
         fine_mesh_spacing_mm: the finer mesh of the no-inverse-crime test sets (fine mesh, shapes).
         dri_mesh_spacing_mm: the finer reconstruction mesh of the "DRI fine mesh" rows (DRI at
             its best on data from a finer mesh: `nirst reconstruct`'s default 2 mm where the data
-            are finer still); coarser than `fine_mesh_spacing_mm`, so no inverse crime.
+            are finer still); coarser than `fine_mesh_spacing_mm`, so no inverse crime. None:
+            the scale runs no experiment with those rows (the demo).
         external_count: phantoms of each extra test set (shape mismatch, finer mesh).
         test_count: test-split phantoms evaluated (None: all).
         width: channel multiplier of the networks (1 = the study's size).
@@ -44,7 +45,8 @@ class Scale:
         family_count: phantoms of each shape family (ellipses, irregular lesions, three
             inclusions; `nirst_jax.phantoms.shape_family`), simulated on the fine mesh.
         examples: phantoms shown in the comparison figures.
-        seed: seed of the dataset (the extra test sets use seed + 1, + 2).
+        seed: seed of the dataset (the mismatch, fine-mesh and realistic sets use seed + 1, + 2,
+            + 3; the shape families seed + 4).
     """
 
     name: str
@@ -69,7 +71,7 @@ class Scale:
     lgn_iterations: int = 3
     lgn_basis_size: int = 12
     lgn_learning_rate: float = 0.001
-    dri_mesh_spacing_mm: float = 2.0
+    dri_mesh_spacing_mm: float | None = None
     dri_unet_phantoms: int = 600
     dri_unet_validation_phantoms: int = 64
     family_count: int = 24
@@ -87,7 +89,7 @@ class Scale:
             raise ValueError(f"scale {self.name!r}: test_count must be ≥ 1 or None, got {self.test_count!r}")
         if not 0 <= self.fibre_dropout <= 1:
             raise ValueError(f"scale {self.name!r}: fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
-        if not self.dri_mesh_spacing_mm > self.fine_mesh_spacing_mm:
+        if self.dri_mesh_spacing_mm is not None and not self.dri_mesh_spacing_mm > self.fine_mesh_spacing_mm:
             raise ValueError(
                 f"scale {self.name!r}: dri_mesh_spacing_mm ({self.dri_mesh_spacing_mm}) must be above "
                 f"fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}): DRI on the data's own mesh is an inverse crime"
@@ -114,12 +116,14 @@ SCALES = {
                 dri_unet_validation_phantoms=8, family_count=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
-                  test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine", dri_mesh_spacing_mm=4.5),
+                  test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
     # The whole study in ≈ 40–60 min on a 2-core CPU (36.8 measured 2026-12-04 with LGN, on a fast day).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
-                   external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
+                   external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
+                   dri_mesh_spacing_mm=2.0),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
-                   external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5),
+                   external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5,
+                   dri_unet_phantoms=14000, dri_unet_validation_phantoms=2000),
 }
 """The presets of `nirst reproduce --scale`."""

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
 from .._atomic import atomic_path, save_json
@@ -127,7 +126,11 @@ class Study:
         stamp = self.folder / "study.json"
         if stamp.exists():
             stored = json.loads(stamp.read_text())
-            if Scale.from_dict(stored) != scale:  # settings added since the folder was made take their defaults
+            try:
+                same = Scale.from_dict(stored) == scale  # settings added since the folder was made take their defaults
+            except ValueError:  # …and those defaults may not fit its other settings
+                same = False
+            if not same:
                 raise ValueError(
                     f"{self.folder} holds a study at scale {stored.get('name')!r} with other settings; "
                     f"use another --out folder"
@@ -216,14 +219,12 @@ class Study:
         mesh = config.mesh()
         phantoms = shape_family(family, s.family_count, s.seed + 4, config.phantoms)
         data = simulate_phantoms(phantoms, config, mesh, seed=s.seed + 4, purpose=f"shape-family-{family}")
-        reference = config.forward_model(mesh).homogeneous(
-            jnp.asarray(config.phantoms.tissue.nominal_background(), jnp.result_type(float)), *config.phantoms.reference_scatter)
-        ln_amplitude = data["ln_amplitude"] - np.asarray(reference) + self.dataset.reference
+        ln_amplitude = data["ln_amplitude"] - config.reference_ln_amplitude(mesh) + self.dataset.reference
         return TestSet(name, np.arange(len(phantoms)), ln_amplitude, data["mri"], data["targets"], data["mask"],
                        self.test_identity(name))
 
     def test_identity(self, name: str) -> dict:
-        """What test set `name` ("test", "realistic", "mismatch", "fine-mesh", "fixed") is made of:
+        """What test set `name` ("test", "realistic", "mismatch", "fine-mesh", "fixed", a shape family) is made of:
         the content fingerprints of its store and of the training reference it is calibrated to."""
         reference = self.dataset.fingerprint
         if name == "test":
@@ -289,7 +290,7 @@ class Study:
         done = folder / "done.json"
         if not done.exists():
             trainer = train(dataset, folder, config, resume=folder.exists(), progress=self.progress)
-            seconds = sum(r["seconds"] for r in trainer.records)
+            seconds = sum(r["seconds"] for r in trainer.records) + trainer.first_stage_seconds
             trainer.checkpoints.close()
             save_json(done, {"epochs": config.epochs, "seconds": seconds})
         return folder
@@ -321,13 +322,14 @@ class Study:
 
     def _fine_dri(self, active_fibres: int | None) -> Recalibrated:
         """DRI on the finer reconstruction mesh, data moved to its reference (`FINE_DRI`)."""
+        if self.scale.dri_mesh_spacing_mm is None:
+            raise ValueError(f"scale {self.scale.name!r} has no dri_mesh_spacing_mm: it does not run {FINE_DRI!r}")
         config = self.dataset.config
         scatter = config.phantoms.known_scatter("DRI")
         mesh = disk_mesh(config.phantoms.radius_mm, self.scale.dri_mesh_spacing_mm)
         method = GaussNewtonMethod(mesh, config.image_size, config.wavelengths_nm, config.n_fibres, scatter, "dri",
                                    active_fibres=active_fibres, progress=self.progress)
-        reference = method.model.homogeneous(np.asarray(config.phantoms.tissue.nominal_background(), float), *scatter)
-        return Recalibrated(method, self.dataset.reference, reference)
+        return Recalibrated(method, self.dataset.reference, config.reference_ln_amplitude(mesh))
 
     def checkpoint_fingerprint(self, network: str) -> str:
         """SHA-256 of the best checkpoint of `network` (trained unless done), read once per study."""
@@ -385,5 +387,6 @@ class Study:
         )
 
     def training_seconds(self, network: str) -> float:
-        """Wall time of the training epochs of `network` (after it was trained)."""
+        """Wall time of the training epochs of `network`, and of its first stage (DRI + U-Net's DRI
+        of the training phantoms), after it was trained."""
         return float(json.loads((self.trained(network) / "done.json").read_text())["seconds"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flax import nnx
 
-import jax.numpy as jnp
 import numpy as np
 
 from ..datasets import Normalisation, SimulationConfig
@@ -46,7 +45,7 @@ def build_network(
         raise ValueError(f"{spec.name} needs a fixed scatter; the data draw a in {a} and b in {b}")
     reference = simulation.phantoms.tissue.nominal_background()
     if spec.name == "dri-unet":
-        return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, reference, (a[0], b[0]))
+        return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, (a[0], b[0]))
     mesh = simulation.mesh() if mesh is None else mesh
     physics_loss = PhysicsLoss.create(
         mesh, simulation.grid(), normalisation, reference_chromophores=reference,
@@ -62,7 +61,7 @@ def build_network(
     )
 
 
-def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, reference, scatter) -> DRIUNet:
+def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, scatter) -> DRIUNet:
     """DRI (the study's settings) on `mesh` (None: the data's) followed by a U-Net."""
     active = None
     if signal_mask is not None and not np.all(signal_mask):
@@ -70,8 +69,9 @@ def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, referenc
         active = len(fibres)
         if not np.array_equal(np.asarray(signal_mask), fibre_mask(simulation.n_fibres, active)):
             raise ValueError(f"{spec.name} reconstructs from evenly spaced fibres; the signal mask keeps fibres {fibres.tolist()}")
-    method = GaussNewtonMethod(simulation.mesh() if mesh is None else mesh, simulation.image_size, simulation.wavelengths_nm,
-                               simulation.n_fibres, scatter, "dri", active_fibres=active, progress=False)
+    mesh = simulation.mesh() if mesh is None else mesh
+    method = GaussNewtonMethod(mesh, simulation.image_size, simulation.wavelengths_nm, simulation.n_fibres, scatter, "dri",
+                               active_fibres=active, progress=False)
     # Signals become ln A calibrated to the reconstruction mesh's own reference, as measurements are.
-    stage = dri_stage(method, normalisation, method.model.homogeneous(jnp.asarray(reference, jnp.result_type(float)), *scatter))
+    stage = dri_stage(method, normalisation, simulation.reference_ln_amplitude(mesh))
     return DRIUNet(stage, width=spec.width, margin=spec.margin, upsampling=spec.upsampling, rngs=nnx.Rngs(seed))

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -22,6 +23,11 @@ from .._batching import padded_batches
 
 FIRST_STAGE = "first_stage.npy"
 FIRST_STAGE_PROGRESS = "first_stage.json"
+
+
+def first_stage_batch_size() -> int:
+    """Phantoms per call of a first stage (DRI: a Gauss-Newton run each): 8 on CPU, 64 on accelerators."""
+    return 8 if jax.default_backend() == "cpu" else 64
 
 
 def first_stage_key(**identity) -> str:
@@ -71,6 +77,7 @@ def first_stage_images(
             done = 0
     if done == 0:
         run.mkdir(parents=True, exist_ok=True)
+        record.unlink(missing_ok=True)  # a run killed while the file is rebuilt must not trust an old record
         images = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
         images[:] = np.nan
     remaining = indices[done:]

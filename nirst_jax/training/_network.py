@@ -13,6 +13,7 @@ from ..datasets import SimulationConfig
 from ..models import fibre_mask, mask_signals, normalise_mri
 from ._checkpoints import Checkpoints
 from ._config import TrainConfig
+from ._first_stage import first_stage_batch_size
 from ._run_folder import read_run_files
 from ._steps import initial_state
 from ._trainer import network_for, optimiser_for
@@ -76,7 +77,7 @@ class TrainedNetwork:
         output = self.model(signals, normalise_mri(mri, self.image_mask), train=False)
         return jnp.where(self.image_mask, self.normalisation.images(output), 0.0)
 
-    def __call__(self, ln_amplitude, mri, batch_size: int = 64) -> np.ndarray:
+    def __call__(self, ln_amplitude, mri, batch_size: int | None = None) -> np.ndarray:
         """Reconstruct.
 
         Arguments:
@@ -84,7 +85,8 @@ class TrainedNetwork:
                 training data (same reference system).
             mri: (H, H) or (B, H, H) MRI grey levels (ignored by Z-Net without MRI, but the
                 shape is still checked).
-            batch_size: phantoms per compiled call.
+            batch_size: phantoms per compiled call (default 64; a network with a first stage,
+                DRI + U-Net, `first_stage_batch_size()`: each phantom is a DRI reconstruction).
 
         Returns:
             (3, H, H) or (B, 3, H, H) float32: HbO (µM), Hb (µM), water (%), 0 outside the disk.
@@ -105,6 +107,8 @@ class TrainedNetwork:
         if not np.isfinite(mri).all():
             raise ValueError("mri has NaN or infinite values")
         signals = np.asarray(self.normalisation.signals(ln_amplitude), np.float32)
+        if batch_size is None:
+            batch_size = first_stage_batch_size() if hasattr(self.model, "prepare") else 64
         out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in padded_batches((signals, mri), batch_size)]
         images = np.concatenate(out)
         return images[0] if single else images

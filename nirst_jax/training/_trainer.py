@@ -24,7 +24,7 @@ from ..models import fibre_mask
 from ._checkpoints import Checkpoints
 from .._version import __version__
 from ._config import TrainConfig
-from ._first_stage import first_stage_images, first_stage_key
+from ._first_stage import first_stage_batch_size, first_stage_images, first_stage_key
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
 from ._run_folder import CONFIG, INPUTS, LOSS_FIGURE, METRICS, write_run_files
@@ -132,7 +132,9 @@ class Trainer:
         self.validation = dataset.indices("validation")[: config.validation_phantoms]
         self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
         train_count = len(dataset.indices("train")[: config.train_phantoms])
-        self.optimiser = optimiser_for(config, max(1, train_count // config.batch_size))
+        if train_count < config.batch_size:  # before any first stage is computed
+            raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")
+        self.optimiser = optimiser_for(config, train_count // config.batch_size)
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
         self.steps = _STEPS.get(
@@ -149,9 +151,11 @@ class Trainer:
                 config.seed,
             ),
         )
-        extra = None
+        extra, started = None, time.perf_counter()
         if hasattr(model, "prepare"):  # a parameter-free first stage (DRI + U-Net): computed once per phantom
             extra = {"prepared": self._first_stage(state, train_count)}
+        self.first_stage_seconds = time.perf_counter() - started if extra else 0.0
+        """Wall time of the first stage in this process (short when cached; 0 without one)."""
         self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
                                   normalisation=self.normalisation, limit=config.train_phantoms, extra=extra)
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
@@ -178,14 +182,16 @@ class Trainer:
             raise ValueError(f"{self.config.model.name} computes its first stage in one process; train it without jax.distributed")
         dataset, config = self.dataset, self.config
         indices = np.concatenate([dataset.indices("train")[:train_count], self.validation])
-        key = first_stage_key(
-            dataset=dataset.fingerprint, model=config.model.to_dict(), mesh=config.physics_mesh_spacing_mm,
-            signal_mask=np.asarray(self.signal_mask).tolist(), version=__version__,
+        model = config.model
+        key = first_stage_key(  # what DRI's images depend on (not the U-Net's sizes)
+            dataset=dataset.fingerprint, model=(model.name, model.wavelengths, model.image_size),
+            mesh=config.physics_mesh_spacing_mm, signal_mask=np.asarray(self.signal_mask).tolist(),
+            x64=bool(jax.config.jax_enable_x64), version=__version__,
             normalisation={k: np.asarray(v).tolist() for k, v in self.normalisation.to_arrays().items()},
         )
         prepare = lambda signals, mri: self.steps.prepare(state, signals, mri)  # noqa: E731
         return first_stage_images(self.run, dataset, indices, prepare, key, normalisation=self.normalisation,
-                                  batch_size=8 if jax.default_backend() == "cpu" else 64, progress=self.progress)
+                                  batch_size=first_stage_batch_size(), progress=self.progress)
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG
@@ -318,6 +324,12 @@ class Trainer:
              "mse": (n, 3) MSE of HbO (µM²), Hb (µM²), water (%²) inside the disk}.
         """
         state = self.state if state is None else state
+        if "prepared" in self.loader.extra:
+            cached = self.loader.extra["prepared"]
+            missing = [i for i in np.asarray(indices) if not np.isfinite(cached[i]).all()]
+            if missing:
+                raise ValueError(f"the first stage is cached for the training and validation phantoms only, not "
+                                 f"{missing[:10]}: use TrainedNetwork(run) (it runs the first stage) for others")
         return evaluate_batches(self.steps, state, self.loader, indices, self.config.batch_size)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from .._fingerprint import json_sha256
 from ..mesh import Mesh
 from ._simulation import SimulationConfig
 from ._normalisation import Normalisation
@@ -48,7 +47,7 @@ class Dataset:
     @cached_property
     def fingerprint(self) -> str:
         """SHA-256 of the manifest's file checksums: identifies the store by its content, not its path."""
-        return hashlib.sha256(json.dumps(self.manifest["checksums"], sort_keys=True).encode()).hexdigest()
+        return json_sha256(self.manifest["checksums"])
 
     @property
     def fields(self) -> tuple[str, ...]:

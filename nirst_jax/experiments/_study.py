@@ -20,7 +20,6 @@ same; an experiment's result.json only while every reconstruction it read is (`i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, save_json
+from .._fingerprint import json_sha256
 from .._version import __version__
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
 from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork
@@ -357,7 +357,7 @@ class Study:
     def reconstruction_key(self, test_identity: dict, name: str, active_fibres: int | None = None) -> str:
         """SHA-256 of everything that produced the images of `name` on a test set (and the version)."""
         provenance = {"test": test_identity, "method": self.method_identity(name, active_fibres), "version": __version__}
-        return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()
+        return json_sha256(provenance)
 
     def reconstruct(self, test: TestSet, name: str, active_fibres: int | None = None) -> np.ndarray:
         """(B, 3, H, H) images of method `name` on `test`, cached on disk and reused only while

@@ -43,10 +43,10 @@ def build_network(
     a, b = simulation.phantoms.scatter_amplitude, simulation.phantoms.scatter_power
     if a[0] != a[1] or b[0] != b[1]:
         raise ValueError(f"{spec.name} needs a fixed scatter; the data draw a in {a} and b in {b}")
-    reference = simulation.phantoms.tissue.nominal_background()
     if spec.name == "dri-unet":
         return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, (a[0], b[0]))
     mesh = simulation.mesh() if mesh is None else mesh
+    reference = simulation.phantoms.tissue.nominal_background()
     physics_loss = PhysicsLoss.create(
         mesh, simulation.grid(), normalisation, reference_chromophores=reference,
         wavelengths_nm=simulation.wavelengths_nm, n_fibres=simulation.n_fibres, scatter=(a[0], b[0]), active=signal_mask,

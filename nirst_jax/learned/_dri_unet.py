@@ -89,18 +89,17 @@ class DRIUNet(nnx.Module):
         return (images + correction) * mask
 
 
-def dri_stage(method: GaussNewtonMethod, normalisation: Normalisation, reference_ln_amplitude=None) -> DRIStage:
+def dri_stage(method: GaussNewtonMethod, normalisation: Normalisation, reference_ln_amplitude) -> DRIStage:
     """The DRI stage of `method` for data normalised by `normalisation`.
 
     Arguments:
         method: a DRI `GaussNewtonMethod`.
         normalisation: the training data's normalisation.
         reference_ln_amplitude: (L, S, K) the homogeneous reference phantom on the method's mesh
-            (None: the normalisation's own, i.e. the method reconstructs on the data's mesh).
+            (`SimulationConfig.reference_ln_amplitude(mesh)`).
     """
     if method.method != "dri":
         raise ValueError(f"the first stage is DRI, got a {method.method!r} method")
-    if reference_ln_amplitude is not None:
-        normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference_ln_amplitude, jnp.float32))
+    normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference_ln_amplitude, jnp.float32))
     return DRIStage(method.reconstructor, normalisation, jnp.asarray(method.image_mask), method.weight)
 

@@ -9,7 +9,6 @@ same: `key`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -28,11 +27,6 @@ FIRST_STAGE_PROGRESS = "first_stage.json"
 def first_stage_batch_size() -> int:
     """Phantoms per call of a first stage (DRI: a Gauss-Newton run each): 8 on CPU, 64 on accelerators."""
     return 8 if jax.default_backend() == "cpu" else 64
-
-
-def first_stage_key(**identity) -> str:
-    """SHA-256 of what determines the first-stage images (JSON-ready values)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def first_stage_images(
@@ -55,7 +49,8 @@ def first_stage_images(
         indices: phantom indices to compute.
         prepare: (signals (B, L, S, K) normalised, MRI (B, H, W) grey levels) → (B, 3, H, W)
             normalised images; called on fixed-size batches.
-        key: `first_stage_key` of the stage: stored images with another key are recomputed.
+        key: a fingerprint of what the images depend on (`json_sha256`): stored images with
+            another key are recomputed.
         normalisation: of the signals (default the dataset's).
         batch_size: phantoms per call.
         progress: show a progress bar.
@@ -95,8 +90,9 @@ def first_stage_images(
         save_json(record, {"key": key, "indices": indices.tolist(), "done": done})
         bar.update(len(chunk))
     bar.close()
-    if not np.isfinite(images[indices]).all():
-        bad = indices[~np.isfinite(images[indices]).all(axis=(1, 2, 3))]
+    finite = np.isfinite(images[indices]).all(axis=(1, 2, 3))
+    if not finite.all():
+        bad = indices[~finite]
         raise ValueError(f"the first stage gave NaN or infinite images for phantoms {bad[:10].tolist()}")
     del images
     return np.load(path, mmap_mode="r")

@@ -22,9 +22,10 @@ from ..learned import build_network
 from ..mesh import Mesh, disk_mesh
 from ..models import fibre_mask
 from ._checkpoints import Checkpoints
+from .._fingerprint import json_sha256
 from .._version import __version__
 from ._config import TrainConfig
-from ._first_stage import first_stage_batch_size, first_stage_images, first_stage_key
+from ._first_stage import first_stage_batch_size, first_stage_images
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
 from ._run_folder import CONFIG, INPUTS, LOSS_FIGURE, METRICS, write_run_files
@@ -151,9 +152,10 @@ class Trainer:
                 config.seed,
             ),
         )
-        extra, started = None, time.perf_counter()
+        extra, started, self.first_stage_rows = None, time.perf_counter(), None
         if hasattr(model, "prepare"):  # a parameter-free first stage (DRI + U-Net): computed once per phantom
-            extra = {"prepared": self._first_stage(state, train_count)}
+            self.first_stage_rows = np.concatenate([dataset.indices("train")[:train_count], self.validation])
+            extra = {"prepared": self._first_stage(state, self.first_stage_rows)}
         self.first_stage_seconds = time.perf_counter() - started if extra else 0.0
         """Wall time of the first stage in this process (short when cached; 0 without one)."""
         self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
@@ -176,19 +178,18 @@ class Trainer:
             write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask,
                             inputs=not (resumed and (self.run / INPUTS).is_file()))
 
-    def _first_stage(self, state: TrainState, train_count: int) -> np.ndarray:
-        """The network's first-stage images of the phantoms this run reads (`first_stage_images`)."""
+    def _first_stage(self, state: TrainState, indices) -> np.ndarray:
+        """The network's first-stage images of the phantoms `indices` this run reads (`first_stage_images`)."""
         if jax.process_count() > 1:
             raise ValueError(f"{self.config.model.name} computes its first stage in one process; train it without jax.distributed")
         dataset, config = self.dataset, self.config
-        indices = np.concatenate([dataset.indices("train")[:train_count], self.validation])
         model = config.model
-        key = first_stage_key(  # what DRI's images depend on (not the U-Net's sizes)
-            dataset=dataset.fingerprint, model=(model.name, model.wavelengths, model.image_size),
+        key = json_sha256(dict(  # what DRI's images depend on (not the U-Net's sizes)
+            dataset=dataset.fingerprint, model=[model.name, model.wavelengths, model.image_size],
             mesh=config.physics_mesh_spacing_mm, signal_mask=np.asarray(self.signal_mask).tolist(),
             x64=bool(jax.config.jax_enable_x64), version=__version__,
             normalisation={k: np.asarray(v).tolist() for k, v in self.normalisation.to_arrays().items()},
-        )
+        ))
         prepare = lambda signals, mri: self.steps.prepare(state, signals, mri)  # noqa: E731
         return first_stage_images(self.run, dataset, indices, prepare, key, normalisation=self.normalisation,
                                   batch_size=first_stage_batch_size(), progress=self.progress)
@@ -324,9 +325,8 @@ class Trainer:
              "mse": (n, 3) MSE of HbO (µM²), Hb (µM²), water (%²) inside the disk}.
         """
         state = self.state if state is None else state
-        if "prepared" in self.loader.extra:
-            cached = self.loader.extra["prepared"]
-            missing = [i for i in np.asarray(indices) if not np.isfinite(cached[i]).all()]
+        if self.first_stage_rows is not None:
+            missing = np.setdiff1d(indices, self.first_stage_rows).tolist()
             if missing:
                 raise ValueError(f"the first stage is cached for the training and validation phantoms only, not "
                                  f"{missing[:10]}: use TrainedNetwork(run) (it runs the first stage) for others")

@@ -84,7 +84,7 @@ def main() -> None:
 
         rows.append((f"lgn training, {gradients} gradients: samples/s", batch / best_time(step, args.repeats)))
 
-    dri = GaussNewtonMethod(mesh, args.image_size, config.wavelengths_nm, config.n_fibres, batch_size=batch, progress=False)
+    dri = GaussNewtonMethod(mesh, config.measurement_setup(), config.wavelengths_nm, batch_size=batch, progress=False)
     dri(ln_amplitude, mri)  # compile
     dri_seconds = best_time(lambda: dri(ln_amplitude, mri), args.repeats) / batch
 

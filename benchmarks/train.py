@@ -26,7 +26,8 @@ from forward import best_time  # noqa: E402
 from _summary import record  # noqa: E402
 
 from nirst_jax.datasets import Normalisation  # noqa: E402
-from nirst_jax.mesh import PixelGrid, disk_mesh  # noqa: E402
+from nirst_jax.geometry import MeasurementSetup  # noqa: E402
+from nirst_jax.mesh import disk_mesh  # noqa: E402
 from nirst_jax.models import ModelSpec  # noqa: E402
 from nirst_jax.physics import PAPER_WAVELENGTHS_NM  # noqa: E402
 from nirst_jax.training import PhysicsLoss, Steps, initial_state  # noqa: E402
@@ -55,7 +56,6 @@ def main() -> None:
     args = parser.parse_args()
 
     mesh = disk_mesh(41.0, args.spacing)
-    grid = PixelGrid(100, -41.0, 41.0)
     from nirst_jax.physics import SpectralForwardModel
 
     reference = SpectralForwardModel.create(mesh)(jnp.broadcast_to(jnp.array([16.0, 6.0, 45.0])[:, None], (3, mesh.n_nodes)).astype(jnp.float32))
@@ -67,7 +67,7 @@ def main() -> None:
         target_std=jnp.array([6.0, 2.5, 17.0]),
     )
     physics = PhysicsLoss.create(
-        mesh, grid, normalisation, reference_chromophores=[16.0, 6.0, 45.0], wavelengths_nm=PAPER_WAVELENGTHS_NM
+        mesh, MeasurementSetup.disk(), normalisation, reference_chromophores=[16.0, 6.0, 45.0], wavelengths_nm=PAPER_WAVELENGTHS_NM
     )
     mask = np.asarray(physics.interpolation.mask)
     batch = synthetic_batch(args.batch, normalisation, mask)

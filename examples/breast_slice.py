@@ -112,7 +112,7 @@ def main() -> None:
         print(f"{label:15s} {cells}")
     true_hbt, hbt = true["lesion"][:2].sum(), recovered["lesion"][:2].sum()
     print(f"lesion HbT: true {true_hbt:.1f} µM, DRI {hbt:.1f} µM ({100 * (hbt / true_hbt - 1):+.0f} %)")
-    figure = reconstruction_figure(images, (grid.low, grid.high), mask, truth=truth, title="breast slice, DRI")
+    figure = reconstruction_figure(images, grid.extent, mask, truth=truth, title="breast slice, DRI")
     save_figure(figure, args.out / "breast_slice.png")
     print(f"wrote {args.out / 'breast_slice.png'}")
 

@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{label:15s} {cells}")
     lesion = masks["lesion"]
     print(f"lesion HbT contrast: true {hbt_contrast(truth, lesion, mask):.2f}, DRI {hbt_contrast(images, lesion, mask):.2f}")
-    save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, truth=truth, title="custom phantom, DRI"), args.out)
+    save_figure(reconstruction_figure(images, grid.extent, mask, truth=truth, title="custom phantom, DRI"), args.out)
     print(f"wrote {args.out}")
 
 

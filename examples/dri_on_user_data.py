@@ -84,7 +84,7 @@ def main() -> None:
           f"Hb {float(result.background[1]):.1f} µM, water {float(result.background[2]):.1f} %")
     x, y, radius = (float(v) for v in args.roi.split(","))
     print(f"HbT contrast in the ROI: {hbt_contrast(images, circle_roi(grid, x, y, radius), mask):.2f}")
-    save_figure(reconstruction_figure(images, (grid.low, grid.high), mask, title="DRI"), args.out / "dri.png")
+    save_figure(reconstruction_figure(images, grid.extent, mask, title="DRI"), args.out / "dri.png")
     print(f"wrote {args.out / 'dri.png'}")
 
 

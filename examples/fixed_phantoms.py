@@ -55,7 +55,7 @@ def main() -> None:
                   f"water {images[2][inside].mean():5.1f} %  HbT contrast {hbt[inside].mean() / background_hbt:.2f}")
         print(f"  largest |ΔlnA| {np.abs(change).max():.3f}")
 
-        extent = (grid.low, grid.high, grid.low, grid.high)
+        extent = grid.extent
         handle = axes[0, column].imshow(np.ma.masked_where(~mask, hbt), origin="lower", extent=extent)
         figure.colorbar(handle, ax=axes[0, column], label="HbT (µM)")
         axes[0, column].set_title(name)

@@ -93,7 +93,7 @@ def main() -> None:
         print(f"{method:8s} {int(result.steps)} steps: lesion HbT {hbt:.1f} µM (true {true_hbt:.1f}, "
               f"{100 * (hbt / true_hbt - 1):+.0f} %), background {background_hbt:.1f} µM (true {sum(BACKGROUND[:2]):.1f})")
         figures[method] = images
-    extent = (grid.low, grid.high)
+    extent = grid.extent
     for method, images in figures.items():
         figure = reconstruction_figure(images, extent, mask, truth=truth, title=f"rect_stnd transmission, {method}")
         save_figure(figure, args.out / f"rect_{method}.png")

@@ -139,14 +139,16 @@ def test_recalibrated_dri_on_another_mesh_removes_the_mesh_offset():
     import jax.numpy as jnp
 
     from nirst_jax.evaluation import GaussNewtonMethod, Recalibrated
+    from nirst_jax.geometry import MeasurementSetup
     from nirst_jax.mesh import disk_mesh
     from nirst_jax.phantoms import PhantomConfig
     from nirst_jax.physics import PAPER_WAVELENGTHS_NM
 
     background = jnp.asarray(PhantomConfig().tissue.nominal_background(), float)
     data_mesh, dri_mesh = disk_mesh(41.0, 4.0), disk_mesh(41.0, 5.0)
-    dri = GaussNewtonMethod(dri_mesh, 32, PAPER_WAVELENGTHS_NM, progress=False)
-    data_method = GaussNewtonMethod(data_mesh, 32, PAPER_WAVELENGTHS_NM, progress=False)
+    setup = MeasurementSetup.disk(image_size=32)
+    dri = GaussNewtonMethod(dri_mesh, setup, PAPER_WAVELENGTHS_NM, progress=False)
+    data_method = GaussNewtonMethod(data_mesh, setup, PAPER_WAVELENGTHS_NM, progress=False)
     data = np.asarray(data_method.model.homogeneous(1.2 * background, 1.0, 1.0))[None]
     reference = data_method.model.homogeneous(background, 1.0, 1.0)
     recalibrated = Recalibrated(dri, reference, dri.model.homogeneous(background, 1.0, 1.0))

@@ -129,7 +129,7 @@ def test_registration_and_resampling_onto_a_grid():
     np.testing.assert_allclose(resampled[mask], image.sample(grid.centers()[mask]))
     assert (resampled[~mask] == 0).all()
     # A square array over [low, high]², as nirst-jax's own grids, maps to the same pixel centres.
-    square = ImageSlice.covering(resampled, -41.0, 41.0)
+    square = ImageSlice.covering(resampled, PixelGrid(resampled.shape[0], -41.0, 41.0))
     np.testing.assert_allclose(square.sample(grid.centers()[mask]), resampled[mask], atol=1e-12)
 
 

@@ -11,6 +11,7 @@ import nirst_jax as nj
 from nirst_jax.cli import main
 from nirst_jax.datasets import PhantomSimulator, SimulationConfig
 from nirst_jax.evaluation import GaussNewtonMethod, mse
+from nirst_jax.geometry import MeasurementSetup
 from nirst_jax.phantoms import Circle, Coverage, Phantom, Region
 from nirst_jax.physics import add_amplitude_noise
 from nirst_jax.recon import (
@@ -149,11 +150,11 @@ def test_gauss_newton_reports_failures_instead_of_a_silent_homogeneous_fit(small
     nan_prior = run(data, bad_mri, 10.0)
     assert int(nan_prior.status) == GaussNewtonStatus.NOT_FINITE and int(nan_prior.steps) == 0
     # Batched evaluation warns, naming the failed phantoms.
-    method = GaussNewtonMethod(mesh, 100, nj.physics.PAPER_WAVELENGTHS_NM, iterations=2, progress=False)
+    method = GaussNewtonMethod(mesh, MeasurementSetup.disk(), nj.physics.PAPER_WAVELENGTHS_NM, iterations=2, progress=False)
     with pytest.warns(RuntimeWarning, match="1 of 2 phantoms \\(positions \\[1\\]\\) failed"):
         method(np.stack([data, np.full_like(data, np.nan)]), np.stack([mri, mri]))
     with pytest.raises(ValueError, match="weight"):
-        GaussNewtonMethod(mesh, 100, nj.physics.PAPER_WAVELENGTHS_NM, weight=0.0)
+        GaussNewtonMethod(mesh, MeasurementSetup.disk(), nj.physics.PAPER_WAVELENGTHS_NM, weight=0.0)
 
 
 @pytest.mark.extended

@@ -101,7 +101,7 @@ def run(args) -> int:
         images[name] = method(test.ln_amplitude, test.mri)
     grid = data.config.grid()
     scores, _ = write_scores(images, test, args.out, f"{args.split} phantoms of {args.data}", args.examples,
-                             (grid.low, grid.high))
+                             grid.extent)
     print(scores.table())
     print(f"wrote {args.out}/metrics.md, scores.csv, box_plots.png, examples.png")
     return 0

@@ -195,7 +195,7 @@ def run(args) -> int:
             np.asarray(model.wavelengths_nm), float(model.frequency_hz)))
     figure = forward_figure(
         images,
-        (grid.low, grid.high),
+        grid.extent,
         np.asarray(interpolation.mask),
         detectors,
         model.wavelengths_nm,

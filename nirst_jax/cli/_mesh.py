@@ -51,7 +51,7 @@ def run(args) -> int:
     if args.contour is not None:
         if args.pixel_spacing is not None:
             raise ValueError("--pixel-spacing applies to --mask only")
-        contour = _read_contour(args.contour)
+        contour = read_contour(args.contour)
     else:
         if args.pixel_spacing is None or len(args.pixel_spacing) not in (1, 2):
             raise ValueError("--mask needs --pixel-spacing MM (or DY DX)")
@@ -84,7 +84,7 @@ def run(args) -> int:
     return 0
 
 
-def _read_contour(path: Path) -> np.ndarray:
+def read_contour(path: Path) -> np.ndarray:
     """x, y columns of a text/CSV file (comma or white space; '#' comments)."""
     if not path.is_file():
         raise FileNotFoundError(f"contour file {path} does not exist")

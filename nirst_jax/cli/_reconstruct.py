@@ -108,7 +108,7 @@ def _read_image(path: Path, what: str) -> np.ndarray:
 def _read_mri(args, mesh):
     """The MRI: an `ImageSlice` placed in mesh coordinates (NIfTI, DICOM, a stated extent or a
     registration), or a square array over the image grid (the default for .npy/.png)."""
-    from ..mesh import ImageSlice
+    from ..mesh import ImageSlice, PixelGrid
     from ..recon import image_grid
 
     path, name = args.mri, args.mri.name.lower()
@@ -123,9 +123,8 @@ def _read_mri(args, mesh):
         moved = args.mri_rotation != 0 or any(v != 0 for v in args.mri_shift)
         if args.mri_extent is None and not moved:
             return array
-        grid = image_grid(mesh, array.shape[0])
-        low, high = args.mri_extent if args.mri_extent is not None else (grid.low, grid.high)
-        image = ImageSlice.covering(array, low, high)
+        grid = image_grid(mesh, array.shape[0]) if args.mri_extent is None else PixelGrid(array.shape[0], *args.mri_extent)
+        image = ImageSlice.covering(array, grid)
     return image.registered(shift_mm=args.mri_shift, rotation_deg=args.mri_rotation)
 
 
@@ -541,7 +540,7 @@ def run(args) -> int:
         **scatter_arrays,
     )
     save_json(out / "convergence.json", summary)
-    figure = reconstruction_figure(images, (grid.low, grid.high), mask, title=title, scatter=scatter_arrays.get("scatter_images"))
+    figure = reconstruction_figure(images, grid.extent, mask, title=title, scatter=scatter_arrays.get("scatter_images"))
     save_figure(figure, out / "reconstruction.png")
     iterative = args.method not in NETWORK_METHODS or args.refine
     for k, value in enumerate(summary["misfit"]):

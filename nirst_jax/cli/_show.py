@@ -24,19 +24,17 @@ def run(args) -> int:
     from .._atomic import save_figure
     from ..datasets import Dataset
     from ..figures import forward_figure
-    from ..physics import rim_positions
 
     dataset = Dataset(args.folder, verify=False)
     if not 0 <= args.index < dataset.count:
         raise ValueError(f"--index must be in [0, {dataset.count}), got {args.index}")
     sample = dataset.sample(args.index)
     config = dataset.config
-    radius = config.phantoms.radius_mm
     figure = forward_figure(
         sample["targets"],
-        (-radius, radius),
+        config.grid().extent,
         dataset.image_mask,
-        rim_positions(dataset.mesh, config.n_fibres),
+        config.measurement_setup().detector_positions(dataset.mesh),
         config.wavelengths_nm,
         sample["ln_amplitude"],
         sample["ln_amplitude_background"],

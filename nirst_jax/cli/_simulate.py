@@ -26,6 +26,17 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="store folder")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="largest mesh edge (mm)")
+    domain = parser.add_mutually_exclusive_group()
+    domain.add_argument("--mesh", type=Path, default=None,
+                        help="NIRFAST mesh PREFIX: its outline is the domain (meshed again at --mesh-spacing) and its "
+                        ".source/.meas/.link the optodes (without them: --fibres rim fibres)")
+    domain.add_argument("--contour", type=Path, default=None,
+                        help="text/CSV of outline vertices x, y (mm): the domain instead of the disk")
+    parser.add_argument("--fibres", type=int, default=None,
+                        help="rim fibres, each a source and a detector (default 16; on an outline: evenly by arc length "
+                        "from its first vertex)")
+    parser.add_argument("--optodes", type=Path, default=None,
+                        help="CSV/JSON of source and detector positions (mm) and pairs, instead of rim fibres")
     parser.add_argument("--noise", type=float, default=0.02, help="relative Gaussian amplitude noise")
     parser.add_argument("--mri-noise", type=float, default=None, help="relative MRI noise (default: the config's)")
     parser.add_argument("--mri-mismatch", type=float, default=None, help="MRI shape mismatch in mm (default: the config's)")
@@ -57,12 +68,44 @@ def build_config(args):
         mri = replace(mri, noise=args.mri_noise)
     if args.mri_mismatch is not None:
         mri = replace(mri, mismatch_mm=args.mri_mismatch)
+    domain, optodes = _geometry(args)
     return SimulationConfig(
         phantoms=phantoms.replace(mri=mri),
+        n_fibres=16 if args.fibres is None else args.fibres,
         mesh_spacing_mm=args.mesh_spacing,
         noise=args.noise,
         precision=args.precision,
+        domain=domain,
+        optodes=optodes,
     )
+
+
+def _geometry(args):
+    """(domain, optodes) of `SimulationConfig` from --mesh / --contour / --optodes (None: the study's)."""
+    from ..formats import read_optodes
+    from ..geometry import OptodePositions, PolygonDomain
+    from ..mesh import read_nirfast
+    from ._mesh import read_contour
+
+    domain = optodes = None
+    if args.mesh is not None:
+        nirfast = read_nirfast(args.mesh)
+        domain = PolygonDomain.from_mesh(nirfast.mesh)
+        if len(nirfast.sources) and len(nirfast.link):
+            if args.optodes is not None:
+                raise ValueError(f"{args.mesh} has its own optodes; --optodes goes with a mesh without them, a contour or the disk")
+            link = nirfast.link[nirfast.link_active]
+            optodes = OptodePositions(nirfast.sources, nirfast.detectors, link, nirfast.fixed_sources, nirfast.fixed_detectors)
+    elif args.contour is not None:
+        domain = PolygonDomain(tuple(map(tuple, read_contour(args.contour))))
+    if optodes is not None and args.fibres is not None:
+        raise ValueError(f"{args.mesh} has its own optodes; --fibres places rim fibres instead of optodes")
+    if args.optodes is not None:
+        if args.fibres is not None:
+            raise ValueError("give --fibres or --optodes, not both")
+        file = read_optodes(args.optodes)
+        optodes = OptodePositions(file.sources, file.detectors, file.link, file.fixed, file.fixed)
+    return domain, optodes
 
 
 def run(args) -> int:

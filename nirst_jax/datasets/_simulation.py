@@ -11,7 +11,8 @@ import numpy as np
 
 from .._config_dict import config_from_dict
 from .._random import purpose_key
-from ..mesh import GridInterpolation, Mesh, PixelGrid, disk_mesh
+from ..geometry import DiskDomain, MeasurementSetup, OptodePositions, PolygonDomain, RimFibres, domain_from_dict, optodes_from_dict
+from ..mesh import GridInterpolation, Mesh, PixelGrid
 from ..phantoms import (
     Coverage,
     PhantomConfig,
@@ -31,14 +32,20 @@ PRECISIONS = ("float32", "float64")
 class SimulationConfig:
     """Everything that determines a dataset besides its seed and size.
 
+    The measurement set-up (`measurement_setup`) is the study's disk of
+    `phantoms.radius_mm` with `n_fibres` rim fibres unless `domain` or `optodes` say otherwise.
+
     Attributes:
         phantoms: the phantom distribution.
         wavelengths_nm: measurement wavelengths (650–1000 nm).
-        n_fibres: fibres evenly on the rim, each a source and a detector.
+        n_fibres: fibres evenly on the rim, each a source and a detector (unless `optodes`).
         mesh_spacing_mm: largest edge of the simulation mesh.
         noise: relative Gaussian noise on the amplitudes (0.02 = 2 %).
-        image_size: pixels per side of the target and MRI images (grid over the disk).
+        image_size: pixels per side of the target and MRI images (grid over the domain).
         precision: "float32" or "float64" for the forward solves.
+        domain: a `PolygonDomain` to image instead of the disk (inclusions are placed inside
+            it; `phantoms.radius_mm` then only bounds the disk-specific checks).
+        optodes: `OptodePositions` instead of the `n_fibres` rim fibres.
     """
 
     phantoms: PhantomConfig = field(default_factory=PhantomConfig)
@@ -48,14 +55,21 @@ class SimulationConfig:
     noise: float = 0.02
     image_size: int = 100
     precision: str = "float32"
+    domain: PolygonDomain | None = None
+    optodes: OptodePositions | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "wavelengths_nm", tuple(float(w) for w in check_wavelengths(self.wavelengths_nm)))
         if isinstance(self.n_fibres, bool) or int(self.n_fibres) != self.n_fibres or self.n_fibres < 2:
             raise ValueError(f"n_fibres must be an integer ≥ 2, got {self.n_fibres!r}")
         object.__setattr__(self, "n_fibres", int(self.n_fibres))
-        if not (np.isfinite(self.mesh_spacing_mm) and 0 < self.mesh_spacing_mm < self.phantoms.radius_mm / 2):
-            raise ValueError(f"mesh_spacing_mm must be in (0, radius/2), got {self.mesh_spacing_mm!r}")
+        if self.domain is not None and not isinstance(self.domain, PolygonDomain):
+            raise TypeError(f"domain must be a PolygonDomain (None: the disk), got {type(self.domain).__name__}")
+        if self.optodes is not None and not isinstance(self.optodes, OptodePositions):
+            raise TypeError(f"optodes must be OptodePositions (None: n_fibres rim fibres), got {type(self.optodes).__name__}")
+        width = self.measurement_setup().domain.width_mm
+        if not (np.isfinite(self.mesh_spacing_mm) and 0 < self.mesh_spacing_mm < width / 4):
+            raise ValueError(f"mesh_spacing_mm must be in (0, {width / 4:g}) (a quarter of the domain's width), got {self.mesh_spacing_mm!r}")
         if not (np.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"noise must be finite and ≥ 0, got {self.noise!r}")
         if isinstance(self.image_size, bool) or int(self.image_size) != self.image_size or self.image_size < 8:
@@ -63,6 +77,17 @@ class SimulationConfig:
         object.__setattr__(self, "image_size", int(self.image_size))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.domain is not None:
+            _check_room(self.phantoms, self.domain.placement())
+
+    def measurement_setup(self) -> MeasurementSetup:
+        """The set-up the data are simulated with (scattering law: `PhantomConfig.reference_scatter`)."""
+        return MeasurementSetup(
+            DiskDomain(self.phantoms.radius_mm) if self.domain is None else self.domain,
+            RimFibres(self.n_fibres) if self.optodes is None else self.optodes,
+            scatter=self.phantoms.reference_scatter,
+            image_size=self.image_size,
+        )
 
     @property
     def dtype(self):
@@ -71,22 +96,19 @@ class SimulationConfig:
         return jnp.dtype(self.precision)
 
     def grid(self) -> PixelGrid:
-        """The image grid: `image_size`² pixels over the disk's bounding square."""
-        radius = self.phantoms.radius_mm
-        return PixelGrid(self.image_size, -radius, radius)
+        """The image grid: `image_size`² pixels over the domain's bounding square."""
+        return self.measurement_setup().grid()
 
-    def mesh(self) -> Mesh:
-        """The simulation mesh."""
-        return disk_mesh(self.phantoms.radius_mm, self.mesh_spacing_mm)
+    def mesh(self, spacing_mm: float | None = None) -> Mesh:
+        """The simulation mesh, or a mesh of the same domain with edges ≤ `spacing_mm`."""
+        return self.measurement_setup().mesh(self.mesh_spacing_mm if spacing_mm is None else spacing_mm)
 
-    def forward_model(self, mesh: Mesh | None = None) -> SpectralForwardModel:
+    def forward_model(self, mesh: Mesh | None = None, active_fibres: int | None = None) -> SpectralForwardModel:
         """The set-up's forward model: on `mesh` (default the simulation mesh), with the
-        wavelengths, fibres and reference scattering law (`PhantomConfig.reference_scatter`)."""
-        amplitude, power = self.phantoms.reference_scatter
-        return SpectralForwardModel.create(
-            self.mesh() if mesh is None else mesh, wavelengths_nm=self.wavelengths_nm, n_fibres=self.n_fibres,
-            scatter_amplitude=amplitude, scatter_power=power,
-        )
+        wavelengths, optodes and reference scattering law (`PhantomConfig.reference_scatter`);
+        only `active_fibres` evenly spaced rim fibres in use (None: all)."""
+        return self.measurement_setup().forward_model(self.mesh() if mesh is None else mesh, self.wavelengths_nm,
+                                                      active_fibres=active_fibres)
 
     def reference_ln_amplitude(self, mesh: Mesh | None = None) -> np.ndarray:
         """(L, S, K) ln A of the homogeneous reference phantom (the nominal background, the
@@ -100,12 +122,34 @@ class SimulationConfig:
         data = asdict(self)
         data["phantoms"] = self.phantoms.to_dict()
         data["wavelengths_nm"] = list(self.wavelengths_nm)
+        # Left out when unset, so the disk's configs describe themselves as before (stores still resume).
+        for name in ("domain", "optodes"):
+            value = getattr(self, name)
+            if value is None:
+                del data[name]
+            else:
+                data[name] = value.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimulationConfig":
         """Rebuild from `to_dict` output; unknown keys are an error."""
-        return config_from_dict(cls, data, "simulation config", {"phantoms": PhantomConfig.from_dict})
+        return config_from_dict(cls, data, "simulation config", {
+            "phantoms": PhantomConfig.from_dict, "domain": domain_from_dict, "optodes": optodes_from_dict})
+
+
+def _check_room(phantoms: PhantomConfig, placement) -> None:
+    """Refuse a distribution whose inclusions cannot be placed inside the domain."""
+    from ..phantoms._decoupling import GLANDULAR_EXTENT
+
+    margin = phantoms.margin_mm
+    if phantoms.two_inclusion_probability < 1:
+        placement.check(f"a {max(phantoms.single_diameters_mm):g} mm inclusion", margin + max(phantoms.single_diameters_mm) / 2)
+    if phantoms.two_inclusion_probability > 0:
+        radius = phantoms.pair_diameter_mm / 2
+        placement.check(f"two {phantoms.pair_diameter_mm:g} mm inclusions", margin + radius, radius + phantoms.pair_gap_mm[1] / 2)
+    if phantoms.decoupling.glandular > 0:
+        placement.check("the fibroglandular region", margin + GLANDULAR_EXTENT * phantoms.decoupling.glandular_radius_mm[1])
 
 
 class PhantomSimulator(eqx.Module):
@@ -115,7 +159,8 @@ class PhantomSimulator(eqx.Module):
         model: the spectral forward model on the simulation mesh.
         node_coverage: area-weighted coverage of mesh nodes.
         pixel_coverage: coverage of image pixels.
-        mask: (H, W) pixels inside the disk.
+        mask: (H, W) pixels inside the domain.
+        placement: where inclusions may go (`MeasurementSetup.placement`).
         config: the simulation config.
     """
 
@@ -123,6 +168,7 @@ class PhantomSimulator(eqx.Module):
     node_coverage: Coverage
     pixel_coverage: Coverage
     mask: np.ndarray
+    placement: eqx.Module
     config: SimulationConfig = eqx.field(static=True)
 
     @classmethod
@@ -135,6 +181,7 @@ class PhantomSimulator(eqx.Module):
             node_coverage=Coverage.nodes(mesh),
             pixel_coverage=Coverage.pixels(grid),
             mask=GridInterpolation.build(mesh, grid).mask,
+            placement=config.measurement_setup().placement(),
             config=config,
         )
 
@@ -160,7 +207,7 @@ class PhantomSimulator(eqx.Module):
         """
         config = self.config
         k_phantom, k_mri, k_data = (purpose_key(key, p) for p in ("phantom", "mri-noise", "amplitude-noise"))
-        p = sample_phantom(config.phantoms, k_phantom)
+        p = sample_phantom(config.phantoms, k_phantom, self.placement)
         node_fractions = self._circle_fractions(self.node_coverage, p.centers, p.radii, p.present)
         pixel_fractions = self._circle_fractions(self.pixel_coverage, p.centers, p.radii, p.present)
         mri_config = config.phantoms.mri

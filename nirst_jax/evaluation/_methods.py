@@ -9,6 +9,7 @@ followed by Gauss-Newton steps centred on its output).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import equinox as eqx
@@ -18,23 +19,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._batching import padded_batches
+from ..geometry import DiskDomain, MeasurementSetup
 from ..mesh import Mesh
-from ..models import evenly_spaced_fibres
-from ..physics import SpectralForwardModel
-from ..recon import DEFAULT_WEIGHTS, GaussNewton, GaussNewtonStatus, Reconstructor, check_weight, image_grid
+from ..recon import DEFAULT_WEIGHTS, GaussNewton, GaussNewtonStatus, Reconstructor, check_weight
 
 
 class GaussNewtonMethod:
     """MRI-guided (DRI), Tikhonov or soft-prior Gauss-Newton on a given mesh, vmapped in batches.
 
     Arguments:
-        mesh: the reconstruction mesh (often the training data's mesh).
-        image_size: pixels per side of the output images (and of the MRI).
+        mesh: the reconstruction mesh (often the training data's mesh; any mesh of the
+            set-up's domain).
+        setup: the measurement set-up of the data (`MeasurementSetup`: optodes, scattering
+            law, image grid; continuous wave).
         wavelengths_nm: measurement wavelengths.
-        n_fibres: rim fibres of the data.
-        scatter: (a mm⁻¹, b), the known scattering law.
         method: "dri" or "tikhonov" (the soft prior needs a segmentation: `nirst reconstruct`).
-        active_fibres: reconstruct from this many evenly spaced fibres only (default all).
+        active_fibres: reconstruct from this many evenly spaced rim fibres only (default all).
         weight: regularisation weight α (default `DEFAULT_WEIGHTS[method]`).
         iterations: most Gauss-Newton steps.
         batch_size: phantoms per vmapped call.
@@ -44,10 +44,8 @@ class GaussNewtonMethod:
     def __init__(
         self,
         mesh: Mesh,
-        image_size: int,
+        setup: MeasurementSetup,
         wavelengths_nm,
-        n_fibres: int = 16,
-        scatter=(1.0, 1.0),
         method: str = "dri",
         active_fibres: int | None = None,
         weight: float | None = None,
@@ -57,23 +55,18 @@ class GaussNewtonMethod:
     ):
         if method not in ("dri", "tikhonov"):
             raise ValueError(f"batched Gauss-Newton supports 'dri' and 'tikhonov', got {method!r}")
-        active = None if active_fibres is None else evenly_spaced_fibres(n_fibres, active_fibres)
-        self.model = SpectralForwardModel.create(
-            mesh,
-            wavelengths_nm=tuple(wavelengths_nm),
-            n_fibres=n_fibres,
-            active_fibres=active,
-            scatter_amplitude=scatter[0],
-            scatter_power=scatter[1],
-        )
-        self.image_size = int(image_size)
+        if setup.frequency_hz != 0:
+            raise ValueError("batched Gauss-Newton reconstructs continuous-wave ln A; "
+                             f"the set-up is modulated at {setup.frequency_hz:g} Hz (use nirst reconstruct)")
+        self.model = setup.forward_model(mesh, wavelengths_nm, active_fibres=active_fibres)
+        self.image_size = setup.image_size
         self.reconstructor = Reconstructor.create(
             self.model,
             mesh,
             method,
-            grid=image_grid(mesh, self.image_size),
+            grid=setup.grid(),
             solver=GaussNewton(iterations=iterations),
-            scatter=tuple(scatter),
+            scatter=setup.scatter,
         )
         self.weight = DEFAULT_WEIGHTS[method] if weight is None else float(weight)
         check_weight(self.weight)
@@ -83,22 +76,25 @@ class GaussNewtonMethod:
             "mesh_sha256": mesh.content_hash,
             "image_size": self.image_size,
             "wavelengths_nm": [float(w) for w in wavelengths_nm],
-            "n_fibres": int(n_fibres),
+            "n_fibres": setup.optodes.count if setup.is_ring else None,
             "active_fibres": active_fibres,
-            "scatter": [float(scatter[0]), float(scatter[1])],
+            "scatter": list(setup.scatter),
             "weight": self.weight,
             "iterations": int(iterations),
         }
         """Everything that determines the images (JSON-ready): what a cache of them is keyed by."""
+        if not (isinstance(setup.domain, DiskDomain) and setup.is_ring and setup.optodes.angle_offset_deg == 0):
+            self.settings["setup"] = setup.to_dict()  # the study's disk keeps its keys (and caches)
 
     @classmethod
     def for_dataset(cls, dataset, method: str = "dri", scatter=None, **options) -> "GaussNewtonMethod":
-        """On the dataset's own mesh, wavelengths, fibres and scattering law (refused when the
+        """On the dataset's own mesh, wavelengths, optodes and scattering law (refused when the
         dataset draws it per phantom, unless `scatter` (a, b) is given)."""
         config = dataset.config
         if scatter is None:
             scatter = config.phantoms.known_scatter(f"{method.upper()} reconstruction")
-        return cls(dataset.mesh, config.image_size, config.wavelengths_nm, config.n_fibres, scatter, method, **options)
+        setup = dataclasses.replace(config.measurement_setup(), scatter=tuple(scatter))
+        return cls(dataset.mesh, setup, config.wavelengths_nm, method, **options)
 
     @property
     def image_mask(self) -> np.ndarray:

@@ -98,7 +98,7 @@ def three_inclusions(study: Study) -> Section:
     rows = ["| method | " + " | ".join(f"MSE {c}" for c in CHROMOPHORE_LABELS) + " |", "|---|---|---|---|"]
     rows += [f"| {m} | " + " | ".join(f"{v:.3f}" for v in scores.mean(m, "mse")) + " |" for m in METHODS]
     section.tables.append(("Whole-image MSE of the three-inclusion phantom", "\n".join(rows)))
-    figure = comparison_figure(one.truth, {k: v[None] for k, v in images.items()}, one.mask, (grid.low, grid.high),
+    figure = comparison_figure(one.truth, {k: v[None] for k, v in images.items()}, one.mask, grid.extent,
                                labels=["3 inclusions"])
     path = study.folder / section.key / "three_inclusions.png"
     save_figure(figure, path)
@@ -147,7 +147,7 @@ def no_mri(study: Study) -> Section:
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     section.tables.append(("Three-inclusion phantom: HbT inclusion/background contrast", "\n".join(rows)))
     figure = comparison_figure(fixed.truth[:1], {m: study.reconstruct(fixed, m)[:1] for m in ("Z-Net", "Z-Net no MRI")},
-                               fixed.mask, (grid.low, grid.high), labels=["3 inclusions"])
+                               fixed.mask, grid.extent, labels=["3 inclusions"])
     path = study.folder / section.key / "three_inclusions.png"
     save_figure(figure, path)
     section.figures.append(("Three-inclusion phantom with and without the MRI input", relative(path, study)))
@@ -170,7 +170,7 @@ def lesion_contrast(study: Study) -> Section:
                         "background. Methods whose contrasts differ by more than 0.1 in the right order: "
                         + (", ".join(separated) or "none") + ".")
     maps = {m: derived_maps(study.reconstruct(fixed, m)[1:], fixed.mask) for m in METHODS}
-    figure = comparison_figure(derived_maps(fixed.truth[1:], fixed.mask), maps, fixed.mask, (grid.low, grid.high),
+    figure = comparison_figure(derived_maps(fixed.truth[1:], fixed.mask), maps, fixed.mask, grid.extent,
                                labels=["malignant", "benign"], chromophores=(3, 4))
     path = study.folder / section.key / "lesions.png"
     save_figure(figure, path)
@@ -286,7 +286,7 @@ def _examples_figure(study: Study, section: Section, test: TestSet, images: dict
     grid = study.dataset.config.grid()
     shown = slice(0, min(study.scale.examples, len(test.ids)))
     figure = comparison_figure(test.truth[shown], {m: images[m][shown] for m in methods}, test.mask,
-                               (grid.low, grid.high), labels=[f"#{i}" for i in test.ids[shown]])
+                               grid.extent, labels=[f"#{i}" for i in test.ids[shown]])
     path = study.folder / section.key / file
     save_figure(figure, path)
     section.figures.append((f"Truth and reconstructions, {what}", relative(path, study)))

@@ -85,7 +85,7 @@ def demo(folder, scale="demo", progress: bool = True) -> Path:
     images = {name: study.reconstruct(test, name) for name in ("DRI", "Z-Net")}
     scores = Scores.compute(images, test.truth, test.mask, test.ids)
     grid = dataset.config.grid()
-    figure = comparison_figure(test.truth, images, test.mask, (grid.low, grid.high),
+    figure = comparison_figure(test.truth, images, test.mask, grid.extent,
                                labels=[f"test #{i}" for i in test.ids], title="Truth, DRI and Z-Net")
     save_figure(figure, study.folder / "demo.png")
     s = study.scale

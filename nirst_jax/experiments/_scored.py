@@ -56,7 +56,7 @@ def score_methods(study: Study, test: TestSet, methods, section: Section, what: 
     folder = study.folder / section.key / (part or "")
     images = {name: study.reconstruct(test, name, active_fibres) for name in methods}
     grid = study.dataset.config.grid()
-    scores, files = write_scores(images, test, folder, what, study.scale.examples, (grid.low, grid.high))
+    scores, files = write_scores(images, test, folder, what, study.scale.examples, grid.extent)
     section.tables.append((f"{files['scores.csv']} (per-phantom values: {relative(folder / 'scores.csv', study)})",
                            scores.table()))
     section.figures += [(files[name], relative(folder / name, study)) for name in ("box_plots.png", "examples.png")]

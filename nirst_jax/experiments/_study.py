@@ -20,6 +20,8 @@ same; an experiment's result.json only while every reconstruction it read is (`i
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,7 +34,6 @@ from .._fingerprint import json_sha256
 from .._version import __version__
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
 from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork
-from ..mesh import disk_mesh
 from ..models import ModelSpec
 from ..phantoms import MRIConfig, PhantomConfig, phantom_config, shape_family
 from ..training import Checkpoints, TrainConfig, TrainedNetwork, train
@@ -325,10 +326,9 @@ class Study:
         if self.scale.dri_mesh_spacing_mm is None:
             raise ValueError(f"scale {self.scale.name!r} has no dri_mesh_spacing_mm: it does not run {FINE_DRI!r}")
         config = self.dataset.config
-        scatter = config.phantoms.known_scatter("DRI")
-        mesh = disk_mesh(config.phantoms.radius_mm, self.scale.dri_mesh_spacing_mm)
-        method = GaussNewtonMethod(mesh, config.image_size, config.wavelengths_nm, config.n_fibres, scatter, "dri",
-                                   active_fibres=active_fibres, progress=self.progress)
+        setup = dataclasses.replace(config.measurement_setup(), scatter=config.phantoms.known_scatter("DRI"))
+        mesh = config.mesh(self.scale.dri_mesh_spacing_mm)
+        method = GaussNewtonMethod(mesh, setup, config.wavelengths_nm, "dri", active_fibres=active_fibres, progress=self.progress)
         return Recalibrated(method, self.dataset.reference, config.reference_ln_amplitude(mesh))
 
     def checkpoint_fingerprint(self, network: str) -> str:

@@ -6,6 +6,7 @@ from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..evaluation import DERIVED_NAMES, DERIVED_UNITS  # noqa: E402
+from ._extent import imshow_extent  # noqa: E402
 
 
 def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophores=(0, 1, 2), title: str = ""):
@@ -19,7 +20,7 @@ def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophor
             HbT and StO2 (C = 5, from `nirst_jax.evaluation.derived_maps`).
         images: method → (P, C, H, W) reconstructions.
         mask: (H, W) pixels inside the disk.
-        extent: (low, high) of the grid in mm.
+        extent: the grid's `PixelGrid.extent` (x0, x1, y0, y1), or (low, high) for [low, high]², mm.
         labels: P phantom names (default "phantom i").
         chromophores: which of HbO (0), Hb (1), water (2), HbT (3), StO2 (4) to show.
         title: figure title.
@@ -41,7 +42,7 @@ def comparison_figure(truth, images: dict, mask, extent, labels=None, chromophor
         for j, (name, values) in enumerate(columns.items()):
             axis = axes[r, j]
             handle = axis.imshow(np.ma.masked_where(~mask, values[p, c]), origin="lower",
-                                 extent=(*extent, *extent), vmin=low, vmax=high, cmap="viridis")
+                                 extent=imshow_extent(extent), vmin=low, vmax=high, cmap="viridis")
             axis.set_xticks([])
             axis.set_yticks([])
             if r == 0:

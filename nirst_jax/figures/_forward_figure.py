@@ -7,11 +7,12 @@ from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..physics import CHROMOPHORE_UNITS, CHROMOPHORES  # noqa: E402
+from ._extent import imshow_extent  # noqa: E402
 
 
 def forward_figure(
     images: np.ndarray,
-    extent: tuple[float, float],
+    extent: tuple[float, ...],
     mask: np.ndarray,
     fibres_xy: np.ndarray,
     wavelengths_nm,
@@ -26,7 +27,7 @@ def forward_figure(
 
     Arguments:
         images: (3, n, n) HbO (µM), Hb (µM), water (%) on the pixel grid.
-        extent: (low, high) of the grid in mm.
+        extent: the grid's `PixelGrid.extent` (x0, x1, y0, y1), or (low, high) for [low, high]², mm.
         mask: (n, n) pixels inside the mesh.
         fibres_xy: (F, 2) fibre positions in mm.
         wavelengths_nm: (L,) wavelengths.
@@ -43,10 +44,9 @@ def forward_figure(
     extra = mri is not None or ln_amplitude_clean is not None
     figure = Figure(figsize=(20 if extra else 15, 9.5))
     axes = figure.subplots(2, 4 if extra else 3)
-    low, high = extent
     for ax, image, name, unit in zip(axes[0], images, CHROMOPHORES, CHROMOPHORE_UNITS):
         shown = np.ma.masked_where(~mask, image)
-        handle = ax.imshow(shown, origin="lower", extent=(low, high, low, high), cmap="viridis")
+        handle = ax.imshow(shown, origin="lower", extent=imshow_extent(extent), cmap="viridis")
         ax.plot(fibres_xy[:, 0], fibres_xy[:, 1], "o", ms=5, mfc="white", mec="black")
         ax.text(*fibres_xy[0], " 0", fontsize=8)
         ax.set_title(f"{name} ({unit})")
@@ -96,7 +96,7 @@ def forward_figure(
         ax.set_title("Phase")
     if mri is not None:
         ax = axes[0, 3]
-        handle = ax.imshow(np.ma.masked_where(~mask, mri), origin="lower", extent=(low, high, low, high), cmap="gray")
+        handle = ax.imshow(np.ma.masked_where(~mask, mri), origin="lower", extent=imshow_extent(extent), cmap="gray")
         ax.set_title("MRI")
         ax.set_xlabel("x (mm)")
         figure.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="grey level")

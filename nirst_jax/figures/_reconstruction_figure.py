@@ -6,13 +6,14 @@ from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 
 from ..evaluation import DERIVED_NAMES, DERIVED_UNITS, derived_maps  # noqa: E402
+from ._extent import imshow_extent  # noqa: E402
 
 PANELS = tuple(zip(DERIVED_NAMES, DERIVED_UNITS))
 
 
 def reconstruction_figure(
     images: np.ndarray,
-    extent: tuple[float, float],
+    extent: tuple[float, ...],
     mask: np.ndarray,
     truth: np.ndarray | None = None,
     title: str = "",
@@ -23,7 +24,7 @@ def reconstruction_figure(
 
     Arguments:
         images: (3, H, W) reconstructed HbO (µM), Hb (µM), water (%).
-        extent: (low, high) of the grid in mm.
+        extent: the grid's `PixelGrid.extent` (x0, x1, y0, y1), or (low, high) for [low, high]², mm.
         mask: (H, W) pixels inside the mesh.
         truth: (3, H, W) true images, shown as a first row on the same colour scales.
         title: figure title.
@@ -44,7 +45,7 @@ def reconstruction_figure(
         low, high = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))
         for i, (label, maps) in enumerate(rows):
             shown = axes[i, j].imshow(
-                maps[j], origin="lower", extent=(*extent, *extent), vmin=low, vmax=high, cmap="viridis"
+                maps[j], origin="lower", extent=imshow_extent(extent), vmin=low, vmax=high, cmap="viridis"
             )
             axes[i, j].set_title(f"{label}: {name}")
             axes[i, j].set_xlabel("x (mm)")
@@ -53,7 +54,7 @@ def reconstruction_figure(
     if scatter is not None:
         for j, (name, unit) in enumerate((("scatter amplitude a", "mm⁻¹"), ("scatter power b", ""))):
             values = np.where(mask, scatter[j], np.nan)
-            shown = axes[-1, j].imshow(values, origin="lower", extent=(*extent, *extent), cmap="magma")
+            shown = axes[-1, j].imshow(values, origin="lower", extent=imshow_extent(extent), cmap="magma")
             axes[-1, j].set_title(f"reconstruction: {name}")
             axes[-1, j].set_xlabel("x (mm)")
             axes[-1, j].set_ylabel("y (mm)")

@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets import Normalisation, SimulationConfig
 from ..evaluation import GaussNewtonMethod
 from ..mesh import Mesh
-from ..models import ModelSpec, fibre_mask
+from ..models import ModelSpec
 from ._dri_unet import DRIUNet, dri_stage
 from ._lgn import LearnedGaussNewton
 from ._physics import UnrolledPhysics
@@ -44,12 +44,12 @@ def build_network(
     if a[0] != a[1] or b[0] != b[1]:
         raise ValueError(f"{spec.name} needs a fixed scatter; the data draw a in {a} and b in {b}")
     if spec.name == "dri-unet":
-        return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, (a[0], b[0]))
+        return _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh)
     mesh = simulation.mesh() if mesh is None else mesh
     reference = simulation.phantoms.tissue.nominal_background()
     physics_loss = PhysicsLoss.create(
-        mesh, simulation.grid(), normalisation, reference_chromophores=reference,
-        wavelengths_nm=simulation.wavelengths_nm, n_fibres=simulation.n_fibres, scatter=(a[0], b[0]), active=signal_mask,
+        mesh, simulation.measurement_setup(), normalisation, reference_chromophores=reference,
+        wavelengths_nm=simulation.wavelengths_nm, active=signal_mask,
     )
     physics = UnrolledPhysics.create(physics_loss, mesh, reference, basis_size=spec.basis_size)
     return LearnedGaussNewton(
@@ -61,17 +61,17 @@ def build_network(
     )
 
 
-def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh, scatter) -> DRIUNet:
+def _dri_unet(spec, seed, simulation, normalisation, signal_mask, mesh) -> DRIUNet:
     """DRI (the study's settings) on `mesh` (None: the data's) followed by a U-Net."""
+    setup = simulation.measurement_setup()
     active = None
-    if signal_mask is not None and not np.all(signal_mask):
+    if signal_mask is not None and not np.array_equal(np.asarray(signal_mask), setup.measurement_mask()):
         fibres = np.flatnonzero(np.asarray(signal_mask).any(1))
         active = len(fibres)
-        if not np.array_equal(np.asarray(signal_mask), fibre_mask(simulation.n_fibres, active)):
-            raise ValueError(f"{spec.name} reconstructs from evenly spaced fibres; the signal mask keeps fibres {fibres.tolist()}")
+        if not (setup.is_ring and np.array_equal(np.asarray(signal_mask), setup.measurement_mask(active))):
+            raise ValueError(f"{spec.name} reconstructs from evenly spaced rim fibres; the signal mask keeps sources {fibres.tolist()}")
     mesh = simulation.mesh() if mesh is None else mesh
-    method = GaussNewtonMethod(mesh, simulation.image_size, simulation.wavelengths_nm, simulation.n_fibres, scatter, "dri",
-                               active_fibres=active, progress=False)
+    method = GaussNewtonMethod(mesh, setup, simulation.wavelengths_nm, "dri", active_fibres=active, progress=False)
     # Signals become ln A calibrated to the reconstruction mesh's own reference, as measurements are.
     stage = dri_stage(method, normalisation, simulation.reference_ln_amplitude(mesh))
     return DRIUNet(stage, width=spec.width, margin=spec.margin, upsampling=spec.upsampling, rngs=nnx.Rngs(seed))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..datasets import Normalisation
-from ..mesh import GridInterpolation, Mesh, PixelGrid
+from ..geometry import MeasurementSetup
+from ..mesh import GridInterpolation, Mesh
 from ..physics import SpectralForwardModel
 
 # Bounds on concentrations before the forward solve: above zero (µa > 0 at every wavelength)
@@ -55,13 +58,11 @@ class PhysicsLoss(eqx.Module):
     def create(
         cls,
         mesh: Mesh,
-        grid: PixelGrid,
+        setup: MeasurementSetup,
         normalisation: Normalisation,
         *,
         reference_chromophores,
         wavelengths_nm,
-        n_fibres: int = 16,
-        scatter: tuple[float, float] = (1.0, 1.0),
         active=None,
         lower=DEFAULT_LOWER,
         upper=DEFAULT_UPPER,
@@ -69,19 +70,18 @@ class PhysicsLoss(eqx.Module):
         """Build the forward model and grid operators.
 
         Arguments:
-            mesh: the physics mesh (the dataset's, or another covering the same disk).
-            grid: the image grid of the network's output.
+            mesh: the physics mesh (the dataset's, or another mesh of the same domain).
+            setup: the data's measurement set-up (optodes, scattering law fixed for the
+                dataset, the image grid of the network's output).
             normalisation: the dataset's normalisation.
             reference_chromophores: (3,) HbO (µM), Hb (µM), water (%) of the homogeneous
                 reference phantom the dataset's signals are referenced to.
             wavelengths_nm: measurement wavelengths (must match the normalisation's L).
-            n_fibres: rim fibres.
-            scatter: (a mm⁻¹, b), fixed for the dataset.
             active: (S, K) bool mask of measurements to compare (default all).
             lower, upper: concentration bounds (HbO µM, Hb µM, water %).
         """
-        model = SpectralForwardModel.create(mesh, wavelengths_nm=tuple(wavelengths_nm), n_fibres=n_fibres,
-                                            scatter_amplitude=scatter[0], scatter_power=scatter[1])
+        model = setup.forward_model(mesh, wavelengths_nm)
+        scatter = setup.scatter
         if model.data_shape != tuple(normalisation.reference.shape):
             raise ValueError(f"forward model gives {model.data_shape}, the normalisation expects {normalisation.reference.shape}")
         layout_active = np.asarray(model.layout.active)
@@ -96,7 +96,7 @@ class PhysicsLoss(eqx.Module):
         normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference, jnp.float32))
         return cls(
             model=model,
-            interpolation=GridInterpolation.build(mesh, grid),
+            interpolation=setup.interpolation(mesh),
             normalisation=normalisation,
             active=active,
             lower=jnp.asarray(lower, jnp.float32),
@@ -112,12 +112,10 @@ class PhysicsLoss(eqx.Module):
         scatter = config.phantoms.known_scatter("the physics loss")
         return cls.create(
             dataset.mesh if mesh is None else mesh,
-            config.grid(),
+            dataclasses.replace(config.measurement_setup(), scatter=scatter),
             dataset.normalisation if normalisation is None else normalisation,
             reference_chromophores=config.phantoms.tissue.nominal_background(),
             wavelengths_nm=config.wavelengths_nm,
-            n_fibres=config.n_fibres,
-            scatter=scatter,
             active=active,
             **bounds,
         )

@@ -9,6 +9,7 @@ from ._grid import GridInterpolation, PixelGrid
 from ._locate import inside_mesh, locate_points, project_to_boundary
 from ._mask_contour import mask_contour
 from ._mesh import Mesh
+from ._outline import mesh_outline
 from ._nirfast import STND_COLUMNS, NirfastMesh, read_nirfast, write_nirfast
 from ._polygon_mesh import polygon_mesh
 from ._quality import MeshQuality, mesh_quality
@@ -28,6 +29,7 @@ __all__ = [
     "inside_mesh",
     "locate_points",
     "mask_contour",
+    "mesh_outline",
     "mesh_quality",
     "polygon_mesh",
     "project_to_boundary",

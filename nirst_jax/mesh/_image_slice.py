@@ -60,13 +60,12 @@ class ImageSlice:
         return cls(image, [[dx, 0.0, x0], [0.0, dy, y0], [0.0, 0.0, 1.0]])
 
     @classmethod
-    def covering(cls, image, low: float, high: float) -> "ImageSlice":
-        """A square image over [low, high]² mm, as nirst-jax's own grids (`PixelGrid`)."""
+    def covering(cls, image, grid: PixelGrid) -> "ImageSlice":
+        """A square image laid over `grid` (its size must match), as nirst-jax's own images."""
         image = np.asarray(image)
-        if image.ndim != 2 or image.shape[0] != image.shape[1]:
-            raise ValueError(f"an image covering [low, high]² must be square, got shape {image.shape}")
-        grid = PixelGrid(image.shape[0], low, high)
-        return cls.from_array(image, grid.pixel_mm, (grid.axis[0], grid.axis[0]))
+        if image.shape != (grid.size, grid.size):
+            raise ValueError(f"an image covering a {grid.size}×{grid.size} grid must have that shape, got {image.shape}")
+        return cls.from_array(image, grid.pixel_mm, (grid.axis[0], grid.y_axis[0]))
 
     @classmethod
     def from_nifti(cls, path: str | os.PathLike, slice_index: int | None = None) -> "ImageSlice":

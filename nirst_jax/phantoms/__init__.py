@@ -8,6 +8,7 @@ from ._families import SHAPE_FAMILIES, shape_family
 from ._fixed import FIXED_PHANTOMS, benign_lesion, breast, fixed_phantom, malignant_lesion, three_inclusions
 from ._mri import add_mri_noise, mri_image
 from ._phantom import Phantom, Region
+from ._placement import DiskPlacement, RegionPlacement
 from ._sampling import PhantomParameters, inside_glandular, sample_phantom
 from ._shapes import Circle, Ellipse, StarShape, inside_circle, inside_star
 from ._tissue import TissueTable, read_priors
@@ -17,6 +18,7 @@ __all__ = [
     "Circle",
     "Coverage",
     "Decoupling",
+    "DiskPlacement",
     "Ellipse",
     "FIXED_PHANTOMS",
     "MRIConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "PhantomParameters",
     "REALISTIC",
     "Region",
+    "RegionPlacement",
     "SHAPE_FAMILIES",
     "StarShape",
     "TissueTable",

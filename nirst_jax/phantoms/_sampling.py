@@ -15,12 +15,8 @@ from dataclasses import replace
 from .._random import purpose_key
 from ._config import PhantomConfig
 from ._decoupling import GLANDULAR_AMPLITUDE, GLANDULAR_EXTENT, GLANDULAR_ORDERS, Decoupling
+from ._placement import DiskPlacement, RegionPlacement, uniform_in_disk
 from ._shapes import inside_star
-
-_LENS_CANDIDATES = 64
-"""Candidate midpoints for a pair of inclusions; each lands in the valid lens with probability
-≥ ½, so all failing has probability < 1e-19."""
-
 
 class PhantomParameters(eqx.Module):
     """One random phantom (or a batch, with a leading axis on every field).
@@ -67,58 +63,32 @@ F32 = jnp.float32
 # Every draw is float32 whatever `jax_enable_x64` says, so a dataset depends only on its seed.
 
 
-def _unit(angle):
-    return jnp.stack([jnp.cos(angle), jnp.sin(angle)])
-
-
-def _single_center(key, room):
-    """A point uniform in the disk of radius `room`."""
-    u = jax.random.uniform(key, (2,), F32)
-    return jnp.sqrt(u[0]) * room * _unit(2 * jnp.pi * u[1])
-
-
-def _pair_centers(key, room, half_distance):
-    """Two points 2·`half_distance` apart, both within `room` of the origin, uniformly.
-
-    The pair is a direction u (uniform) and a midpoint m uniform in the lens
-    {|m ± half·u| ≤ room}, sampled by rejection from the lens's bounding box.
-    """
-    k_angle, k_box = jax.random.split(key)
-    u = _unit(jax.random.uniform(k_angle, (), F32, maxval=2 * jnp.pi))
-    v = jnp.stack([-u[1], u[0]])
-    along = room - half_distance
-    across = jnp.sqrt(jnp.maximum(room**2 - half_distance**2, 0.0))
-    box = jax.random.uniform(k_box, (_LENS_CANDIDATES, 2), F32, minval=-1.0, maxval=1.0)
-    a, b = box[:, 0] * along, box[:, 1] * across
-    valid = a**2 + b**2 + half_distance**2 + 2 * half_distance * jnp.abs(a) <= room**2
-    pick = jnp.argmax(valid)
-    midpoint = a[pick] * u + b[pick] * v
-    return jnp.stack([midpoint - half_distance * u, midpoint + half_distance * u])
-
-
-def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
+def sample_phantom(config: PhantomConfig, key, placement: DiskPlacement | RegionPlacement | None = None) -> PhantomParameters:
     """Draw one phantom from `config` (traceable; vmap over keys for a batch).
 
     Arguments:
         config: the distribution.
         key: a `jax.random` key.
+        placement: where inclusions may go (default the disk of `config.radius_mm`; a
+            set-up's domain gives its own: `MeasurementSetup.placement`).
 
     Returns:
         The `PhantomParameters`.
     """
     keys = jax.random.split(key, 8)
-    room = config.radius_mm - config.margin_mm
+    place = DiskPlacement(config.radius_mm) if placement is None else placement
+    margin = config.margin_mm
     count = config.max_inclusions
 
     diameters = jnp.asarray(config.single_diameters_mm, F32)
     radius = diameters[jax.random.randint(keys[0], (), 0, len(diameters), jnp.int32)] / 2
-    single = jnp.zeros((count, 2), F32).at[0].set(_single_center(keys[1], room - radius))
+    single = jnp.zeros((count, 2), F32).at[0].set(place.single(keys[1], margin, radius))
     single_radii = jnp.zeros(count, F32).at[0].set(radius)
     if count == 2:
         two = jax.random.uniform(keys[2], (), F32) < config.two_inclusion_probability
         pair_radius = config.pair_diameter_mm / 2
         gap = jax.random.uniform(keys[3], (), F32, minval=config.pair_gap_mm[0], maxval=config.pair_gap_mm[1])
-        pair = _pair_centers(keys[4], room - pair_radius, pair_radius + gap / 2)
+        pair = place.pair(keys[4], margin, pair_radius, pair_radius + gap / 2)
         centers = jnp.where(two, pair, single)
         radii = jnp.where(two, jnp.full(2, pair_radius, F32), single_radii)
         present = jnp.stack([jnp.array(True), two])
@@ -135,7 +105,7 @@ def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
     mismatch = config.mri.mismatch_mm
     k_radius, k_shift = jax.random.split(keys[7])
     mri_radii = radii + jax.random.uniform(k_radius, (count,), F32, minval=-mismatch, maxval=mismatch)
-    shifts = jax.vmap(lambda k: _single_center(k, mismatch))(jax.random.split(k_shift, count))
+    shifts = jax.vmap(lambda k: uniform_in_disk(k, mismatch))(jax.random.split(k_shift, count))
     mri_centers = centers + shifts
     orders = len(GLANDULAR_ORDERS)
     p = PhantomParameters(
@@ -155,7 +125,7 @@ def sample_phantom(config: PhantomConfig, key) -> PhantomParameters:
         glandular=jnp.zeros(3, F32),
     )
     if config.decoupling.active:  # static: the study's distribution keeps its draws bit for bit
-        p = _decouple(config, p, purpose_key(key, "decoupling"))
+        p = _decouple(config, p, purpose_key(key, "decoupling"), place)
     return p
 
 
@@ -166,7 +136,7 @@ def inside_glandular(p: PhantomParameters, points):
     return inside & p.glandular_present
 
 
-def _decouple(config: PhantomConfig, p: PhantomParameters, key) -> PhantomParameters:
+def _decouple(config: PhantomConfig, p: PhantomParameters, key, place) -> PhantomParameters:
     """Apply the `Decoupling` options to a phantom drawn from the study's distribution."""
     options: Decoupling = config.decoupling
     tissue = config.tissue
@@ -176,8 +146,7 @@ def _decouple(config: PhantomConfig, p: PhantomParameters, key) -> PhantomParame
     # A fibroglandular region in an adipose background, or the study's homogeneous background.
     glandular_present = jax.random.uniform(keys[0], (), F32) < options.glandular
     radius = jax.random.uniform(keys[1], (), F32, *options.glandular_radius_mm)
-    room = config.radius_mm - config.margin_mm - GLANDULAR_EXTENT * radius
-    center = _single_center(keys[2], room)
+    center = place.single(keys[2], config.margin_mm, GLANDULAR_EXTENT * radius)
     shape = jnp.stack([
         jax.random.uniform(keys[3], (len(GLANDULAR_ORDERS),), F32, 0.0, GLANDULAR_AMPLITUDE),
         jax.random.uniform(keys[4], (len(GLANDULAR_ORDERS),), F32, 0.0, 2 * jnp.pi),

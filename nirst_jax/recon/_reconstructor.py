@@ -31,13 +31,13 @@ DEFAULT_BASIS_SIZE = 24
 
 
 def image_grid(mesh: Mesh, size: int = 100) -> PixelGrid:
-    """The square image grid [−h, h]², h the largest |coordinate| of the mesh.
+    """The square image grid over the mesh: `PixelGrid.covering(mesh, size)`.
 
-    For a disk centred at the origin h is its radius: the grid of `nirst forward`, of the
-    datasets and of the study's 100×100 images.
+    For a disk centred at the origin it is [−R, R]²: the grid of `nirst forward`, of the
+    datasets and of the study's 100×100 images; other meshes get the square centred on their
+    bounding box.
     """
-    half = float(np.abs(mesh.nodes).max())
-    return PixelGrid(size, -half, half)
+    return PixelGrid.covering(mesh, size)
 
 
 def _unknowns_scale(reference) -> jnp.ndarray:

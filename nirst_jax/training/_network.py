@@ -10,7 +10,7 @@ import numpy as np
 
 from .._batching import padded_batches
 from ..datasets import SimulationConfig
-from ..models import fibre_mask, mask_signals, normalise_mri
+from ..models import mask_signals, normalise_mri
 from ._checkpoints import Checkpoints
 from ._config import TrainConfig
 from ._first_stage import first_stage_batch_size
@@ -37,10 +37,10 @@ class TrainedNetwork:
         meta, self.normalisation, self.image_mask, self.signal_mask = read_run_files(self.run)
         self.meta = meta
         self.config = TrainConfig.from_dict(meta["train"])
-        if active_fibres is not None:
-            self.signal_mask = self.signal_mask & fibre_mask(self.data_shape[1], active_fibres)
-        optimiser = optimiser_for(self.config, 1)
         self.simulation = SimulationConfig.from_dict(meta["dataset"]["simulation"])
+        if active_fibres is not None:
+            self.signal_mask = self.signal_mask & self.simulation.measurement_setup().measurement_mask(active_fibres)
+        optimiser = optimiser_for(self.config, 1)
         network = network_for(self.config, self.simulation, self.normalisation, self.signal_mask)
         graphdef, template = initial_state(network, optimiser)
         checkpoints = Checkpoints(self.run)
@@ -66,7 +66,7 @@ class TrainedNetwork:
 
     def forward_model(self):
         """The forward model of the set-up the network was trained on (its mesh, wavelengths,
-        fibres, scattering law): what measurements must be calibrated against for this network."""
+        optodes, scattering law): what measurements must be calibrated against for this network."""
         return self.simulation.forward_model()
 
     @property

@@ -19,8 +19,7 @@ from .._atomic import remove_temporaries
 from .._build_cache import BuildCache
 from ..datasets import BatchLoader, Dataset, SimulationConfig
 from ..learned import build_network
-from ..mesh import Mesh, disk_mesh
-from ..models import fibre_mask
+from ..mesh import Mesh
 from ._checkpoints import Checkpoints
 from .._fingerprint import json_sha256
 from .._version import __version__
@@ -47,11 +46,11 @@ def optimiser_for(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTr
 
 
 def physics_mesh(config: TrainConfig, simulation: SimulationConfig) -> Mesh | None:
-    """The mesh of a run's physics (loss, or inside the network): a disk of
-    `physics_mesh_spacing_mm`, or None for the data's own mesh."""
+    """The mesh of a run's physics (loss, or inside the network): a mesh of the data's domain
+    with edges ≤ `physics_mesh_spacing_mm`, or None for the data's own mesh."""
     if config.physics_mesh_spacing_mm is None:
         return None
-    return disk_mesh(simulation.phantoms.radius_mm, config.physics_mesh_spacing_mm)
+    return simulation.mesh(config.physics_mesh_spacing_mm)
 
 
 def physics_loss_for(config: TrainConfig, dataset: Dataset, signal_mask, normalisation) -> PhysicsLoss | None:
@@ -131,7 +130,10 @@ class Trainer:
         self._check_run_folder(resume)
         parent, self.normalisation = pretrained(config, dataset)
         self.validation = dataset.indices("validation")[: config.validation_phantoms]
-        self.signal_mask = fibre_mask(sim.n_fibres, config.active_fibres)
+        setup = sim.measurement_setup()
+        if config.fibre_dropout > 0 and not setup.is_ring:
+            raise ValueError("fibre_dropout drops rim fibres; the dataset's optodes are placed individually")
+        self.signal_mask = setup.measurement_mask(config.active_fibres)
         train_count = len(dataset.indices("train")[: config.train_phantoms])
         if train_count < config.batch_size:  # before any first stage is computed
             raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")

@@ -1,0 +1,18 @@
+"""The measurement set-up: the imaged domain, the optodes, the scattering law, the frequency and
+the image grid, independent of any one mesh (docs/geometry.md)."""
+
+from ._domain import DiskDomain, Domain, PolygonDomain, domain_from_dict
+from ._optodes import OptodePositions, Optodes, RimFibres, optodes_from_dict
+from ._setup import MeasurementSetup
+
+__all__ = [
+    "DiskDomain",
+    "Domain",
+    "MeasurementSetup",
+    "OptodePositions",
+    "Optodes",
+    "PolygonDomain",
+    "RimFibres",
+    "domain_from_dict",
+    "optodes_from_dict",
+]

@@ -15,6 +15,7 @@ import numpy as np
 from ..mesh import Mesh, PixelGrid, disk_mesh, fibres_on_contour, mesh_outline, polygon_mesh
 from ..mesh._contour import closed_contour
 from ..phantoms import DiskPlacement, RegionPlacement
+from ._described import from_kind_dict
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,4 @@ Domain = DiskDomain | PolygonDomain
 
 def domain_from_dict(data: dict) -> Domain:
     """Inverse of the domains' `to_dict`; unknown kinds or keys are an error."""
-    data = dict(data)
-    kind = data.pop("kind", None)
-    kinds = {"disk": DiskDomain, "polygon": PolygonDomain}
-    if kind not in kinds:
-        raise ValueError(f"domain kind must be one of {sorted(kinds)}, got {kind!r}")
-    try:
-        if kind == "polygon":
-            return PolygonDomain(tuple(tuple(p) for p in data.pop("outline")), **data)
-        return DiskDomain(**data)
-    except (TypeError, KeyError) as error:
-        raise ValueError(f"bad {kind} domain description: {error}") from None
+    return from_kind_dict(data, {"disk": DiskDomain, "polygon": PolygonDomain}, "domain")

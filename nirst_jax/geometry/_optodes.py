@@ -12,6 +12,7 @@ import numpy as np
 
 from ..mesh import Mesh, project_to_boundary
 from ..physics import MeasurementLayout, SpectralForwardModel, rim_positions
+from ._described import from_kind_dict
 from ._domain import DiskDomain, Domain
 
 
@@ -161,12 +162,4 @@ Optodes = RimFibres | OptodePositions
 
 def optodes_from_dict(data: dict) -> Optodes:
     """Inverse of the optodes' `to_dict`; unknown kinds or keys are an error."""
-    data = dict(data)
-    kind = data.pop("kind", None)
-    kinds = {"rim": RimFibres, "positions": OptodePositions}
-    if kind not in kinds:
-        raise ValueError(f"optodes kind must be one of {sorted(kinds)}, got {kind!r}")
-    try:
-        return kinds[kind](**data)
-    except TypeError as error:
-        raise ValueError(f"bad {kind} optodes description: {error}") from None
+    return from_kind_dict(data, {"rim": RimFibres, "positions": OptodePositions}, "optodes")

@@ -1,9 +1,12 @@
 """XLA CPU settings applied when nirst_jax is imported (before JAX starts its backend).
 
-- `--xla_cpu_experimental_ynn_fusion_type=` (empty: no YNNPACK fusions): with jaxlib 0.10.2
-  the YNNPACK reduce kernels crash (SIGSEGV in `make_unary_reduce_impl`) on the real-valued
-  forward model for meshes of ≈2800 nodes and more; reproduced deterministically, and gone
-  with this flag.
+- `--xla_cpu_experimental_ynn_fusion_type=-reduce` (no YNNPACK reduce fusions): with jaxlib
+  0.10.2 the YNNPACK reduce kernels crash (SIGSEGV in `make_unary_reduce_impl`) on the
+  real-valued forward model for meshes of ≈2800 nodes and more; reproduced deterministically,
+  and gone with this flag. Only reductions are taken off YNNPACK: with every YNNPACK fusion
+  off (the earlier setting `=`), float32 products fall back to single-threaded Eigen, which
+  aborts with `std::bad_alloc` (or is killed for memory) on a (17, 17) @ (17, 12…15) product,
+  a front size the solver meets with 12 or 14 rim fibres on an 8 mm disk mesh.
 - `--xla_cpu_multi_thread_eigen=false`: keeps each small dense kernel single-threaded, which
   makes the solver about twice as fast on two cores (measured; see docs/benchmarks.md).
 
@@ -19,7 +22,7 @@ import sys
 import warnings
 
 _DEFAULTS = {
-    "--xla_cpu_experimental_ynn_fusion_type": "",
+    "--xla_cpu_experimental_ynn_fusion_type": "-reduce",
     "--xla_cpu_multi_thread_eigen": "false",
 }
 

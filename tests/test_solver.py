@@ -122,3 +122,47 @@ def test_solve_composes_with_jit_vmap_and_forward_mode():
     np.testing.assert_allclose(
         float(jnp.vdot(cotangent, jvp)), float(jnp.vdot(vjp, tangent)), rtol=1e-10
     )
+
+
+_FLAGGED_SOLVE = """
+import sys
+import numpy as np, scipy.sparse as sp, scipy.sparse.linalg as spl
+import nirst_jax  # sets the CPU flags under test
+import jax, jax.numpy as jnp
+from nirst_jax.mesh import disk_mesh
+from nirst_jax.physics import DiffusionFEM
+fem = DiffusionFEM.from_mesh(disk_mesh(41, 8.0))
+n = fem.n_nodes
+values = fem.system_values(jnp.full(n, 0.01), jnp.full(n, 0.3), 0.2)
+matrix = sp.coo_matrix((np.asarray(values, np.float64), (fem.pattern.rows, fem.pattern.cols)), shape=(n, n)).tocsc()
+solve = jax.jit(lambda fem, values, rhs: fem.solve(values, rhs))
+worst = 0.0
+for k in range(10, 17):
+    rhs = np.eye(n, k, dtype=np.float32)
+    got = np.asarray(solve(fem, values, jnp.asarray(rhs)), np.float64)
+    expected = spl.spsolve(matrix, rhs.astype(np.float64)).reshape(n, k)
+    worst = max(worst, float(np.abs(got - expected).max() / np.abs(expected).max()))
+print("worst", worst)
+"""
+
+
+def test_solves_with_the_default_cpu_flags_for_every_right_hand_side_count():
+    # With every YNNPACK fusion off, jaxlib 0.10.2 aborted (std::bad_alloc, or the kernel killed
+    # the process for memory) on the (17, 17) @ (17, 12…15) products this 8 mm disk mesh meets
+    # with 12–15 right-hand sides (12 or 14 rim fibres). Checked in a child process that gets
+    # exactly the flags `import nirst_jax` sets, with its memory capped so a regression fails
+    # here instead of exhausting the machine.
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "NIRST_KEEP_XLA_FLAGS")}
+    run = subprocess.run([sys.executable, "-c", _FLAGGED_SOLVE], env=env, capture_output=True,
+                         text=True, preexec_fn=cap_memory, timeout=600)
+    assert run.returncode == 0, f"solve aborted (exit {run.returncode}): {run.stderr[-2000:]}"
+    worst = float(run.stdout.split("worst")[-1])
+    assert worst < 1e-5

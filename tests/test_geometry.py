@@ -12,7 +12,7 @@ import pytest
 from matplotlib.path import Path
 
 from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
-from nirst_jax.geometry import DiskDomain, MeasurementSetup, OptodePositions, PolygonDomain, RimFibres
+from nirst_jax.geometry import MeasurementSetup, OptodePositions, PolygonDomain, RimFibres
 from nirst_jax.mesh import PixelGrid, disk_mesh, mesh_outline, polygon_mesh
 from nirst_jax.mesh._contour import project_onto_segments
 from nirst_jax.phantoms import PhantomConfig, sample_phantom

@@ -9,7 +9,8 @@ import pytest
 
 import nirst_jax as nj
 from nirst_jax.cli import main
-from nirst_jax.formats import OptodeFile, read_optodes, write_optodes
+from nirst_jax.formats import read_optodes, write_optodes
+from nirst_jax.geometry import OptodePositions
 from nirst_jax.mesh import read_nirfast
 from nirst_jax.physics import rim_positions
 
@@ -24,20 +25,20 @@ def _ring_csv(path, mesh, count=16, units="mm"):
 def test_csv_and_json_read_in_mm_with_pairs(tmp_path):
     mesh = nj.disk_mesh(41, 8.0)
     optodes = read_optodes(_ring_csv(tmp_path / "ring.csv", mesh, 4, units="cm"))
-    np.testing.assert_allclose(optodes.sources, rim_positions(mesh, 4), atol=1e-12)
+    np.testing.assert_allclose(optodes.source_xy, rim_positions(mesh, 4), atol=1e-12)
     # Every source with every detector not at its own position, in order.
-    assert optodes.link.tolist() == [[s, d] for s in range(4) for d in range(4) if s != d]
-    assert not optodes.fixed
+    assert optodes.pairs.tolist() == [[s, d] for s in range(4) for d in range(4) if s != d]
+    assert not (optodes.fixed_sources or optodes.fixed_detectors)
     (tmp_path / "probe.json").write_text(json.dumps(
         {"units": "cm", "sources": [[4.1, 0.0]], "detectors": [[-4.1, 0.0], [0.0, 4.1]], "link": [[1, 2]], "fixed": True}))
     probe = read_optodes(tmp_path / "probe.json")
-    np.testing.assert_allclose(probe.detectors, [[-41.0, 0.0], [0.0, 41.0]])
-    assert probe.link.tolist() == [[0, 1]] and probe.fixed
+    np.testing.assert_allclose(probe.detector_xy, [[-41.0, 0.0], [0.0, 41.0]])
+    assert probe.pairs.tolist() == [[0, 1]] and probe.fixed_sources and probe.fixed_detectors
     write_optodes(tmp_path / "back.json", probe)
-    back = read_optodes(tmp_path / "back.json")
-    for field in ("sources", "detectors", "link"):
-        np.testing.assert_array_equal(getattr(back, field), getattr(probe, field))
-    assert back.fixed
+    assert read_optodes(tmp_path / "back.json") == probe  # the same optodes, exactly
+    half_fixed = OptodePositions(probe.sources, probe.detectors, probe.link, fixed_sources=True)
+    with pytest.raises(ValueError, match="one `fixed` flag"):
+        write_optodes(tmp_path / "half.json", half_fixed)
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -68,15 +69,15 @@ def test_ring_from_a_file_is_the_ring_model_and_far_optodes_are_refused(tmp_path
     placement, same slot order); an optode 10 mm inside the disk is an error, unless fixed."""
     mesh = nj.disk_mesh(41, 6.0)
     optodes = read_optodes(_ring_csv(tmp_path / "ring.csv", mesh))
-    from_file = nj.SpectralForwardModel.from_optodes(mesh, optodes.sources, optodes.detectors, optodes.link)
+    from_file = optodes.forward_model(None, mesh)
     ring = nj.SpectralForwardModel.create(mesh)
     level = jnp.asarray([12.2, 4.8, 28.0])
     np.testing.assert_allclose(from_file.homogeneous(level), ring.homogeneous(level), rtol=0, atol=1e-12)
-    inside = optodes.sources.copy()
+    inside = optodes.source_xy
     inside[3] *= 31.0 / 41.0
     with pytest.raises(ValueError, match=r"source 4 at .* is 9.9\d mm from the mesh boundary"):
-        nj.SpectralForwardModel.from_optodes(mesh, inside, optodes.detectors, optodes.link)
-    fixed = nj.SpectralForwardModel.from_optodes(mesh, inside, optodes.detectors, optodes.link, fixed_sources=True)
+        OptodePositions(inside, optodes.detectors, optodes.link).forward_model(None, mesh)
+    fixed = OptodePositions(inside, optodes.detectors, optodes.link, fixed_sources=True).forward_model(None, mesh)
     assert np.isfinite(fixed.homogeneous(level)).all()
 
 
@@ -86,9 +87,8 @@ def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
     `nirst mesh --optodes` writes them into the NIRFAST files."""
     angles = np.radians(np.arange(11) * 18.0)
     rim = 41.0 * np.column_stack([np.cos(angles), np.sin(angles)])
-    probe = OptodeFile(rim[::2][:5], rim[1::2][:5].tolist() + [rim[-1].tolist()], np.zeros((0, 2), np.int64))
-    (tmp_path / "probe.json").write_text(json.dumps(
-        {"sources": probe.sources.tolist(), "detectors": probe.detectors}))
+    sources, detectors = rim[::2][:5], rim[1::2][:5].tolist() + [rim[-1].tolist()]
+    (tmp_path / "probe.json").write_text(json.dumps({"sources": sources.tolist(), "detectors": detectors}))
     forward = tmp_path / "fw"
     assert main(["forward", "--out", str(forward), "--mesh-spacing", "8", "--optodes", str(tmp_path / "probe.json"),
                  "--wavelengths", "661,785,913"]) == 0
@@ -117,5 +117,5 @@ def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
     assert main(["mesh", "--contour", str(contour), "--spacing", "8", "--optodes", str(tmp_path / "probe.json"),
                  "--out", str(tmp_path / "m" / "disk")]) == 0
     written = read_nirfast(tmp_path / "m" / "disk")
-    np.testing.assert_allclose(written.sources, probe.sources, atol=1e-6)
+    np.testing.assert_allclose(written.sources, sources, atol=1e-6)
     assert len(written.link) == 5 * 6  # no detector shares a source's position

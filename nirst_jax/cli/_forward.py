@@ -112,11 +112,11 @@ def run(args) -> int:
     elif args.optodes is not None:
         optodes = read_optodes(args.optodes)
         mesh = disk_mesh(args.radius, args.mesh_spacing)
-        model = optodes.forward_model(mesh, **settings)
+        model = optodes.forward_model(None, mesh, **settings)
         radius = args.radius
         grid = PixelGrid(low=-args.radius, high=args.radius)
         detectors = model.detectors.positions(mesh.nodes)
-        probe = (optodes.sources, optodes.detectors)
+        probe = (optodes.source_xy, optodes.detector_xy)
     else:
         mesh = disk_mesh(args.radius, args.mesh_spacing)
         model = SpectralForwardModel.create(mesh, n_fibres=args.fibres, angle_offset_deg=args.angle_offset, **settings)

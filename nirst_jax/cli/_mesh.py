@@ -63,8 +63,8 @@ def run(args) -> int:
     if args.optodes is not None:
         optodes = read_optodes(args.optodes)
         # Checked as every later use will place them (on the boundary, within 3 mm unless fixed).
-        optodes.forward_model(mesh)
-        sources, detectors, pairs, fixed = optodes.sources, optodes.detectors, optodes.link, optodes.fixed
+        optodes.forward_model(None, mesh)
+        sources, detectors, pairs, fixed = optodes.source_xy, optodes.detector_xy, optodes.pairs, optodes.fixed_sources
     else:
         sources = detectors = fibres_on_contour(contour, args.fibres, args.first_fibre) if args.fibres else np.zeros((0, 2))
         pairs = all_pairs(sources, detectors).reshape(-1, 2)

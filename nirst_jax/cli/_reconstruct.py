@@ -312,7 +312,7 @@ def _prepare(args):
         """The model of the mesh file's or the optode file's optodes, and its description."""
         if nirfast is not None:
             return SpectralForwardModel.from_nirfast(nirfast, **settings), f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
-        return optodes.forward_model(mesh, **settings), f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+        return optodes.forward_model(None, mesh, **settings), f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
 
     if "snirf" in data and (nirfast is not None or optodes is not None):
         # A SNIRF probe has no `fixed` flag: the mesh or optode file that says how to place the

@@ -94,8 +94,7 @@ def _geometry(args):
         if len(nirfast.sources) and len(nirfast.link):
             if args.optodes is not None:
                 raise ValueError(f"{args.mesh} has its own optodes; --optodes goes with a mesh without them, a contour or the disk")
-            link = nirfast.link[nirfast.link_active]
-            optodes = OptodePositions(nirfast.sources, nirfast.detectors, link, nirfast.fixed_sources, nirfast.fixed_detectors)
+            optodes = OptodePositions.from_nirfast(nirfast)
     elif args.contour is not None:
         domain = PolygonDomain(tuple(map(tuple, read_contour(args.contour))))
     if optodes is not None and args.fibres is not None:
@@ -103,8 +102,7 @@ def _geometry(args):
     if args.optodes is not None:
         if args.fibres is not None:
             raise ValueError("give --fibres or --optodes, not both")
-        file = read_optodes(args.optodes)
-        optodes = OptodePositions(file.sources, file.detectors, file.link, file.fixed, file.fixed)
+        optodes = read_optodes(args.optodes)
     return domain, optodes
 
 

@@ -15,7 +15,6 @@ then one transport length inward (`SpectralForwardModel.from_optodes`).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,40 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
+from ..geometry import OptodePositions
 
 _UNITS_MM = {"mm": 1.0, "cm": 10.0}
-
-
-@dataclasses.dataclass(frozen=True)
-class OptodeFile:
-    """Optode positions and measurement pairs.
-
-    Attributes:
-        sources: (S, 2) source positions, mm.
-        detectors: (D, 2) detector positions, mm.
-        link: (M, 2) zero-based (source, detector) pairs.
-        fixed: positions are used as given (else placed on the boundary, sources moved inward).
-    """
-
-    sources: np.ndarray
-    detectors: np.ndarray
-    link: np.ndarray
-    fixed: bool = False
-
-    def forward_model(self, mesh, **settings):
-        """`SpectralForwardModel.from_optodes` of these optodes on `mesh` (`fixed` for both kinds).
-
-        Arguments:
-            mesh: the mesh (mm).
-            **settings: the other arguments of `from_optodes` and `create`.
-
-        Returns:
-            The model.
-        """
-        from ..physics import SpectralForwardModel
-
-        return SpectralForwardModel.from_optodes(mesh, self.sources, self.detectors, self.link,
-                                                 fixed_sources=self.fixed, fixed_detectors=self.fixed, **settings)
 
 
 def all_pairs(sources: np.ndarray, detectors: np.ndarray) -> np.ndarray:
@@ -80,7 +48,7 @@ def _positions(path, what: str, values) -> np.ndarray:
     return array
 
 
-def _read_csv(path: Path) -> OptodeFile:
+def _read_csv(path: Path) -> OptodePositions:
     with open(path, newline="") as file:
         numbered = [(number, line) for number, line in enumerate(file, start=1)
                     if line.strip() and not line.lstrip().startswith("#")]
@@ -104,10 +72,10 @@ def _read_csv(path: Path) -> OptodeFile:
         found[label].append(position)
     sources = _positions(path, "sources", found["source"]) * _UNITS_MM[units]
     detectors = _positions(path, "detectors", found["detector"]) * _UNITS_MM[units]
-    return OptodeFile(sources, detectors, all_pairs(sources, detectors))
+    return OptodePositions(sources, detectors, all_pairs(sources, detectors))
 
 
-def _read_json(path: Path) -> OptodeFile:
+def _read_json(path: Path) -> OptodePositions:
     try:
         content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -129,7 +97,7 @@ def _read_json(path: Path) -> OptodeFile:
     if not isinstance(fixed, bool):
         raise ValueError(f"{path}: fixed must be true or false, got {fixed!r}")
     if "link" not in content:
-        return OptodeFile(sources, detectors, all_pairs(sources, detectors), fixed)
+        return OptodePositions(sources, detectors, all_pairs(sources, detectors), fixed, fixed)
     link = np.asarray(content["link"])
     if link.ndim != 2 or link.shape[1] != 2 or not len(link) or link.dtype.kind not in "iu":
         raise ValueError(f"{path}: link must be a list of [source, detector] integer pairs (one-based)")
@@ -139,17 +107,17 @@ def _read_json(path: Path) -> OptodeFile:
             raise ValueError(f"{path}: link {name} {int(link[bad, column][0])} is not in 1…{count}")
     if len(np.unique(link, axis=0)) != len(link):
         raise ValueError(f"{path}: link lists a pair twice")
-    return OptodeFile(sources, detectors, link.astype(np.int64) - 1, fixed)
+    return OptodePositions(sources, detectors, link.astype(np.int64) - 1, fixed, fixed)
 
 
-def read_optodes(path: str | os.PathLike) -> OptodeFile:
+def read_optodes(path: str | os.PathLike) -> OptodePositions:
     """Read optode positions from a `.csv` or `.json` file (module docstring).
 
     Arguments:
         path: the file.
 
     Returns:
-        `OptodeFile` in mm, pairs zero-based.
+        `geometry.OptodePositions` in mm, pairs zero-based, `fixed` for both kinds.
 
     Raises:
         FileNotFoundError: no such file. ValueError: a malformed file, naming the problem.
@@ -163,14 +131,21 @@ def read_optodes(path: str | os.PathLike) -> OptodeFile:
     return _read_csv(path) if suffix == ".csv" else _read_json(path)
 
 
-def write_optodes(path: str | os.PathLike, optodes: OptodeFile) -> None:
-    """Write optodes as JSON (mm, one-based link), atomically; `read_optodes` gives them back."""
+def write_optodes(path: str | os.PathLike, optodes: OptodePositions) -> None:
+    """Write optodes as JSON (mm, one-based link), atomically; `read_optodes` gives them back.
+
+    Raises:
+        ValueError: sources fixed and detectors not (or the reverse): the file has one `fixed`.
+    """
+    if optodes.fixed_sources != optodes.fixed_detectors:
+        raise ValueError("an optode file has one `fixed` flag for sources and detectors; these optodes fix "
+                         f"{'sources' if optodes.fixed_sources else 'detectors'} only")
     content = {
         "units": "mm",
-        "sources": np.asarray(optodes.sources, float).tolist(),
-        "detectors": np.asarray(optodes.detectors, float).tolist(),
-        "link": (np.asarray(optodes.link, np.int64) + 1).tolist(),
-        "fixed": bool(optodes.fixed),
+        "sources": optodes.source_xy.tolist(),
+        "detectors": optodes.detector_xy.tolist(),
+        "link": (optodes.pairs + 1).tolist(),
+        "fixed": optodes.fixed_sources,
     }
     with atomic_path(Path(path)) as temporary:
         temporary.write_text(json.dumps(content, indent=1))

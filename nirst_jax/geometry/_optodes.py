@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..mesh import Mesh, project_to_boundary
+from ..mesh import Mesh, NirfastMesh, project_to_boundary
 from ..physics import MeasurementLayout, SpectralForwardModel, rim_positions
 from ._described import from_kind_dict
 from ._domain import DiskDomain, Domain
@@ -122,6 +122,36 @@ class OptodePositions:
         object.__setattr__(self, "fixed_sources", bool(self.fixed_sources))
         object.__setattr__(self, "fixed_detectors", bool(self.fixed_detectors))
 
+    @classmethod
+    def from_nirfast(cls, data: NirfastMesh) -> "OptodePositions":
+        """The optodes of a NIRFAST mesh's `.source/.meas/.link` (active link pairs only).
+
+        Raises:
+            ValueError: the mesh lacks sources, detectors or link pairs.
+        """
+        if not (len(data.sources) and len(data.detectors) and len(data.link)):
+            raise ValueError(
+                f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
+                f"{len(data.link)} link pairs; optodes need all three (.source, .meas, .link)"
+            )
+        link = np.asarray(data.link)[np.asarray(data.link_active, bool)]
+        return cls(data.sources, data.detectors, link, data.fixed_sources, data.fixed_detectors)
+
+    @property
+    def source_xy(self) -> np.ndarray:
+        """(S, 2) source positions, mm."""
+        return np.asarray(self.sources, float)
+
+    @property
+    def detector_xy(self) -> np.ndarray:
+        """(D, 2) detector positions, mm."""
+        return np.asarray(self.detectors, float)
+
+    @property
+    def pairs(self) -> np.ndarray:
+        """(M, 2) zero-based (source, detector) pairs."""
+        return np.asarray(self.link, np.int64)
+
     def check(self, domain: Domain) -> None:
         """Nothing to refuse up front: placement is checked on each mesh."""
 
@@ -131,23 +161,26 @@ class OptodePositions:
             raise ValueError("active_fibres thins evenly spaced rim fibres; these optodes are placed individually")
         return MeasurementLayout.from_pairs(np.asarray(self.link), len(self.sources))
 
-    def positions(self, domain: Domain, mesh: Mesh) -> np.ndarray:
-        """(D, 2) detector positions as read on `mesh`, mm."""
-        detectors = np.asarray(self.detectors)
-        return detectors if self.fixed_detectors else project_to_boundary(mesh, detectors).points
+    def positions(self, domain: Domain | None, mesh: Mesh) -> np.ndarray:
+        """(D, 2) detector positions as read on `mesh`, mm (`domain` unused: positions are absolute)."""
+        return self.detector_xy if self.fixed_detectors else project_to_boundary(mesh, self.detector_xy).points
 
-    def forward_model(self, domain: Domain, mesh: Mesh, active_fibres: int | None = None, **settings) -> SpectralForwardModel:
+    def forward_model(self, domain: Domain | None, mesh: Mesh, active_fibres: int | None = None,
+                      **settings) -> SpectralForwardModel:
         """The forward model of these optodes on `mesh` (see the class notes).
 
         Arguments:
-            domain: the domain `mesh` covers (unused: positions are absolute).
+            domain: the domain `mesh` covers (unused, may be None: positions are absolute).
             mesh: the mesh.
             active_fibres: must be None.
-            **settings: the other arguments of `SpectralForwardModel.create`.
+            **settings: the other arguments of `SpectralForwardModel.from_optodes` and `create`.
+
+        Returns:
+            The model.
         """
         self.layout(active_fibres)
         return SpectralForwardModel.from_optodes(
-            mesh, np.asarray(self.sources), np.asarray(self.detectors), np.asarray(self.link),
+            mesh, self.source_xy, self.detector_xy, self.pairs,
             fixed_sources=self.fixed_sources, fixed_detectors=self.fixed_detectors, **settings,
         )
 

@@ -77,13 +77,7 @@ class MeasurementSetup:
             data: a `read_nirfast` result with optodes.
             **settings: `scatter`, `frequency_hz`, `image_size`.
         """
-        if not (len(data.sources) and len(data.detectors) and len(data.link)):
-            raise ValueError(
-                f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
-                f"{len(data.link)} link pairs; a measurement set-up needs all three (.source, .meas, .link)"
-            )
-        link = np.asarray(data.link)[np.asarray(data.link_active, bool)]
-        optodes = OptodePositions(data.sources, data.detectors, link, data.fixed_sources, data.fixed_detectors)
+        optodes = OptodePositions.from_nirfast(data)
         return cls(PolygonDomain.from_mesh(data.mesh), optodes, **settings)
 
     @property

@@ -54,6 +54,7 @@ def main() -> None:
         run = args.out / ("data-only" if weight == 0 else "hybrid")
         trainer = train(dataset, run, config, resume=run.exists())
         best = trainer.checkpoints.restore("best", trainer.state)
+        trainer.close()
         if weight == 0:  # report the physics term of the data-only network too
             steps = Steps(trainer.steps.graphdef, trainer.optimiser, dataset.normalisation, dataset.image_mask,
                           physics=PhysicsLoss.for_dataset(dataset))

@@ -100,7 +100,7 @@ def test_dri_unet_trains_on_its_cached_first_stage_and_reloads(dataset, tmp_path
     config = TrainConfig(model=DRI_UNET, epochs=1, batch_size=8, learning_rate=1e-3, train_phantoms=16,
                          validation_phantoms=4)
     trainer = train(dataset, tmp_path / "run", config, progress=False)
-    trainer.checkpoints.close()
+    trainer.close()
     assert len(trainer.records) == 1 and np.isfinite(trainer.records[-1]["val_data"])
     cached = np.load(tmp_path / "run" / "first_stage.npy")
     read = np.concatenate([dataset.indices("train")[:16], dataset.indices("validation")[:4]])

@@ -181,7 +181,7 @@ def test_lgn_learns_and_reloads_through_the_common_machinery(dataset, tmp_path):
     batch, and `TrainedNetwork` gives back exactly the trained network's images."""
     config = TrainConfig(model=LGN, epochs=1, batch_size=16, learning_rate=1e-3)
     trainer = train(dataset, tmp_path / "run", config, progress=False)
-    trainer.checkpoints.close()
+    trainer.close()
     assert np.isfinite(trainer.records[-1]["val_data"])
     indices = dataset.indices("train")[:16]
     fixed = {

@@ -59,6 +59,9 @@ def test_tiny_training_beats_the_mean_predictor_and_inference_matches(dataset, t
     assert [r["epoch"] for r in records] == list(range(12))
     assert records[-1]["train_data"] < 0.5 * records[0]["train_data"]
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    trainer.close()  # releases orbax's managers; the run can no longer save
+    with pytest.raises(ValueError, match="were closed"):
+        trainer.fit()
 
 
 def test_resume_inside_an_epoch_equals_uninterrupted_training(dataset, tmp_path):

@@ -127,7 +127,8 @@ def run(args) -> int:
         f"training {args.model} ({trainer.steps_per_epoch} steps/epoch × {config.epochs} epochs, "
         f"batch {config.batch_size} over {len(devices)} device(s)) into {args.out}"
     )
-    trainer.fit()
+    with trainer:
+        trainer.fit()
     if trainer.records:
         last = trainer.records[-1]
         print(

@@ -292,7 +292,7 @@ class Study:
         if not done.exists():
             trainer = train(dataset, folder, config, resume=folder.exists(), progress=self.progress)
             seconds = sum(r["seconds"] for r in trainer.records) + trainer.first_stage_seconds
-            trainer.checkpoints.close()
+            trainer.close()
             save_json(done, {"epochs": config.epochs, "seconds": seconds})
         return folder
 

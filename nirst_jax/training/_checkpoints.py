@@ -36,12 +36,12 @@ class Checkpoints:
 
     def latest_step(self, kind: str = "last") -> int | None:
         """Step of the stored checkpoint, or None."""
-        return self._managers[kind].latest_step()
+        return self._manager(kind).latest_step()
 
     def save(self, kind: str, state) -> None:
         """Store `state` (replacing the previous one of this kind)."""
         step = int(jax.device_get(state.step))
-        manager = self._managers[kind]
+        manager = self._manager(kind)
         if manager.latest_step() == step:
             return
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -53,7 +53,7 @@ class Checkpoints:
         Raises:
             ValueError: no checkpoint of this kind.
         """
-        manager = self._managers[kind]
+        manager = self._manager(kind)
         step = manager.latest_step()
         if step is None:
             raise ValueError(f"no {kind!r} checkpoint in {self.root}")
@@ -76,5 +76,13 @@ class Checkpoints:
         return digest.hexdigest()
 
     def close(self) -> None:
+        """Release the managers; later saves and restores are refused (closing twice is fine)."""
         for manager in self._managers.values():
             manager.close()
+        self._managers = {}
+
+    def _manager(self, kind: str) -> ocp.CheckpointManager:
+        if not self._managers:
+            raise ValueError(f"the checkpoints in {self.root} were closed; open them again to use them")
+        return self._managers[kind]
+

@@ -273,6 +273,16 @@ class Trainer:
         self._write_figure()
         return self.state
 
+    def close(self) -> None:
+        """Release the checkpoint managers (their threads and files); `fit` is then refused."""
+        self.checkpoints.close()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _write_figure(self) -> None:
         """Redraw RUN/loss.png from the records (process 0; nothing to draw before an epoch ends)."""
         if self.main_process and self.records and self._figure_epochs != len(self.records):
@@ -362,7 +372,8 @@ def train(data, run, config: TrainConfig = TrainConfig(), **options) -> Trainer:
     """Train `config.model` on the dataset store `data` into the folder `run` (see `Trainer`).
 
     Returns:
-        The finished `Trainer` (its `state`, `records`, `evaluate`).
+        The finished `Trainer` (its `state`, `records`, `evaluate`, `checkpoints`); `close()` it
+        when done.
     """
     stop = options.pop("stop_after_steps", None)
     trainer = Trainer(data, run, config, **options)

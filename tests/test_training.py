@@ -116,6 +116,21 @@ def test_resume_identifies_the_dataset_by_content_and_keeps_the_schedule(dataset
     Trainer(moved, tmp_path / "run", config.replace(epochs=3), resume=True, progress=False)  # constant rate: fine
 
 
+def test_the_writer_deletes_unfinished_saves_before_its_managers_open(tmp_path):
+    """A killed save's temporary folder is gone when the writer's `Checkpoints` returns (orbax's
+    background cleanup raced the managers' listing), and a reader leaves it alone."""
+    stale = tmp_path / "checkpoints" / "last" / "10.orbax-checkpoint-tmp" / "default.orbax-checkpoint-tmp"
+    stale.mkdir(parents=True)
+    (stale / "manifest.ocdbt").write_bytes(b"partial")
+    reader = Checkpoints(tmp_path)
+    assert stale.exists() and reader.latest_step("last") is None
+    reader.close()
+    writer = Checkpoints(tmp_path, writer=True)
+    assert not stale.parent.exists()
+    assert writer.latest_step("last") is None
+    writer.close()
+
+
 @pytest.mark.slow
 def test_train_killed_mid_write_resumes_to_the_uninterrupted_run(dataset, tmp_path):
     """A real `nirst train` SIGKILLed in its epoch-end writes (the log half written; then the log

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 
 KINDS = ("last", "best")
+_TEMPORARY = ".orbax-checkpoint-tmp"  # the suffix of orbax's folders of unfinished saves
 
 
 class Checkpoints:
@@ -26,12 +28,18 @@ class Checkpoints:
     def __init__(self, run, writer: bool = False):
         self.root = Path(run).absolute() / "checkpoints"
         # A save killed mid-write leaves orbax's temporary folder behind; only the run's writer
-        # may delete it (a reader could otherwise remove a save in progress). Saves are
-        # synchronous: background saves (orbax's async mode) measured no faster in the
-        # small-scale study (their writes share the cores with training), and under two
-        # processes they left the processes out of step at shutdown (orbax-checkpoint 0.12.8).
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False,
-                                               cleanup_tmp_directories=writer)
+        # may delete it (a reader could otherwise remove a save in progress). The writer deletes
+        # it here, before the managers open: orbax's own cleanup runs in a background thread and
+        # raced the manager's listing of the same folder (ENOENT on `<step>.orbax-checkpoint-tmp`,
+        # 1 resume in 6 after a kill, orbax-checkpoint 0.12.8). Saves are synchronous: background
+        # saves (orbax's async mode) measured no faster in the small-scale study (their writes
+        # share the cores with training), and under two processes they left the processes out of
+        # step at shutdown.
+        if writer:
+            for kind in KINDS:
+                for stale in (self.root / kind).glob(f"*{_TEMPORARY}*"):
+                    shutil.rmtree(stale)
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
         self._managers = {kind: ocp.CheckpointManager(self.root / kind, options=options) for kind in KINDS}
 
     def latest_step(self, kind: str = "last") -> int | None:

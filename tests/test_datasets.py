@@ -18,7 +18,7 @@ import pytest
 
 import nirst_jax as nj
 from _killed_cli import run_killed
-from nirst_jax.cli import main
+from nirst_jax.cli import _simulate, build_parser, main
 from nirst_jax.datasets import BatchLoader, Dataset, PhantomSimulator, SimulationConfig, simulate_dataset
 from nirst_jax.datasets import _store
 from nirst_jax._random import purpose_key
@@ -240,7 +240,10 @@ def test_bad_simulation_settings_fail_before_any_work(tmp_path):
     out = tmp_path / "never"
     assert main(["simulate", "--out", str(out), "--count", "4", "--mri-mismatch", "9"]) == 2
     assert main(["simulate", "--out", str(out), "--count", "0"]) == 2
+    assert main(["simulate", "--out", str(out), "--count", "4", "--image-size", "4"]) == 2
     assert not out.exists()
+    parsed = build_parser().parse_args(["simulate", "--out", str(out), "--image-size", "32", "--mesh-spacing", "4"])
+    assert _simulate.build_config(parsed) == SimulationConfig(mesh_spacing_mm=4.0, image_size=32)
 
 
 def test_loader_batches_shuffles_and_holds_data_on_device(dataset):

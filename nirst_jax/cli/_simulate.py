@@ -26,6 +26,8 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="store folder")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--mesh-spacing", type=float, default=2.0, help="largest mesh edge (mm)")
+    parser.add_argument("--image-size", type=int, default=100,
+                        help="pixels per side of the target and MRI images (the study's small scales: 32)")
     domain = parser.add_mutually_exclusive_group()
     domain.add_argument("--mesh", type=Path, default=None,
                         help="NIRFAST mesh PREFIX: its outline is the domain (meshed again at --mesh-spacing) and its "
@@ -73,6 +75,7 @@ def build_config(args):
         phantoms=phantoms.replace(mri=mri),
         n_fibres=16 if args.fibres is None else args.fibres,
         mesh_spacing_mm=args.mesh_spacing,
+        image_size=args.image_size,
         noise=args.noise,
         precision=args.precision,
         domain=domain,

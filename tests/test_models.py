@@ -20,7 +20,7 @@ from nirst_jax.models import (
     parameter_count,
     random_fibre_masks,
 )
-from nirst_jax.training import Steps, initial_state, masked_mse
+from nirst_jax.training import LOG_MSE_FLOOR, Steps, TrainConfig, initial_state, masked_log_mse, masked_mse
 
 NETWORKS = tuple(name for name in MODEL_NAMES if name not in PHYSICS_MODELS)
 """The networks without physics inside (`ModelSpec.build`; tests/test_learned.py covers the others)."""
@@ -199,3 +199,62 @@ def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
     first, second = (np.asarray(steps._dropped(data["signals"], jnp.int32(k))) for k in (0, 1))
     assert (first == 0).any() and not np.array_equal(first == 0, second == 0)
     assert np.array_equal(first != 0, np.asarray(data["signals"]) * (first != 0) != 0)
+
+
+def test_log_mse_is_the_mean_of_each_images_log_error_and_trains():
+    """`masked_log_mse` against NumPy; unlike the pooled MSE, an easy phantom's error counts as much
+    as a hard one's (the mean PSNR's weighting); `Steps(loss="log-mse")` lowers it; bad names refused."""
+    rng = np.random.default_rng(0)
+    predicted, target = rng.normal(size=(2, 3, 8, 8)), rng.normal(size=(2, 3, 8, 8))
+    mask = np.ones((8, 8), bool)
+    mask[:2] = False
+    per_image = ((predicted - target)[:, :, mask] ** 2).mean(-1)
+    np.testing.assert_allclose(masked_log_mse(predicted, target, mask), np.log(per_image + LOG_MSE_FLOOR).mean(), rtol=1e-5)
+    np.testing.assert_allclose(masked_mse(predicted, target, mask), per_image.mean(), rtol=1e-5)
+    # Halving the error of an easy image (0.1 → 0.05) changes the pooled MSE 400× less than halving a
+    # hard one (2 → 1); the log loss moves by the same log 4 / 2 for both (to the floor's 2 %).
+    errors = jnp.stack([jnp.full((1, 8, 8), 0.1), jnp.full((1, 8, 8), 2.0)])
+    zeros = jnp.zeros_like(errors)
+    for halved in (0, 1):
+        better = errors.at[halved].multiply(0.5)
+        pooled = float(masked_mse(errors, zeros, mask) - masked_mse(better, zeros, mask))
+        logged = float(masked_log_mse(errors, zeros, mask) - masked_log_mse(better, zeros, mask))
+        np.testing.assert_allclose(logged, np.log(4.0) / 2, rtol=0.03)
+        assert (pooled < 0.01) == (halved == 0)
+    size = 32
+    normalisation = Normalisation(reference=jnp.zeros((9, 16, 15)), signal_mean=jnp.zeros(9), signal_std=jnp.ones(9),
+                                  target_mean=jnp.array([15.0, 6.0, 40.0]), target_std=jnp.array([5.0, 2.0, 15.0]))
+    keys = jax.random.split(jax.random.key(1), 2)
+    data = {"signals": jax.random.normal(keys[0], (8, 9, 16, 15)), "mri": jnp.full((8, size, size), 50.0),
+            "targets": normalisation.images(jax.random.normal(keys[1], (8, 3, size, size)))}
+    optimiser = optax.adam(5e-3)
+    graphdef, state = initial_state(ModelSpec("znet", image_size=size, width=0.125).build(0), optimiser)
+    steps = Steps(graphdef, optimiser, normalisation, np.ones((size, size), bool), loss="log-mse")
+    full = np.ones((size, size), bool)
+
+    @jax.jit
+    def loss(state):
+        output, _ = steps.predict(state.params, state.batch_stats, data["signals"], data["mri"], train=True)
+        return masked_log_mse(output, normalisation.targets(data["targets"]), full)
+
+    before = float(loss(state))
+    for _ in range(5):
+        state = steps.train(state, data, jnp.float32(0))
+    assert float(loss(state)) < before - 0.1
+    expected = jax.vmap(lambda p, t: masked_log_mse(p[None], t[None], full))(
+        steps.predict(state.params, state.batch_stats, data["signals"], data["mri"])[0], normalisation.targets(data["targets"]))
+    np.testing.assert_allclose(steps.evaluate(state, data)["data"], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="data_loss"):
+        TrainConfig(data_loss="l1")
+    with pytest.raises(ValueError, match="data_loss"):
+        Steps(graphdef, optimiser, normalisation, np.ones((size, size), bool), loss="l1")
+
+
+def test_loss_figure_draws_a_log_mse_runs_data_terms_as_geometric_mean_mse():
+    from nirst_jax.training._log import loss_figure
+
+    records = [{"epoch": 0, "train_data": -3.0, "val_data": -2.5}, {"epoch": 1, "train_data": -4.0, "val_data": -3.5}]
+    lines = {line.get_label(): line.get_ydata() for line in loss_figure(records, "log-mse").axes[0].get_lines()}
+    np.testing.assert_allclose(lines["validation geometric-mean MSE"], np.exp([-2.5, -3.5]))
+    np.testing.assert_allclose(lines["train geometric-mean MSE"], np.exp([-3.0, -4.0]))
+    assert not loss_figure(records).axes[0].get_lines()  # read as MSE, negative values are not drawn

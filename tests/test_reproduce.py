@@ -157,6 +157,29 @@ def test_demo_writes_its_report_and_figure(study, tmp_path):
     assert "| DRI | water (%) |" in report and "| Z-Net | water (%) |" in report
 
 
+def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_mesh(study):
+    """LGN and DRI + U-Net train on the main phantoms simulated on the learned-data mesh, with the scale's
+    learned loss, reconstruct on the main mesh, and take test data calibrated to their own training
+    store's reference."""
+    main_data, learned = Dataset(study / "data"), Dataset(study / "data-learned")
+    scale = SCALES["ci"]
+    assert learned.config.mesh_spacing_mm == scale.learned_data_mesh_spacing_mm < scale.mesh_spacing_mm
+    assert learned.count == main_data.count
+    np.testing.assert_array_equal(learned.read("targets", np.arange(8)), main_data.read("targets", np.arange(8)))
+    ids = main_data.indices("test")[:2]
+    for network in ("LGN", "DRI + U-Net"):
+        run = study / "runs" / network.lower().replace(" + ", "-").replace(" ", "-")
+        meta = json.loads((run / "config.json").read_text())
+        assert meta["dataset"]["sha256"] == learned.fingerprint
+        assert meta["train"]["physics_mesh_spacing_mm"] == scale.mesh_spacing_mm
+        assert meta["train"]["data_loss"] == scale.learned_loss
+        cached = np.load(study / "reconstructions" / "test" / f"{run.name}.npy")[:2]
+        ln_amplitude = main_data.read("ln_amplitude", ids).astype(float) - main_data.reference + learned.reference
+        images = TrainedNetwork(run, "best")(ln_amplitude, main_data.read("mri", ids))
+        np.testing.assert_allclose(cached, images, rtol=1e-4, atol=1e-4)
+    assert Dataset(study / "data-learned").fingerprint != main_data.fingerprint
+
+
 def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
     """DRI's finer reconstruction mesh must stay coarser than the data of the fine-mesh sets."""
     from dataclasses import replace
@@ -165,3 +188,8 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
         assert scale.dri_mesh_spacing_mm is None or scale.dri_mesh_spacing_mm > scale.fine_mesh_spacing_mm
     with pytest.raises(ValueError, match="inverse crime"):
         replace(SCALES["small"], dri_mesh_spacing_mm=SCALES["small"].fine_mesh_spacing_mm)
+    for spacing in (SCALES["small"].fine_mesh_spacing_mm, SCALES["small"].mesh_spacing_mm):
+        with pytest.raises(ValueError, match="learned_data_mesh_spacing_mm"):
+            replace(SCALES["small"], learned_data_mesh_spacing_mm=spacing)
+    with pytest.raises(ValueError, match="learned_loss"):
+        replace(SCALES["small"], learned_loss="l1")

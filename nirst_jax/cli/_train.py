@@ -38,7 +38,10 @@ def add_parser(commands, name: str) -> None:
     )
     parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
     parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss, and the reconstruction mesh of lgn and dri-unet (default: the dataset's)")
-    parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised MSE (0: self-supervised)")
+    parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised loss (0: self-supervised)")
+    parser.add_argument("--data-loss", choices=("mse", "log-mse"), default="mse",
+                        help="supervised loss: MSE pooled over the batch (the study's) or the mean of each image's log MSE "
+                        "(the mean PSNR's objective)")
     parser.add_argument("--active-fibres", type=int, help="train on this many evenly spaced fibres (default all)")
     parser.add_argument(
         "--fibre-dropout", type=float, default=0.0,
@@ -112,6 +115,7 @@ def run(args) -> int:
         learning_rate=args.learning_rate,
         schedule=args.schedule,
         data_weight=args.data_weight,
+        data_loss=args.data_loss,
         physics_weight=physics_weight(args),
         physics_warmup_epochs=args.physics_warmup,
         physics_mesh_spacing_mm=args.physics_mesh_spacing,

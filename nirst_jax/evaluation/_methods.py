@@ -101,6 +101,11 @@ class GaussNewtonMethod:
         """(H, W) pixels inside the reconstruction mesh."""
         return np.asarray(self.reconstructor.grid.mask)
 
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """(L, S, K) of the ln A it reconstructs."""
+        return tuple(self.model.data_shape)
+
     def __call__(self, ln_amplitude, mri, start=None) -> np.ndarray:
         """(B, 3, H, H) images from (B, L, S, K) ln A and (B, H, H) MRI (calibrated data).
 
@@ -176,7 +181,8 @@ class Recalibrated:
     reference-calibrated measurement would be for the method's own mesh.
 
     Arguments:
-        method: e.g. a `GaussNewtonMethod` on a finer mesh than the data's calibration.
+        method: e.g. a `GaussNewtonMethod` on a finer mesh than the data's calibration, or a
+            `TrainedNetwork` trained on data from another mesh (anything with `data_shape`).
         data_reference: (L, S, K) ln A of the homogeneous reference in the data's system.
         method_reference: (L, S, K) the same phantom simulated on the method's mesh.
 
@@ -186,7 +192,7 @@ class Recalibrated:
     def __init__(self, method, data_reference, method_reference):
         self.method = method
         data_reference, method_reference = np.asarray(data_reference, float), np.asarray(method_reference, float)
-        shape = tuple(method.model.data_shape)
+        shape = tuple(method.data_shape)
         if data_reference.shape != shape or method_reference.shape != shape:
             raise ValueError(f"references must be {shape}, got {data_reference.shape} and {method_reference.shape}")
         self.shift = method_reference - data_reference

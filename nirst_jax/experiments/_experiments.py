@@ -43,7 +43,11 @@ def _scale_note(study: Study) -> str:
             f"LGN is the learned Gauss-Newton network (docs/learned.md): {s.lgn_iterations} unrolled iterations on "
             f"the training mesh, a {s.lgn_basis_size}×{s.lgn_basis_size} pixel basis, trained {s.lgn_epochs} epochs "
             f"(Adam lr {s.lgn_learning_rate:g}, cosine). DRI + U-Net is the study's DRI followed by a U-Net that also "
-            f"sees the MRI, trained on the DRI images of {s.dri_unet_phantoms} training phantoms (docs/learned.md).")
+            f"sees the MRI, trained on the DRI images of {s.dri_unet_phantoms} training phantoms (docs/learned.md)."
+            + (f" Both learned methods train on the same phantoms simulated on a finer, {s.learned_data_mesh_spacing_mm:g} mm "
+               f"mesh ({study.learned_dataset.mesh.n_nodes} nodes) and reconstruct on the training mesh, so training shows "
+               "them that mesh's modelling error." if s.learned_data_mesh_spacing_mm is not None else "")
+            + f" Their supervised loss is `{s.learned_loss}` (docs/training.md).")
 
 
 def test_split(study: Study) -> Section:

@@ -56,6 +56,8 @@ def reproduce(folder, scale="small", experiments=None, progress: bool = True) ->
         return result
 
     stage("simulate the dataset", lambda: study.dataset)
+    if study.scale.learned_data_mesh_spacing_mm is not None:
+        stage("simulate the learned methods' dataset", lambda: study.learned_dataset)
     for network in NETWORKS:
         stage(f"train {network}", lambda network=network: study.trained(network))
     sections = [stage(name, lambda name=name: run_experiment(study, name)) for name in names]

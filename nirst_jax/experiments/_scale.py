@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .._config_dict import config_from_dict
-from ..training import FINE_TUNING_PHYSICS_WEIGHT
+from ..training import DATA_LOSSES, FINE_TUNING_PHYSICS_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ class Scale:
         lgn_epochs, lgn_iterations, lgn_basis_size, lgn_learning_rate: the learned Gauss-Newton
             network ("LGN", docs/learned.md): its training epochs (cosine schedule), unrolled
             iterations, pixel-basis size and Adam learning rate.
+        learned_data_mesh_spacing_mm: the mesh of the learned methods' training data (LGN and
+            DRI + U-Net: the main dataset's phantoms, seeds and noise, simulated on this finer
+            mesh); they reconstruct on `mesh_spacing_mm`, so training shows them that mesh's
+            modelling error, which they learn to undo (docs/learned.md). Between
+            `fine_mesh_spacing_mm` and `mesh_spacing_mm`. None: they train on the main dataset.
+        learned_loss: the supervised loss of LGN and DRI + U-Net (`TrainConfig.data_loss`).
         dri_unet_phantoms, dri_unet_validation_phantoms: training and validation phantoms of
             the DRI + U-Net reference ("DRI + U-Net": DRI reconstructs each once, so it trains on
             a subset; same epochs and learning rate as the other networks).
@@ -69,9 +75,11 @@ class Scale:
     refine_steps: int = 5
     lgn_epochs: int = 5
     lgn_iterations: int = 3
-    lgn_basis_size: int = 12
+    lgn_basis_size: int = 24
     lgn_learning_rate: float = 0.001
     dri_mesh_spacing_mm: float | None = None
+    learned_data_mesh_spacing_mm: float | None = None
+    learned_loss: str = "mse"
     dri_unet_phantoms: int = 600
     dri_unet_validation_phantoms: int = 64
     family_count: int = 24
@@ -94,6 +102,15 @@ class Scale:
                 f"scale {self.name!r}: dri_mesh_spacing_mm ({self.dri_mesh_spacing_mm}) must be above "
                 f"fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}): DRI on the data's own mesh is an inverse crime"
             )
+        if self.learned_loss not in DATA_LOSSES:
+            raise ValueError(f"scale {self.name!r}: learned_loss must be one of {DATA_LOSSES}, got {self.learned_loss!r}")
+        learned = self.learned_data_mesh_spacing_mm
+        if learned is not None and not self.fine_mesh_spacing_mm < learned < self.mesh_spacing_mm:
+            raise ValueError(
+                f"scale {self.name!r}: learned_data_mesh_spacing_mm ({learned}) must be between fine_mesh_spacing_mm "
+                f"({self.fine_mesh_spacing_mm}: the test data's mesh) and mesh_spacing_mm ({self.mesh_spacing_mm}: "
+                "the learned methods' reconstruction mesh)"
+            )
         if not 0 < self.fine_mesh_spacing_mm < self.mesh_spacing_mm:
             raise ValueError(
                 f"scale {self.name!r}: fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}) must be below "
@@ -112,7 +129,8 @@ SCALES = {
     # Every stage, seconds each: the reproduction test in CI.
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
                 test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
-                refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0, dri_unet_phantoms=32,
+                refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0,
+                learned_data_mesh_spacing_mm=5.0, learned_loss="log-mse", dri_unet_phantoms=32,
                 dri_unet_validation_phantoms=8, family_count=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
@@ -120,7 +138,7 @@ SCALES = {
     # The whole study in ≈ 65–90 min on a 2-core CPU (63.7 measured 2026-12-05, on a fast day).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
-                   dri_mesh_spacing_mm=2.0),
+                   dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse"),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
                    external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5,

@@ -51,7 +51,9 @@ class Recipe:
         hybrid: the trained "Z-Net" fine-tuned with the physics-consistency loss
             (`Scale.physics_weight`, `physics_epochs`, `physics_learning_rate`).
         fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
-        data: "data" (the study's distribution) or "data-realistic" (`realistic`).
+        data: "data" (the study's distribution), "data-realistic" (`realistic`) or "data-learned"
+            (the study's distribution on `Scale.learned_data_mesh_spacing_mm`, reconstructed on
+            the main mesh; the main dataset where the scale has none).
     """
 
     model: str
@@ -67,8 +69,8 @@ NETWORKS = {
     "Z-Net no MRI": Recipe("znet-nomri"),
     "Z-Net fibre dropout": Recipe("znet", fibre_dropout=True),
     "Z-Net realistic": Recipe("znet", data="data-realistic"),
-    "LGN": Recipe("lgn"),
-    "DRI + U-Net": Recipe("dri-unet"),
+    "LGN": Recipe("lgn", data="data-learned"),
+    "DRI + U-Net": Recipe("dri-unet", data="data-learned"),
 }
 """Network name → how it is trained."""
 METHODS = ("DRI", *NETWORKS)
@@ -169,9 +171,23 @@ class Study:
         """The `realistic` distribution (MRI and optics decoupled), same size as the main one."""
         return self._store("data-realistic", self._simulation(phantom_config("realistic")), self.scale.count, self.scale.seed + 3)
 
+    @cached_property
+    def learned_dataset(self) -> Dataset:
+        """The main dataset's phantoms (same seed, noise and split) simulated on
+        `Scale.learned_data_mesh_spacing_mm`: the learned methods' training data."""
+        spacing = self.scale.learned_data_mesh_spacing_mm
+        if spacing is None:
+            raise ValueError(f"scale {self.scale.name!r} has no learned_data_mesh_spacing_mm")
+        return self._store("data-learned", self._simulation(spacing=spacing), self.scale.count, self.scale.seed)
+
     def training_data(self, network: str) -> Dataset:
         """The store `network` trains on."""
-        return self.realistic_dataset if NETWORKS[network].data == "data-realistic" else self.dataset
+        data = NETWORKS[network].data
+        if data == "data-realistic":
+            return self.realistic_dataset
+        if data == "data-learned" and self.scale.learned_data_mesh_spacing_mm is not None:
+            return self.learned_dataset
+        return self.dataset
 
     def extra_dataset(self, name: str) -> Dataset:
         """"mismatch" (MRI shapes off by up to 2 mm), "fine-mesh" (data from a finer mesh) or
@@ -279,6 +295,10 @@ class Study:
             )
         if recipe.model == "dri-unet":
             config = config.replace(train_phantoms=s.dri_unet_phantoms, validation_phantoms=s.dri_unet_validation_phantoms)
+        if recipe.data == "data-learned":
+            config = config.replace(data_loss=s.learned_loss)
+        if dataset is not self.dataset and dataset.config.mesh_spacing_mm != s.mesh_spacing_mm:
+            config = config.replace(physics_mesh_spacing_mm=s.mesh_spacing_mm)  # reconstruct on the main mesh
         if recipe.hybrid:
             config = config.replace(
                 init_from=str(self.trained("Z-Net").absolute()),
@@ -318,6 +338,9 @@ class Study:
                 method = RefinedNetwork(self.method(name.removesuffix(REFINED), active_fibres), self._methods[key_refinement])
             else:
                 method = TrainedNetwork(self.trained(name), "best", active_fibres)
+                reference = self.training_data(name).reference
+                if not np.array_equal(reference, self.dataset.reference):  # trained on another mesh's data
+                    method = Recalibrated(method, self.dataset.reference, reference)
             self._methods[key] = method
         return self._methods[key]
 

@@ -54,7 +54,7 @@ class ModelSpec:
     margin: int = 2
     upsampling: str = "resize"
     iterations: int = 5
-    basis_size: int = 12
+    basis_size: int = 24
     gradients: str = "linearised"
 
     def __post_init__(self):

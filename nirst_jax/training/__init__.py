@@ -2,7 +2,7 @@
 
 from ._checkpoints import Checkpoints
 from ._config import FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES, TrainConfig
-from ._data_loss import masked_mse
+from ._data_loss import DATA_LOSSES, LOG_MSE_FLOOR, masked_log_mse, masked_mse
 from ._distributed import initialize_distributed
 from ._log import loss_figure, read_log
 from ._network import TrainedNetwork
@@ -25,6 +25,9 @@ __all__ = [
     "initialize_distributed",
     "loss_figure",
     "masked_mse",
+    "masked_log_mse",
+    "DATA_LOSSES",
+    "LOG_MSE_FLOOR",
     "read_log",
     "train",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._config_dict import config_from_dict
 from ..models import ModelSpec
+from ._data_loss import DATA_LOSSES
 
 SCHEDULES = ("constant", "cosine")
 FINE_TUNING_PHYSICS_WEIGHT = 0.1
@@ -25,7 +26,10 @@ class TrainConfig:
         batch_size: phantoms per step (a multiple of the device count).
         learning_rate: Adam's step size.
         schedule: "constant" or "cosine" (decay to 0 over all steps).
-        data_weight: weight of the supervised MSE (0: self-supervised, physics only).
+        data_weight: weight of the supervised loss (0: self-supervised, physics only).
+        data_loss: the supervised loss: "mse" (of the normalised images, pooled over the batch:
+            the study's) or "log-mse" (the mean of each image's log MSE: the mean PSNR's
+            objective; `nirst_jax.training.masked_log_mse`).
         physics_weight: weight w of the physics-consistency loss (0: off).
         physics_warmup_epochs: w ramps linearly from 0 over this many epochs.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's own mesh).
@@ -48,6 +52,7 @@ class TrainConfig:
     learning_rate: float = 0.005
     schedule: str = "constant"
     data_weight: float = 1.0
+    data_loss: str = "mse"
     physics_weight: float = 0.0
     physics_warmup_epochs: int = 0
     physics_mesh_spacing_mm: float | None = None
@@ -73,6 +78,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+        if self.data_loss not in DATA_LOSSES:
+            raise ValueError(f"data_loss must be one of {DATA_LOSSES}, got {self.data_loss!r}")
         if self.data_weight == 0 and self.physics_weight == 0:
             raise ValueError("data_weight and physics_weight are both 0: nothing to train on")
         if self.physics_warmup_epochs < 0:

@@ -22,31 +22,43 @@ def write_log(path, records: list[dict]) -> None:
         temporary.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def loss_figure(records: list[dict]):
-    """Training and validation loss per epoch (log scale), physics term dashed when present."""
+def loss_figure(records: list[dict], data_loss: str = "mse"):
+    """Training and validation loss per epoch (log scale), physics term dashed when present.
+
+    Arguments:
+        records: the log's records.
+        data_loss: the run's supervised loss; a "log-mse" run's data terms (means of log MSE)
+            are drawn as exp(·), the geometric mean of the images' MSE.
+    """
+    import math
+
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4))
     axis = figure.subplots()
     epochs = [r["epoch"] + 1 for r in records]
+    data = "geometric-mean MSE" if data_loss == "log-mse" else "MSE"
     for key, label, style in (
-        ("train_data", "train MSE", "-"),
-        ("val_data", "validation MSE", "-"),
+        ("train_data", f"train {data}", "-"),
+        ("val_data", f"validation {data}", "-"),
         ("train_physics", "train physics", "--"),
         ("val_physics", "validation physics", "--"),
     ):
         values = [r.get(key) for r in records]
+        if data_loss == "log-mse" and key.endswith("_data"):
+            values = [None if v is None else math.exp(v) for v in values]
         if any(v is not None and v > 0 for v in values):
             axis.plot(epochs, values, style, label=label)
     axis.set_yscale("log")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss (normalised units)")
-    axis.legend()
+    if axis.get_lines():
+        axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 
 
-def save_loss_figure(path, records: list[dict]) -> None:
-    """Write `loss_figure(records)` as PNG."""
-    save_figure(loss_figure(records), path)
+def save_loss_figure(path, records: list[dict], data_loss: str = "mse") -> None:
+    """Write `loss_figure(records, data_loss)` as PNG."""
+    save_figure(loss_figure(records, data_loss), path)

@@ -47,6 +47,8 @@ class TrainedNetwork:
         state = checkpoints.restore(which, template)
         checkpoints.close()
         self.step = int(state.step)
+        self.settings = {"run": str(self.run.absolute()), "checkpoint": which, "step": self.step,
+                         "model": self.config.model.name, "active_fibres": active_fibres}
         from flax import nnx
 
         self.model = nnx.merge(graphdef, state.params, state.batch_stats)

@@ -12,7 +12,7 @@ from flax import nnx
 from .._random import seed_key
 from ..datasets import Normalisation
 from ..models import mask_signals, normalise_mri, random_fibre_masks
-from ._data_loss import masked_mse
+from ._data_loss import data_loss
 from ..learned import PhysicsLoss
 
 
@@ -60,7 +60,8 @@ class Steps:
         image_mask: (H, W) pixels inside the disk (losses and MRI normalisation).
         signal_mask: (S, K) measurements the network sees (absent fibres zeroed), or None.
         physics: the physics-consistency loss, or None (its term is then 0).
-        data_weight: weight of the supervised MSE.
+        data_weight: weight of the supervised loss.
+        loss: the supervised loss, a name of `DATA_LOSSES` ("mse" or "log-mse").
         fibre_dropout: probability that a training phantom loses random fibres (0: off).
         seed: seed of the fibre-dropout draws (one key per step, from `step`).
     """
@@ -74,6 +75,7 @@ class Steps:
         signal_mask=None,
         physics: PhysicsLoss | None = None,
         data_weight: float = 1.0,
+        loss: str = "mse",
         fibre_dropout: float = 0.0,
         seed: int = 0,
     ):
@@ -84,6 +86,7 @@ class Steps:
         self.signal_mask = None if signal_mask is None else jnp.asarray(signal_mask)
         self.physics = physics
         self.data_weight = data_weight
+        self.data_loss = data_loss(loss)
         self.fibre_dropout = fibre_dropout
         self.dropout_key = seed_key(seed, "fibre-dropout")  # its own stream, not the model's
         self.train = jax.jit(self._train, donate_argnums=0)
@@ -130,7 +133,7 @@ class Steps:
             if self.data_weight == 0:  # self-supervised: targets may be absent (NaN) and are never read
                 data = jnp.zeros((), output.dtype)
             else:
-                data = masked_mse(output, self.normalisation.targets(batch["targets"]), self.image_mask)
+                data = self.data_loss(output, self.normalisation.targets(batch["targets"]), self.image_mask)
             physics = self._physics(output, batch["signals"])
             return self.data_weight * data + physics_weight * physics, (data, physics, batch_stats)
 
@@ -146,11 +149,11 @@ class Steps:
         )
 
     def _evaluate(self, state: TrainState, batch: dict):
-        """Per-phantom metrics: data MSE (normalised), physics MSE, and (B, 3) MSE in µM², µM², %²."""
+        """Per-phantom metrics: data loss (normalised), physics MSE, and (B, 3) MSE in µM², µM², %²."""
         output, _ = self.predict(state.params, state.batch_stats, batch["signals"], batch["mri"],
                                  prepared=batch.get("prepared"))
         targets = self.normalisation.targets(batch["targets"])
-        per_sample = jax.vmap(lambda p, t: masked_mse(p[None], t[None], self.image_mask))(output, targets)
+        per_sample = jax.vmap(lambda p, t: self.data_loss(p[None], t[None], self.image_mask))(output, targets)
         physics = jax.vmap(lambda p, s: self._physics(p[None], s[None]))(output, batch["signals"])
         mask = self.image_mask.astype(output.dtype)
         error = jnp.square(self.normalisation.images(output) - batch["targets"]) * mask

@@ -149,9 +149,10 @@ class Trainer:
                 dataset.image_mask,
                 None if config.active_fibres is None else self.signal_mask,
                 physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
-                config.data_weight,
-                config.fibre_dropout,
-                config.seed,
+                data_weight=config.data_weight,
+                loss=config.data_loss,
+                fibre_dropout=config.fibre_dropout,
+                seed=config.seed,
             ),
         )
         extra, started, self.first_stage_rows = None, time.perf_counter(), None
@@ -286,7 +287,7 @@ class Trainer:
     def _write_figure(self) -> None:
         """Redraw RUN/loss.png from the records (process 0; nothing to draw before an epoch ends)."""
         if self.main_process and self.records and self._figure_epochs != len(self.records):
-            save_loss_figure(self.run / LOSS_FIGURE, self.records)
+            save_loss_figure(self.run / LOSS_FIGURE, self.records, self.config.data_loss)
             self._figure_written, self._figure_epochs = time.monotonic(), len(self.records)
 
     def _end_epoch(self, epoch: int, started: float, taken: int) -> None:

@@ -1,7 +1,7 @@
 """Learned Gauss-Newton cost: training samples/s, and inference per phantom against DRI per phantom.
 
 Usage: python benchmarks/learned.py [--spacing 4.0] [--image-size 32] [--batch 16] [--iterations 5]
-                                    [--width 0.25] [--repeats 3]
+                                    [--width 0.25] [--basis-size 24] [--repeats 3]
 
 Simulates `--batch` phantoms of the `paper` distribution on a disk mesh of `--spacing` mm (the
 `small` scale's: 4 mm, 736 nodes; 32×32 images), then times on the same data and mesh:
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--basis-size", type=int, default=ModelSpec.basis_size, help="lgn's Gauss-Newton basis per side")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -66,7 +67,7 @@ def main() -> None:
     batch_data = {"signals": signals, "mri": jnp.asarray(mri), "targets": jnp.asarray(targets)}
     for gradients in ("linearised", "exact"):
         spec = ModelSpec("lgn", image_size=args.image_size, width=args.width, iterations=args.iterations,
-                         gradients=gradients)
+                         basis_size=args.basis_size, gradients=gradients)
         network = build_network(spec, 0, config, normalisation, mesh=mesh)
         if gradients == "linearised":
             apply = nnx.jit(lambda n, s, m: n(s, m))

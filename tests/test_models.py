@@ -163,9 +163,9 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
 
 
 @pytest.mark.extended
-def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
-    size, batch = 32, 8
-    keys = jax.random.split(jax.random.key(0), 3)
+def _fixed_batch(size: int, batch: int, seed: int):
+    """(normalisation, batch) of random signals, MRI and targets for one-batch training tests."""
+    keys = jax.random.split(jax.random.key(seed), 3)
     normalisation = Normalisation(
         reference=jnp.zeros((9, 16, 15)),
         signal_mean=jnp.zeros(9),
@@ -178,17 +178,28 @@ def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
         "mri": 50 + 30 * (jax.random.uniform(keys[1], (batch, size, size)) > 0.8),
         "targets": normalisation.images(jax.random.normal(keys[2], (batch, 3, size, size))),
     }
+    return normalisation, data
+
+
+def _batch_loss(steps, normalisation, data, mask, loss):
+    """Jitted state → `loss` of the network's training-mode output on `data`."""
+    @jax.jit
+    def value(state):
+        output, _ = steps.predict(state.params, state.batch_stats, data["signals"], data["mri"], train=True)
+        return loss(output, normalisation.targets(data["targets"]), mask)
+
+    return value
+
+
+def test_a_train_step_decreases_the_loss_on_a_fixed_batch():
+    size = 32
+    normalisation, data = _fixed_batch(size, 8, 0)
     mask = np.ones((size, size), bool)
     for name in NETWORKS:
         optimiser = optax.adam(5e-3)
         graphdef, state = initial_state(ModelSpec(name, image_size=size, width=0.125).build(0), optimiser)
         steps = Steps(graphdef, optimiser, normalisation, mask)
-
-        @jax.jit
-        def loss(state):
-            output, _ = steps.predict(state.params, state.batch_stats, data["signals"], data["mri"], train=True)
-            return masked_mse(output, normalisation.targets(data["targets"]), mask)
-
+        loss = _batch_loss(steps, normalisation, data, mask, masked_mse)
         before = float(loss(state))
         for _ in range(5):
             state = steps.train(state, data, jnp.float32(0))
@@ -222,21 +233,12 @@ def test_log_mse_is_the_mean_of_each_images_log_error_and_trains():
         np.testing.assert_allclose(logged, np.log(4.0) / 2, rtol=0.03)
         assert (pooled < 0.01) == (halved == 0)
     size = 32
-    normalisation = Normalisation(reference=jnp.zeros((9, 16, 15)), signal_mean=jnp.zeros(9), signal_std=jnp.ones(9),
-                                  target_mean=jnp.array([15.0, 6.0, 40.0]), target_std=jnp.array([5.0, 2.0, 15.0]))
-    keys = jax.random.split(jax.random.key(1), 2)
-    data = {"signals": jax.random.normal(keys[0], (8, 9, 16, 15)), "mri": jnp.full((8, size, size), 50.0),
-            "targets": normalisation.images(jax.random.normal(keys[1], (8, 3, size, size)))}
+    normalisation, data = _fixed_batch(size, 8, 1)
+    full = np.ones((size, size), bool)
     optimiser = optax.adam(5e-3)
     graphdef, state = initial_state(ModelSpec("znet", image_size=size, width=0.125).build(0), optimiser)
-    steps = Steps(graphdef, optimiser, normalisation, np.ones((size, size), bool), loss="log-mse")
-    full = np.ones((size, size), bool)
-
-    @jax.jit
-    def loss(state):
-        output, _ = steps.predict(state.params, state.batch_stats, data["signals"], data["mri"], train=True)
-        return masked_log_mse(output, normalisation.targets(data["targets"]), full)
-
+    steps = Steps(graphdef, optimiser, normalisation, full, loss="log-mse")
+    loss = _batch_loss(steps, normalisation, data, full, masked_log_mse)
     before = float(loss(state))
     for _ in range(5):
         state = steps.train(state, data, jnp.float32(0))
@@ -247,7 +249,7 @@ def test_log_mse_is_the_mean_of_each_images_log_error_and_trains():
     with pytest.raises(ValueError, match="data_loss"):
         TrainConfig(data_loss="l1")
     with pytest.raises(ValueError, match="data_loss"):
-        Steps(graphdef, optimiser, normalisation, np.ones((size, size), bool), loss="l1")
+        Steps(graphdef, optimiser, normalisation, full, loss="l1")
 
 
 def test_loss_figure_draws_a_log_mse_runs_data_terms_as_geometric_mean_mse():

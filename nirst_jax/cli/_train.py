@@ -9,7 +9,7 @@ from pathlib import Path
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
     from ..models import MODEL_NAMES, PHYSICS_GRADIENTS, ModelSpec
-    from ..training import FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
+    from ..training import DATA_LOSSES, FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
 
     parser = commands.add_parser(
         name,
@@ -39,7 +39,7 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
     parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss, and the reconstruction mesh of lgn and dri-unet (default: the dataset's)")
     parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised loss (0: self-supervised)")
-    parser.add_argument("--data-loss", choices=("mse", "log-mse"), default="mse",
+    parser.add_argument("--data-loss", choices=DATA_LOSSES, default="mse",
                         help="supervised loss: MSE pooled over the batch (the study's) or the mean of each image's log MSE "
                         "(the mean PSNR's objective)")
     parser.add_argument("--active-fibres", type=int, help="train on this many evenly spaced fibres (default all)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-DATA_LOSSES = ("mse", "log-mse")
-"""Names of the supervised losses (`TrainConfig.data_loss`)."""
 LOG_MSE_FLOOR = 1e-4
 """Added to each image's MSE (normalised units²) before the logarithm: about 50 dB PSNR for a
 target spanning 3 standard deviations, so images already that close stop pulling the gradient."""
@@ -39,12 +37,16 @@ def masked_log_mse(predicted, target, mask):
     return jnp.mean(jnp.log(_image_mse(predicted, target, mask) + LOG_MSE_FLOOR))
 
 
+_LOSSES = {"mse": masked_mse, "log-mse": masked_log_mse}
+DATA_LOSSES = tuple(_LOSSES)
+"""Names of the supervised losses (`TrainConfig.data_loss`)."""
+
+
 def data_loss(name: str):
     """The supervised loss called `name` (`DATA_LOSSES`): (predicted, target, mask) → scalar."""
-    losses = {"mse": masked_mse, "log-mse": masked_log_mse}
-    if name not in losses:
+    if name not in _LOSSES:
         raise ValueError(f"data_loss must be one of {DATA_LOSSES}, got {name!r}")
-    return losses[name]
+    return _LOSSES[name]
 
 
 def _image_mse(predicted, target, mask):

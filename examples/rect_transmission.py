@@ -1,8 +1,8 @@
 """NIRFAST's own 2D sample mesh `rect_stnd`: a transmission geometry with fixed optodes.
 
 `rect_stnd` is an 80 × 40 mm slab meshed by NIRFAST (3321 nodes; elements listed in mixed
-orientations, read counter-clockwise with a warning), with 14 fixed sources 1 mm inside the top
-edge, 14 fixed detectors on the bottom edge and 169 source–detector links. This script
+orientations, read counter-clockwise with a warning), with 13 fixed sources 1 mm inside the top
+edge, 13 fixed detectors on the bottom edge and 169 source–detector links. This script
 simulates a lesion (HbT contrast 2) on a finer mesh of the same slab with the same optodes (no
 inverse crime), adds 1 % amplitude noise, calibrates against a homogeneous reference and
 reconstructs on `rect_stnd` itself with Tikhonov and with MRI-guided DRI. It prints the lesion's

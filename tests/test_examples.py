@@ -40,7 +40,7 @@ def test_example_runs(script, tmp_path):
                             timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip()
-    if script == "breast_slice.py":  # issue #17: DRI recovers the lesion's HbT within ±20 % (measured −3 %)
+    if script == "breast_slice.py":  # issue #17: DRI recovers the lesion's HbT within ±20 % (measured −4 %)
         change = float(result.stdout.split("lesion HbT:")[1].split("(")[1].split("%")[0])
         assert abs(change) <= 20, result.stdout
     if script == "rect_transmission.py":  # issue #17: DRI on NIRFAST's rect_stnd (measured −9 % at these settings)

@@ -60,6 +60,23 @@ def test_coronal_nifti_uses_the_in_plane_scanner_axes(tmp_path):
     np.testing.assert_allclose(image.sample(world[:, [0, 2]]), linear(world[:, 0], world[:, 2]), atol=1e-5)
 
 
+def test_nifti_positions_follow_the_header_spatial_unit(tmp_path):
+    affine = _nifti(tmp_path / "unknown.nii", (0, 1), _rotation_z(30))  # unit 'unknown': taken as mm
+    reference = ImageSlice.from_nifti(tmp_path / "unknown.nii", slice_index=1)
+    data = np.asarray(nibabel.load(tmp_path / "unknown.nii").dataobj)
+    voxels = np.column_stack([np.random.default_rng(4).uniform(0, 59, 50), np.random.default_rng(5).uniform(0, 49, 50)])
+    points = voxels @ affine[:2, :2].T + affine[:2, 3]
+    for unit, per_mm in (("meter", 1e-3), ("micron", 1e3), ("mm", 1.0)):
+        scaled = affine.copy()
+        scaled[:3] *= per_mm
+        image = nibabel.Nifti1Image(data, scaled)
+        image.header.set_xyzt_units(unit)
+        nibabel.save(image, tmp_path / f"{unit}.nii")
+        placed = ImageSlice.from_nifti(tmp_path / f"{unit}.nii", slice_index=1)
+        np.testing.assert_allclose(placed.affine, reference.affine, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(placed.sample(points), reference.sample(points), rtol=0, atol=1e-4)
+
+
 def _dicom(path, position, row_direction, column_direction, spacing):
     """A 40×30 DICOM slice, stored values 100 + 3c + 2r, rescaled by 0.5 and −10."""
     rows, columns = 40, 30

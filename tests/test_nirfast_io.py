@@ -152,6 +152,21 @@ def test_spec_values_are_converted_to_our_units_and_back(tmp_path):
         data.with_chromophores(np.ones((3, 10)))
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("HbO", 12.0, r"HbO column holds 12, implausible in NIRFAST's unit, mM .* 1000 µM.*written in µM"),
+    ("deoxyHb", 1.5, r"deoxyHb column holds 1.5, implausible .* mM"),
+    ("Water", 40.0, r"Water column holds 40, implausible in NIRFAST's unit, a volume fraction .*written in %"),
+])
+def test_spec_values_in_the_wrong_unit_are_refused(column, value, message, tmp_path):
+    prefix = _copy(SPEC, tmp_path)
+    data = read_nirfast(prefix)
+    param = np.array(data.param)
+    param[7, data.param_columns.index(column)] = value  # one node, as a file written in µM or %
+    write_nirfast(prefix, dataclasses.replace(data, param=param))
+    with pytest.raises(ValueError, match=message):
+        read_nirfast(prefix).chromophores
+
+
 @pytest.mark.parametrize("name", [STND, SPEC])
 def test_round_trip_is_lossless_and_stable(name, tmp_path):
     original = read_nirfast(FIXTURES / name)

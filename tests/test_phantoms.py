@@ -73,6 +73,22 @@ def test_pixel_coverage_integrates_to_the_shape_area():
     assert np.all(fraction[distance > 6 + grid.pixel_mm] == 0)
 
 
+def test_coverage_of_a_scanner_image_with_rotated_anisotropic_offset_pixels():
+    a = np.radians(20.0)
+    affine = np.array([[0.7 * np.cos(a), -0.8 * np.sin(a), -30.0], [0.7 * np.sin(a), 0.8 * np.cos(a), -42.0], [0, 0, 1]])
+    coverage = Coverage.image(affine, (90, 110))
+    fraction = np.asarray(coverage(Circle((3.3, 1.7), 6.0).contains), np.float64)
+    assert fraction.shape == (90, 110) and fraction.max() == 1
+    assert fraction.sum() * 0.7 * 0.8 == pytest.approx(np.pi * 36, rel=3e-3)
+    # Pixel (row r, column c) is centred at affine @ (c, r, 1): the one holding the centre is covered.
+    column, row = np.linalg.solve(affine[:2, :2], np.array([3.3, 1.7]) - affine[:2, 2])
+    assert fraction[int(round(row)), int(round(column))] == 1
+    # On a grid's own affine it is the grid's pixel coverage.
+    grid = PixelGrid(40, -41.0, 41.0)
+    grid_affine = [[grid.pixel_mm, 0, grid.axis[0]], [0, grid.pixel_mm, grid.y_axis[0]], [0, 0, 1]]
+    np.testing.assert_allclose(Coverage.image(grid_affine, (40, 40)).points, Coverage.pixels(grid).points, atol=1e-12)
+
+
 def test_star_shape_without_harmonics_is_a_circle(mesh):
     assert np.array_equal(node_coverage(mesh, StarShape((1, 2), 8.0)), node_coverage(mesh, Circle((1, 2), 8.0)))
     with pytest.raises(ValueError, match="sum"):

@@ -79,6 +79,21 @@ def test_bad_contours_are_refused(contour, match):
         polygon_mesh(np.asarray(contour, float), 1.0)
 
 
+def test_open_contours_are_refused():
+    theta = np.linspace(0, 1.5 * np.pi, 200)
+    arc = np.column_stack([40 * np.cos(theta), 40 * np.sin(theta)])  # ¾ of a circle: a 57 mm closing chord
+    with pytest.raises(ValueError, match=r"looks open: the gap from its last vertex back to its first is 56.6 mm"):
+        polygon_mesh(arc, 4.0)
+    with pytest.raises(ValueError, match="repeat the first vertex"):
+        fibres_on_contour(arc, 8)
+    # Repeating the first vertex closes it on purpose, with a straight side.
+    closed = polygon_mesh(np.vstack([arc, arc[:1]]), 4.0)
+    assert closed.nodes[:, 0].min() < -39 and closed.nodes[:, 1].min() < -39
+    # Full outlines (and a slab's four corners) have an ordinary closing edge.
+    closed_contour(breast_contour())
+    closed_contour([[-40, -20], [40, -20], [40, 20], [-40, 20]])
+
+
 def test_bad_sizes_and_masks_are_refused():
     contour = breast_contour()
     with pytest.raises(ValueError, match="spacing_mm"):
@@ -153,6 +168,31 @@ def test_mesh_cli_writes_nirfast_files_with_fibres(tmp_path, capsys):
     bad.write_text("0,0\n10,10\n10,0\n0,10\n")
     assert main(["mesh", "--contour", str(bad), "--spacing", "2", "--out", str(out)]) == 2
     assert "cross" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rotation_deg, flip", [(25.0, 1.0), (0.0, -1.0)])
+def test_mesh_cli_places_a_nifti_mask_by_its_affine(rotation_deg, flip, tmp_path, capsys):
+    """A disk of radius 20 mm centred at (45, −30) mm, segmented on anisotropic pixels (0.7 × 0.9 mm)
+    of a rotated or mirrored slice whose corner is far from the origin."""
+    import nibabel
+
+    center, radius = np.array([45.0, -30.0]), 20.0
+    a = np.radians(rotation_deg)
+    affine = np.eye(4)
+    affine[:2, :2] = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([0.7 * flip, 0.9])
+    affine[:2, 3] = center - affine[:2, :2] @ [35.0, 28.0]  # pixel (column 35, row 28) at the disk's centre
+    columns, rows = np.meshgrid(np.arange(70), np.arange(56), indexing="ij")
+    world = np.einsum("ab,bij->aij", affine[:2, :2], np.stack([columns, rows])) + affine[:2, 3, None, None]
+    mask = (np.hypot(*(world - center[:, None, None])) < radius).astype(np.uint8)
+    nibabel.save(nibabel.Nifti1Image(mask[:, :, None], affine), tmp_path / "mask.nii.gz")
+    out = tmp_path / "disk"
+    assert main(["mesh", "--mask", str(tmp_path / "mask.nii.gz"), "--spacing", "4", "--fibres", "8", "--out", str(out)]) == 0
+    nodes = read_nirfast(out).mesh.nodes
+    np.testing.assert_allclose(nodes.min(axis=0), center - radius, atol=0.5)  # measured ≤ 0.25 mm
+    np.testing.assert_allclose(nodes.max(axis=0), center + radius, atol=0.5)
+    assert main(["mesh", "--mask", str(tmp_path / "mask.nii.gz"), "--pixel-spacing", "1", "--spacing", "4",
+                 "--out", str(out)]) == 2
+    assert "carry their own affine" in capsys.readouterr().err
 
 
 @pytest.mark.slow

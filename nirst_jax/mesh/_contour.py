@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_OPEN_GAP = 5.0  # a closing segment this many median edges long means the contour was left open
+
 
 def closed_contour(points, what: str = "contour") -> np.ndarray:
     """A checked simple polygon, counter-clockwise, without a repeated closing point.
@@ -17,7 +19,9 @@ def closed_contour(points, what: str = "contour") -> np.ndarray:
 
     Raises:
         ValueError: fewer than 3 distinct vertices, non-finite values, repeated consecutive
-            vertices, zero area, or two edges that cross or touch (naming the edges).
+            vertices, zero area, two edges that cross or touch (naming the edges), or an open
+            contour: a closing segment (last vertex → first) longer than 5 median edges, unless
+            the last vertex repeats the first.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
@@ -25,7 +29,8 @@ def closed_contour(points, what: str = "contour") -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
     if bad.size:
         raise ValueError(f"{what} vertices {bad[:5].tolist()} are not finite")
-    if len(points) > 1 and np.array_equal(points[0], points[-1]):
+    closed_explicitly = len(points) > 1 and np.array_equal(points[0], points[-1])
+    if closed_explicitly:
         points = points[:-1]
     if len(points) < 3:
         raise ValueError(f"{what} needs at least 3 distinct vertices, got {len(points)}")
@@ -34,6 +39,13 @@ def closed_contour(points, what: str = "contour") -> np.ndarray:
     repeated = np.flatnonzero(steps <= 1e-12 * scale)
     if repeated.size:
         raise ValueError(f"{what} vertices {repeated[:5].tolist()} repeat the vertex after them")
+    typical = np.median(steps)
+    if not closed_explicitly and steps[-1] > _OPEN_GAP * typical:
+        raise ValueError(
+            f"{what} looks open: the gap from its last vertex back to its first is {steps[-1]:.3g} mm, "
+            f"{steps[-1] / typical:.0f}× its median edge ({typical:.3g} mm); give the vertices along that gap, "
+            "or repeat the first vertex at the end if the straight closing side is meant"
+        )
     crossing = _first_crossing(points)
     if crossing is not None:
         i, j = crossing

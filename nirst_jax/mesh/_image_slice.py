@@ -11,6 +11,9 @@ import numpy as np
 
 from ._grid import PixelGrid
 
+_NIFTI_MM = {"meter": 1000.0, "micron": 0.001}
+"""mm per NIfTI spatial unit other than mm (`get_xyzt_units`; 'unknown' is taken as mm)."""
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageSlice:
@@ -71,6 +74,9 @@ class ImageSlice:
     def from_nifti(cls, path: str | os.PathLike, slice_index: int | None = None) -> "ImageSlice":
         """Slice `slice_index` along the third voxel axis of a NIfTI file (default: its only one).
 
+        Positions are converted to mm from the header's spatial unit (metres, microns; mm or
+        unknown are taken as mm).
+
         Arguments:
             path: `.nii` or `.nii.gz`.
             slice_index: required when the volume has more than one slice.
@@ -94,6 +100,7 @@ class ImageSlice:
         if not 0 <= slice_index < data.shape[2]:
             raise ValueError(f"{path}: slice_index {slice_index} is outside 0..{data.shape[2] - 1}")
         affine = np.asarray(image.affine, dtype=np.float64)
+        affine[:3] *= _NIFTI_MM.get(image.header.get_xyzt_units()[0], 1.0)
         per_i, per_j = affine[:3, 0], affine[:3, 1]
         corner = affine[:3, 2] * slice_index + affine[:3, 3]
         # pixels[r, c] = data[c, r]: column c runs along voxel axis i, row r along j.
@@ -124,6 +131,11 @@ class ImageSlice:
         # last three down a column (increasing row); PixelSpacing is (between rows, between columns).
         per_column, per_row = orientation[:3] * column_spacing, orientation[3:] * row_spacing
         return cls(pixels, _in_plane(per_column, per_row, position, path))
+
+    def to_mm(self, pixel_points) -> np.ndarray:
+        """(N, 2) positions in mm of (N, 2) (column, row) pixel coordinates (not necessarily whole)."""
+        points = np.asarray(pixel_points, dtype=np.float64).reshape(-1, 2)
+        return points @ self.affine[:2, :2].T + self.affine[:2, 2]
 
     def registered(self, shift_mm=(0.0, 0.0), rotation_deg: float = 0.0, center_mm=(0.0, 0.0)) -> "ImageSlice":
         """The image moved rigidly: rotated by `rotation_deg` (counter-clockwise) about

@@ -12,8 +12,8 @@ prefix; `read_nirfast` and `write_nirfast` convert between them and a `NirfastMe
   kappa = 1 / (3 (mua + musp)) in mm, refractive index). `spec`: first the column names,
   one per line (for example `HbO`, `deoxyHb`, `Water`, `S-Amplitude`, `S-Power`), then
   rows with one value per name; NIRFAST's units are mM for HbO and deoxyHb and a volume
-  fraction for Water (`NirfastMesh.chromophores` converts them to µM and %, and
-  `with_chromophores` back).
+  fraction for Water (`NirfastMesh.chromophores` converts them to µM and %, refusing values
+  above 1 as written in the wrong unit, and `with_chromophores` back).
 - `.source` / `.meas` (optional): an optional line `fixed`, then an optional line of
   column names containing `x` and `y` (also recognised: `num`, which must count 1, 2, ...,
   `z`, which must be 0, and, for sources, `fwhm`; other columns are skipped), then one row
@@ -51,6 +51,9 @@ STND_COLUMNS = ("mua", "kappa", "ri")
 SPEC_CHROMOPHORES = {"HbO": 1000.0, "deoxyHb": 1000.0, "Water": 100.0}
 """NIRFAST's `spec` columns of HbO, Hb (mM) and water (a volume fraction), with the factor
 to nirst-jax's units (µM, µM, %)."""
+_SPEC_UNITS = {"HbO": ("mM", "µM"), "deoxyHb": ("mM", "µM"), "Water": ("a volume fraction", "%")}
+"""Each chromophore column's unit in the file and in nirst-jax; a file value above 1 (1000 µM
+of haemoglobin, or more water than tissue) means the file was written in nirst-jax's unit."""
 SPEC_SCATTER = ("S-Amplitude", "S-Power")
 """The `spec` scattering columns: a (mm⁻¹) and b in µs' = a (λ / 1000 nm)^(−b), as here."""
 _KINDS = ("stnd", "spec")
@@ -200,8 +203,23 @@ class NirfastMesh:
     @property
     def chromophores(self) -> np.ndarray:
         """(3, N) HbO (µM), Hb (µM), water (%) of a "spec" mesh, converted from the file's mM
-        and volume fraction."""
-        return np.stack([self.column(name) * SPEC_CHROMOPHORES[name] for name in self._spec_columns(SPEC_CHROMOPHORES)])
+        and volume fraction.
+
+        Raises:
+            ValueError: a column with values above 1 in the file's unit (written in µM or %),
+                naming the column, the value and the unit expected.
+        """
+        columns = self._spec_columns(SPEC_CHROMOPHORES)
+        for name in columns:
+            largest = float(self.column(name).max())
+            if largest > 1.0:
+                unit, ours = _SPEC_UNITS[name]
+                raise ValueError(
+                    f"the spec mesh's {name} column holds {largest:g}, implausible in NIRFAST's unit, "
+                    f"{unit} (at most 1, i.e. {SPEC_CHROMOPHORES[name]:g} {ours}): was it written in {ours}? "
+                    f"Divide it by {SPEC_CHROMOPHORES[name]:g}"
+                )
+        return np.stack([self.column(name) * SPEC_CHROMOPHORES[name] for name in columns])
 
     @property
     def scatter(self) -> tuple[np.ndarray, np.ndarray]:

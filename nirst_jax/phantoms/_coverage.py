@@ -83,13 +83,37 @@ class Coverage(eqx.Module):
         Returns:
             The operator; output indexed [iy, ix] as the grid.
         """
-        offsets = ((np.arange(samples) + 0.5) / samples - 0.5) * grid.pixel_mm
-        dx, dy = np.meshgrid(offsets, offsets)
-        sub = grid.centers().reshape(-1, 1, 2) + np.stack([dx.ravel(), dy.ravel()], -1)[None]
+        return cls._of_pixels(grid.centers(), grid.pixel_mm * np.eye(2), samples)
+
+    @classmethod
+    def image(cls, affine, shape: tuple[int, int], samples: int = 8) -> "Coverage":
+        """Coverage of each pixel of an image placed by an affine, e.g. a scanner's slice with
+        anisotropic, offset or rotated pixels.
+
+        Arguments:
+            affine: (3, 3) (column, row, 1) → (x, y, 1) in mm, as `ImageSlice.affine`.
+            shape: (rows, columns).
+            samples: sub-samples per pixel side.
+
+        Returns:
+            The operator; output indexed [row, column].
+        """
+        affine = np.asarray(affine, np.float64)
+        rows, columns = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        centres = np.stack([columns, rows], -1) @ affine[:2, :2].T + affine[:2, 2]
+        return cls._of_pixels(centres, affine[:2, :2], samples)
+
+    @classmethod
+    def _of_pixels(cls, centres: np.ndarray, steps: np.ndarray, samples: int) -> "Coverage":
+        """`samples`² sub-samples per pixel at `centres` (H, W, 2) mm, `steps` (2, 2) mm per
+        column (first column) and per row (second)."""
+        unit = (np.arange(samples) + 0.5) / samples - 0.5
+        along_column, along_row = np.meshgrid(unit, unit)
+        sub = centres.reshape(-1, 1, 2) + (np.stack([along_column.ravel(), along_row.ravel()], -1) @ steps.T)[None]
         p, q = sub.shape[:2]
         indices = np.arange(p * q, dtype=np.int32).reshape(p, q)
         weights = np.full((p, q), 1.0 / q)
-        return cls(points=sub.reshape(-1, 2), combine=WeightedGather(indices, weights), shape=(grid.size,) * 2)
+        return cls(points=sub.reshape(-1, 2), combine=WeightedGather(indices, weights), shape=centres.shape[:2])
 
     def __call__(self, contains) -> jnp.ndarray:
         """Fractions in [0, 1] covered by the region `contains(points) -> bool`.

@@ -173,6 +173,7 @@ def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_me
         assert meta["dataset"]["sha256"] == learned.fingerprint
         assert meta["train"]["physics_mesh_spacing_mm"] == scale.mesh_spacing_mm
         assert meta["train"]["data_loss"] == scale.learned_loss
+        assert meta["train"]["model"]["width"] == (scale.lgn_network_width if network == "LGN" else scale.width)
         cached = np.load(study / "reconstructions" / "test" / f"{run.name}.npy")[:2]
         ln_amplitude = main_data.read("ln_amplitude", ids).astype(float) - main_data.reference + learned.reference
         images = TrainedNetwork(run, "best")(ln_amplitude, main_data.read("mri", ids))
@@ -193,3 +194,6 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
             replace(SCALES["small"], learned_data_mesh_spacing_mm=spacing)
     with pytest.raises(ValueError, match="learned_loss"):
         replace(SCALES["small"], learned_loss="l1")
+    with pytest.raises(ValueError, match="lgn_width"):
+        replace(SCALES["small"], lgn_width=0.0)
+    assert SCALES["ci"].lgn_network_width != SCALES["ci"].width  # the CI study checks LGN gets its own width

@@ -39,6 +39,8 @@ class Scale:
         lgn_epochs, lgn_iterations, lgn_basis_size, lgn_learning_rate: the learned Gauss-Newton
             network ("LGN", docs/learned.md): its training epochs (cosine schedule), unrolled
             iterations, pixel-basis size and Adam learning rate.
+        lgn_width: channel multiplier of LGN's update CNNs (None: `width`); its cost is small
+            beside the physics in the loop.
         learned_data_mesh_spacing_mm: the mesh of the learned methods' training data (LGN and
             DRI + U-Net: the main dataset's phantoms, seeds and noise, simulated on this finer
             mesh); they reconstruct on `mesh_spacing_mm`, so training shows them that mesh's
@@ -77,6 +79,7 @@ class Scale:
     lgn_iterations: int = 3
     lgn_basis_size: int = 24
     lgn_learning_rate: float = 0.001
+    lgn_width: float | None = None
     dri_mesh_spacing_mm: float | None = None
     learned_data_mesh_spacing_mm: float | None = None
     learned_loss: str = "mse"
@@ -102,6 +105,8 @@ class Scale:
                 f"scale {self.name!r}: dri_mesh_spacing_mm ({self.dri_mesh_spacing_mm}) must be above "
                 f"fine_mesh_spacing_mm ({self.fine_mesh_spacing_mm}): DRI on the data's own mesh is an inverse crime"
             )
+        if self.lgn_width is not None and not self.lgn_width > 0:
+            raise ValueError(f"scale {self.name!r}: lgn_width must be > 0 or None, got {self.lgn_width!r}")
         if self.learned_loss not in DATA_LOSSES:
             raise ValueError(f"scale {self.name!r}: learned_loss must be one of {DATA_LOSSES}, got {self.learned_loss!r}")
         learned = self.learned_data_mesh_spacing_mm
@@ -117,6 +122,11 @@ class Scale:
                 f"mesh_spacing_mm ({self.mesh_spacing_mm})"
             )
 
+    @property
+    def lgn_network_width(self) -> float:
+        """LGN's channel multiplier (`lgn_width`, else `width`)."""
+        return self.width if self.lgn_width is None else self.lgn_width
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -130,7 +140,7 @@ SCALES = {
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
                 test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
                 refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0,
-                learned_data_mesh_spacing_mm=5.0, learned_loss="log-mse", dri_unet_phantoms=32,
+                learned_data_mesh_spacing_mm=5.0, learned_loss="log-mse", lgn_width=0.25, dri_unet_phantoms=32,
                 dri_unet_validation_phantoms=8, family_count=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
@@ -138,7 +148,7 @@ SCALES = {
     # The whole study in ≈ 65–90 min on a 2-core CPU (63.7 measured 2026-12-05, on a fast day).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
-                   dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse"),
+                   dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
                    external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5,

@@ -288,7 +288,8 @@ class Study:
         )
         if recipe.model == "lgn":
             config = config.replace(
-                model=replace(config.model, iterations=s.lgn_iterations, basis_size=s.lgn_basis_size),
+                model=replace(config.model, iterations=s.lgn_iterations, basis_size=s.lgn_basis_size,
+                              width=s.lgn_network_width),
                 epochs=s.lgn_epochs,
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",

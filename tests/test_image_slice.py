@@ -139,6 +139,8 @@ def test_registration_and_resampling_onto_a_grid():
     a = np.radians(15.0)
     rotated = (points - 5.0) @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) + 5.0 + [3.0, -2.0]
     np.testing.assert_allclose(moved.sample(rotated), image.sample(points), atol=1e-9)
+    # 100 columns of 1.1 mm by 120 rows of 0.9 mm, whatever the rotation.
+    assert moved.field_of_view_mm == pytest.approx((110.0, 108.0)) == image.field_of_view_mm
     mesh = disk_mesh(41.0, 6.0)
     grid = PixelGrid(32, -41.0, 41.0)
     mask = np.asarray(GridInterpolation.build(mesh, grid).mask)

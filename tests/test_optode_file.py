@@ -10,7 +10,7 @@ import pytest
 import nirst_jax as nj
 from nirst_jax.cli import main
 from nirst_jax.formats import read_optodes, write_optodes
-from nirst_jax.geometry import OptodePositions
+from nirst_jax.geometry import OptodePositions, optodes_from_dict
 from nirst_jax.mesh import read_nirfast
 from nirst_jax.physics import rim_positions
 
@@ -100,6 +100,10 @@ def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
     assert "--optodes FILE" in capsys.readouterr().err
     assert main([*args, "--data", str(forward / "forward.npz"), "--optodes", str(tmp_path / "probe.json"),
                  "--out", str(tmp_path / "rec")]) == 0
+    setup = json.loads((tmp_path / "rec" / "convergence.json").read_text())["setup"]  # the set-up, recorded
+    assert optodes_from_dict(setup["optodes"]) == read_optodes(tmp_path / "probe.json")
+    assert setup["mesh"]["kind"] == "data" and setup["mesh"]["file"] == str(forward / "forward.npz")  # its nodes and elements
+    assert setup["optodes_from"] == f"the optodes and 30 pairs of {tmp_path / 'probe.json'}"
     assert main([*args, "--data", str(forward / "forward.snirf"), "--optodes", str(tmp_path / "probe.json"),
                  "--out", str(tmp_path / "snirf")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "snirf" / "reconstruction.npz")["chromophores_nodes"],

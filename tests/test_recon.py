@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nirst_jax as nj
-from nirst_jax.cli import main
+from nirst_jax.cli import _reconstruct, build_parser, main
 from nirst_jax.datasets import PhantomSimulator, SimulationConfig
 from nirst_jax.evaluation import GaussNewtonMethod, mse
 from nirst_jax.geometry import MeasurementSetup
@@ -404,31 +404,106 @@ def test_reconstruct_cli_names_a_corrupt_input_file(tmp_path, capsys):
     assert status == 2 and "weight α must be finite and > 0, got 0.0" in capsys.readouterr().err
 
 
-# Extended (CI budget): tests/test_forward.py checks from_nirfast's fibre order on this mesh and
-# tests/test_polygon_mesh.py runs `nirst reconstruct --mesh PREFIX` end to end.
-@pytest.mark.extended
-def test_reconstruct_cli_uses_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
-    """NIRFAST's circle2000_86 numbers its fibres clockwise from −11.25°: a lesion reconstructed
-    with `--mesh` sits where it was simulated (the ring set-up used before, counter-clockwise
-    from 0°, put it at its mirror image, 43 mm away)."""
+def _prepared(*argv):
+    """The checked inputs of `nirst reconstruct ARGV` (`_reconstruct._prepare`), without reconstructing."""
+    return _reconstruct._prepare(build_parser().parse_args(["reconstruct", *argv]))
+
+
+def test_reconstruct_cli_takes_and_records_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
+    """NIRFAST's circle2000_86 numbers its fibres clockwise from −11.25°: `--mesh` builds the model
+    on the file's optodes (rim fibres from 0°, used before, sit 8 mm and more away) and the
+    set-up recorded for convergence.json rebuilds them."""
+    from nirst_jax.geometry import OptodePositions, optodes_from_dict
     from nirst_jax.mesh import read_nirfast
 
     prefix = nirfast_dir / "circle2000_86_stnd"
-    model = nj.SpectralForwardModel.from_nirfast(read_nirfast(prefix), wavelengths_nm=(690.0, 785.0, 830.0))
-    nodes = read_nirfast(prefix).mesh.nodes
+    nirfast = read_nirfast(prefix)
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 16, 15)), wavelengths_nm=np.array([690.0, 785.0, 830.0]))
+    mesh, model, *_, setup = _prepared("--method", "tikhonov", "--mesh", str(prefix), "--data", str(tmp_path / "data.npz"))
+    detectors = np.asarray(model.detectors.positions(mesh.nodes))
+    assert np.abs(detectors - nirfast.detectors).max() < 0.5
+    ring = np.asarray(nj.physics.rim_positions(mesh, 16))
+    assert np.linalg.norm(ring - nirfast.detectors, axis=1).min() > 8.0
+    assert setup["mesh"] == {"kind": "nirfast", "prefix": str(prefix), "nodes": mesh.n_nodes, "sha256": mesh.content_hash}
+    assert optodes_from_dict(json.loads(json.dumps(setup["optodes"]))) == OptodePositions.from_nirfast(nirfast)
+    assert setup["wavelengths_nm"] == [690.0, 785.0, 830.0] and setup["frequency_hz"] == 0.0 and "mri" not in setup
+
+
+@pytest.mark.slow
+def test_reconstruct_cli_uses_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
+    """End to end on circle2000_86: a lesion reconstructed with `--mesh` sits where it was
+    simulated (the ring set-up used before, counter-clockwise from 0°, put it at its mirror
+    image, 43 mm away); convergence.json records the file's optodes. One Gauss-Newton step on a
+    coarse basis, uncalibrated."""
+    from nirst_jax.geometry import OptodePositions, optodes_from_dict
+    from nirst_jax.mesh import read_nirfast
+
+    prefix = nirfast_dir / "circle2000_86_stnd"
+    nirfast = read_nirfast(prefix)
+    model = nj.SpectralForwardModel.from_nirfast(nirfast, wavelengths_nm=(690.0, 785.0, 830.0))
+    nodes = nirfast.mesh.nodes
     centre = 25.0 * np.array([np.cos(np.radians(-60.0)), np.sin(np.radians(-60.0))])
-    background = np.array([12.0, 5.0, 30.0])
-    chromophores = np.repeat(background[:, None], len(nodes), axis=1)
+    chromophores = np.repeat(np.array([12.0, 5.0, 30.0])[:, None], len(nodes), axis=1)
     chromophores[:2, np.hypot(*(nodes - centre).T) < 8.0] *= 2.0
     np.savez(tmp_path / "data.npz", ln_amplitude=np.asarray(model(jnp.asarray(chromophores))),
              wavelengths_nm=np.array(model.wavelengths_nm))
-    np.savez(tmp_path / "reference.npz", ln_amplitude=np.asarray(model.homogeneous(jnp.asarray(background))),
-             wavelengths_nm=np.array(model.wavelengths_nm))
     out = tmp_path / "out"
     assert main(["reconstruct", "--method", "tikhonov", "--mesh", str(prefix), "--data", str(tmp_path / "data.npz"),
-                 "--reference", str(tmp_path / "reference.npz"), "--basis-size", "12", "--iterations", "3",
-                 "--out", str(out)]) == 0
+                 "--basis-size", "8", "--iterations", "1", "--out", str(out)]) == 0
     result = np.load(out / "reconstruction.npz")
     hbt = result["chromophores_nodes"][:2].sum(0)
     found = result["nodes"][hbt > hbt.min() + 0.7 * (hbt.max() - hbt.min())].mean(0)
     assert np.hypot(*(found - centre)) < 6.0, found
+    setup = json.loads((out / "convergence.json").read_text())["setup"]
+    assert setup["mesh"] == {"kind": "nirfast", "prefix": str(prefix), "nodes": len(nodes), "sha256": nirfast.mesh.content_hash}
+    assert optodes_from_dict(setup["optodes"]) == OptodePositions.from_nirfast(nirfast)
+    assert setup["wavelengths_nm"] == [690.0, 785.0, 830.0] and setup["frequency_hz"] == 0.0 and "mri" not in setup
+
+
+def _nifti_mri(path, pixel_mm: float, size: int = 100):
+    """A size × size NIfTI MRI slice of `pixel_mm` pixels centred on the origin."""
+    import nibabel
+
+    affine = np.diag([pixel_mm, pixel_mm, 1.0, 1.0])
+    affine[:2, 3] = -pixel_mm * (size - 1) / 2
+    nibabel.save(nibabel.Nifti1Image(np.ones((size, size, 1), np.float32), affine), path)
+    return path
+
+
+def test_reconstruct_cli_refuses_an_mri_out_of_scale_with_the_mesh(tmp_path, capsys):
+    """A mesh written in cm inside an MRI in mm is covered by it, so it used to pass; it, the
+    reverse and an .npy extent in the wrong unit are refused, naming both sizes in mm."""
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 16, 15)), wavelengths_nm=np.array([661.0, 785.0, 808.0]))
+    mri_mm, mri_cm = _nifti_mri(tmp_path / "mm.nii.gz", 1.2), _nifti_mri(tmp_path / "cm.nii.gz", 0.12)
+    np.save(tmp_path / "mri.npy", np.ones((50, 50)))
+    args = ["reconstruct", "--data", str(tmp_path / "data.npz"), "--out", str(tmp_path / "bad")]
+    cases = {
+        (str(mri_mm), "--radius", "4.1", "--mesh-spacing", "0.5"): "the mesh is 8.2 mm across but the field of view of the MRI",
+        (str(mri_cm), "--mesh-spacing", "8"): "is 12 × 12 mm: more than 5× apart",
+        (str(tmp_path / "mri.npy"), "--mri-extent", "-410", "410", "--mesh-spacing", "8"): "820 × 820 mm",
+    }
+    for (mri, *extra), message in cases.items():
+        capsys.readouterr()
+        assert main([*args, "--mri", mri, *extra]) == 2
+        error = capsys.readouterr().err
+        assert message in error and "a mesh in cm with an MRI in mm (or the reverse)?" in error, error
+    assert not (tmp_path / "bad").exists()
+    *_, image, _, _, _ = _prepared("--data", str(tmp_path / "data.npz"), "--mri", str(mri_mm), "--mesh-spacing", "8")
+    assert image.field_of_view_mm == pytest.approx((120.0, 120.0))
+
+
+def test_reconstruct_cli_records_the_mri_and_its_registration(tmp_path):
+    """The set-up for convergence.json: the disk, its rim fibres, the MRI file and the
+    registration given on the command line."""
+    from nirst_jax.geometry import RimFibres, optodes_from_dict
+
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 12, 11)), wavelengths_nm=np.array([661.0, 785.0, 808.0]))
+    mri = _nifti_mri(tmp_path / "mri.nii.gz", 1.2)
+    mesh, *_, setup = _prepared("--data", str(tmp_path / "data.npz"), "--mri", str(mri), "--mesh-spacing", "8",
+                                "--fibres", "12", "--mri-shift", "1.5", "-2", "--mri-rotation", "30")
+    setup = json.loads(json.dumps(setup))
+    assert setup["mesh"] == {"kind": "disk", "radius_mm": 41.0, "spacing_mm": 8.0, "nodes": mesh.n_nodes,
+                             "sha256": mesh.content_hash}
+    assert optodes_from_dict(setup["optodes"]) == RimFibres(12)
+    assert setup["mri"] == {"file": str(mri), "shift_mm": [1.5, -2.0], "rotation_deg": 30.0}
+    assert setup["scatter"] == [1.0, 1.0] and setup["optodes_from"] == "12 rim fibres"

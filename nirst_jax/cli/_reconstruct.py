@@ -125,7 +125,30 @@ def _read_mri(args, mesh):
             return array
         grid = image_grid(mesh, array.shape[0]) if args.mri_extent is None else PixelGrid(array.shape[0], *args.mri_extent)
         image = ImageSlice.covering(array, grid)
+    _check_scale(image, mesh, path)
     return image.registered(shift_mm=args.mri_shift, rotation_deg=args.mri_rotation)
+
+
+SCALE_RATIO = 5.0
+"""A mesh spanning less than 1/SCALE_RATIO of its MRI's field of view (or the reverse) is refused."""
+
+
+def _check_scale(image, mesh, path: Path) -> None:
+    """Refuse an MRI out of scale with the mesh: a breast or phantom fills much of its field of
+    view, so one 10× smaller (or larger) is a unit mismatch (cm vs mm), not a small object.
+
+    Arguments:
+        image: the MRI as an `ImageSlice`.
+        mesh: the reconstruction mesh.
+        path: the MRI file, for the message.
+    """
+    width, height = image.field_of_view_mm
+    extent = float(np.ptp(mesh.nodes, axis=0).max())
+    if extent < min(width, height) / SCALE_RATIO or max(width, height) < extent / SCALE_RATIO:
+        raise ValueError(
+            f"the mesh is {extent:.3g} mm across but the field of view of the MRI {path} is {width:.3g} × {height:.3g} mm: "
+            f"more than {SCALE_RATIO:g}× apart, a mesh in cm with an MRI in mm (or the reverse)? Both must be in mm"
+        )
 
 
 def _mri_on_grid(image, mesh, size: int) -> np.ndarray:
@@ -220,7 +243,9 @@ def _frequency_hz(args, data: dict) -> float:
 
 
 def _mesh(args, data):
-    """(mesh, the NIRFAST file's contents when --mesh names one with optodes, else None)."""
+    """(mesh, the NIRFAST file's contents when --mesh names one with optodes, else None, where
+    the mesh came from: a JSON-ready dict)."""
+    from ..geometry import DiskDomain
     from ..mesh import Mesh, disk_mesh, read_nirfast
 
     if args.mesh:
@@ -228,10 +253,11 @@ def _mesh(args, data):
         # Any optode file counts: `from_nirfast` refuses an incomplete set rather than
         # falling back to rim fibres.
         has_optodes = len(nirfast.sources) or len(nirfast.detectors) or len(nirfast.link)
-        return nirfast.mesh, nirfast if has_optodes else None
+        return nirfast.mesh, nirfast if has_optodes else None, {"kind": "nirfast", "prefix": str(args.mesh)}
     if "nodes" in data and "elements" in data:
-        return Mesh(data["nodes"], data["elements"]), None
-    return disk_mesh(args.radius, args.mesh_spacing), None
+        return Mesh(data["nodes"], data["elements"]), None, {"kind": "data", "file": str(args.data)}
+    mesh = disk_mesh(args.radius, args.mesh_spacing)
+    return mesh, None, {**DiskDomain(args.radius).to_dict(), "spacing_mm": args.mesh_spacing}
 
 
 def _pair_positions(model, nodes) -> np.ndarray:
@@ -261,13 +287,15 @@ def _prepare(args):
     """Read and check the inputs shared by every method.
 
     Returns:
-        (mesh, model, ln A calibrated for `model`, MRI, scatter, recalibrate): `recalibrate(other)`
-        calibrates the same raw data for another forward model (e.g. a network's training
-        set-up), or is None when no calibration was asked for.
+        (mesh, model, ln A calibrated for `model`, MRI, scatter, recalibrate, set-up):
+        `recalibrate(other)` calibrates the same raw data for another forward model (e.g. a
+        network's training set-up), or is None when no calibration was asked for; the set-up is
+        the JSON-ready record of `_set_up_record`.
     """
     import jax
 
     from ..formats import read_optodes
+    from ..geometry import OptodePositions, RimFibres
     from ..physics import SpectralForwardModel
     from ..recon import calibrate, check_weight
 
@@ -300,7 +328,7 @@ def _prepare(args):
     if "detectors_xy" in data and not (args.mesh or args.optodes):
         raise ValueError(f"{args.data} was simulated on a mesh file's (or an optode file's) optodes: give that file "
                          "with --mesh PREFIX or --optodes FILE (or reconstruct forward.snirf, which carries the probe)")
-    mesh, nirfast = _mesh(args, data)
+    mesh, nirfast, mesh_record = _mesh(args, data)
     if args.optodes is not None and nirfast is not None:
         raise ValueError(f"--optodes {args.optodes}: the mesh file {args.mesh} already sets the optodes")
     optodes = None if args.optodes is None else read_optodes(args.optodes)
@@ -309,10 +337,11 @@ def _prepare(args):
                     scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
 
     def file_set_up():
-        """The model of the mesh file's or the optode file's optodes, and its description."""
+        """The model of the mesh file's or the optode file's optodes, the optodes and their description."""
         if nirfast is not None:
-            return SpectralForwardModel.from_nirfast(nirfast, **settings), f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
-        return optodes.forward_model(None, mesh, **settings), f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+            return (SpectralForwardModel.from_nirfast(nirfast, **settings), OptodePositions.from_nirfast(nirfast),
+                    f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}")
+        return optodes.forward_model(None, mesh, **settings), optodes, f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
 
     if "snirf" in data and (nirfast is not None or optodes is not None):
         # A SNIRF probe has no `fixed` flag: the mesh or optode file that says how to place the
@@ -322,16 +351,16 @@ def _prepare(args):
             mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(given, name))
             if mine.shape != theirs.shape or np.abs(mine - theirs).max() > 1e-3 * extent:
                 raise ValueError(f"the {name} of {args.data}'s probe are not those of {args.mesh or args.optodes}")
-        model, set_up = file_set_up()
+        model, optodes, set_up = file_set_up()
     elif "snirf" in data:
         # Placed as optodes not fixed (NIRFAST's rule): on the boundary, sources one transport length inward.
         snirf = data["snirf"]
         slots = sorted(snirf.layout.slots().items(), key=lambda item: (item[0][0], item[1]))
-        model = SpectralForwardModel.from_optodes(mesh, snirf.sources, snirf.detectors, [pair for pair, _ in slots],
-                                                  **settings)
+        optodes = OptodePositions(snirf.sources, snirf.detectors, [pair for pair, _ in slots])
+        model = optodes.forward_model(None, mesh, **settings)
         set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
     elif nirfast is not None or optodes is not None:
-        model, set_up = file_set_up()
+        model, optodes, set_up = file_set_up()
         fibres, detectors = data.get("fibres_xy", data.get("detectors_xy")), model.detectors.positions(mesh.nodes)
         if fibres is not None and (
             np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)
@@ -340,7 +369,7 @@ def _prepare(args):
     else:
         n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
         model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)
-        set_up = f"{n_fibres} rim fibres"
+        optodes, set_up = RimFibres(n_fibres, offset), f"{n_fibres} rim fibres"
     measurements = _measurements(data, model)
     for name, values in zip(("ln_amplitude", "phase"), measurements if frequency_hz else (measurements,)):
         if values.shape != model.data_shape:
@@ -352,6 +381,7 @@ def _prepare(args):
         if not np.isfinite(values[active]).all():
             raise ValueError(f"{args.data}: {name} has NaN or infinite active measurements")
     image = None if args.mri is None else _read_mri(args, mesh)
+    record = _set_up_record(args, mesh, mesh_record, optodes, set_up, model)
     if args.reference is not None or args.self_calibrate:
         reference = None
         if args.reference is not None:
@@ -366,8 +396,34 @@ def _prepare(args):
                                       fit_scatter=args.fit_scatter, phase_weight=args.phase_weight)
             return jax.tree.map(np.asarray, calibrated)
 
-        return mesh, model, recalibrate(model), image, scatter, recalibrate
-    return mesh, model, measurements, image, scatter, None
+        return mesh, model, recalibrate(model), image, scatter, recalibrate, record
+    return mesh, model, measurements, image, scatter, None, record
+
+
+def _set_up_record(args, mesh, mesh_record: dict, optodes, described: str, model) -> dict:
+    """The measurement set-up as convergence.json records it.
+
+    Arguments:
+        args: the parsed command line (the MRI file and its registration).
+        mesh: the mesh.
+        mesh_record: where it came from (`_mesh`).
+        optodes: the `RimFibres` or `OptodePositions` the model was built from.
+        described: where the optodes came from, in words.
+        model: the forward model.
+
+    Returns:
+        A JSON-ready dict: mesh, optodes (`optodes_from_dict` rebuilds them), wavelengths,
+        scattering law, frequency and, with --mri, the MRI file and its placement.
+    """
+    record = {"mesh": {**mesh_record, "nodes": mesh.n_nodes, "sha256": mesh.content_hash},
+              "optodes": optodes.to_dict(), "optodes_from": described,
+              "wavelengths_nm": list(model.wavelengths_nm), "scatter": [model.scatter_amplitude, model.scatter_power],
+              "frequency_hz": model.frequency_hz}
+    if args.mri is not None:
+        placement = {"slice": args.mri_slice, "extent_mm": None if args.mri_extent is None else list(args.mri_extent)}
+        record["mri"] = {"file": str(args.mri), **{k: v for k, v in placement.items() if v is not None},
+                         "shift_mm": list(args.mri_shift), "rotation_deg": args.mri_rotation}
+    return record
 
 
 def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
@@ -509,7 +565,7 @@ def run(args) -> int:
     from ..evaluation import circle_roi, derived_maps, roi_contrast
     from ..figures import reconstruction_figure
 
-    mesh, model, measurements, image, scatter, recalibrate = _prepare(args)
+    mesh, model, measurements, image, scatter, recalibrate, set_up = _prepare(args)
     started = time.perf_counter()
     if args.method in NETWORK_METHODS:
         result = _network(args, mesh, model, measurements, image, scatter, recalibrate)
@@ -519,7 +575,7 @@ def run(args) -> int:
     elapsed = time.perf_counter() - started
     images = np.where(mask, np.asarray(images), 0.0)
     maps = derived_maps(images, mask)
-    summary = {"method": args.method, "nodes": mesh.n_nodes, **summary, "seconds_including_compile": elapsed}
+    summary = {"method": args.method, "nodes": mesh.n_nodes, **summary, "setup": set_up, "seconds_including_compile": elapsed}
     if args.roi is not None:
         roi = circle_roi(grid, *args.roi)
         if not (roi & mask).any():

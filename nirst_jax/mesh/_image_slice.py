@@ -132,6 +132,13 @@ class ImageSlice:
         per_column, per_row = orientation[:3] * column_spacing, orientation[3:] * row_spacing
         return cls(pixels, _in_plane(per_column, per_row, position, path))
 
+    @property
+    def field_of_view_mm(self) -> tuple[float, float]:
+        """(width, height) of the image in mm: columns and rows times their pixel steps."""
+        height, width = self.pixels.shape
+        steps = np.linalg.norm(self.affine[:2, :2], axis=0)
+        return float(width * steps[0]), float(height * steps[1])
+
     def to_mm(self, pixel_points) -> np.ndarray:
         """(N, 2) positions in mm of (N, 2) (column, row) pixel coordinates (not necessarily whole)."""
         points = np.asarray(pixel_points, dtype=np.float64).reshape(-1, 2)

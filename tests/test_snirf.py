@@ -150,3 +150,77 @@ def test_bad_values_and_files_are_refused(tmp_path):
         read_snirf(tmp_path / "text.snirf")
     with pytest.raises(FileNotFoundError):
         read_snirf(tmp_path / "missing.snirf")
+
+
+
+def _cw_file(path, channels, series, sources, detectors, wavelengths, *, grouped):
+    """A CW file written by hand from the specification: `/nirs` (not indexed), variable-length
+    strings, 2D positions in mm; channel k + 1 is `channels[k]` = (wavelength, source, detector),
+    1-based. grouped: one `measurementList{k}` group per channel with scalar fields (the classic
+    encoding), created in a shuffled order; else the `measurementLists` arrays (SNIRF ≥ 1.1)."""
+    text = h5py.string_dtype()
+    rows = {"sourceIndex": [c[1] for c in channels], "detectorIndex": [c[2] for c in channels],
+            "wavelengthIndex": [c[0] for c in channels], "dataType": [1] * len(channels),
+            "dataTypeIndex": [1] * len(channels)}
+    with h5py.File(path, "w") as f:
+        f.create_dataset("formatVersion", data="1.0", dtype=text)
+        nirs = f.create_group("nirs")
+        tags = nirs.create_group("metaDataTags")
+        for key, value in {"SubjectID": "s02", "MeasurementDate": "2026-02-03", "MeasurementTime": "09:30:00",
+                           "LengthUnit": "mm", "TimeUnit": "s", "FrequencyUnit": "Hz"}.items():
+            tags.create_dataset(key, data=value, dtype=text)
+        block = nirs.create_group("data1")
+        block.create_dataset("dataTimeSeries", data=series)  # time × channel
+        block.create_dataset("time", data=np.arange(len(series)) * 0.5)
+        if grouped:
+            for k in np.random.default_rng(1).permutation(len(channels)):
+                entry = block.create_group(f"measurementList{k + 1}")
+                for name, column in rows.items():
+                    entry.create_dataset(name, data=np.int32(column[k]))
+        else:
+            lists = block.create_group("measurementLists")
+            for name, column in rows.items():
+                lists.create_dataset(name, data=np.array(column, np.int32))
+        probe = nirs.create_group("probe")
+        probe.create_dataset("wavelengths", data=wavelengths)
+        probe.create_dataset("sourcePos2D", data=sources)
+        probe.create_dataset("detectorPos2D", data=detectors)
+        probe.create_dataset("sourceLabels", data=[f"S{i + 1}" for i in range(len(sources))], dtype=text)
+        probe.create_dataset("detectorLabels", data=[f"D{i + 1}" for i in range(len(detectors))], dtype=text)
+        return list(block)
+
+
+def test_an_independent_file_with_indexed_measurement_list_groups(tmp_path):
+    """The classic encoding `/nirs/data1/measurementList{k}`, channels in a shuffled order: neither
+    the groups' creation order nor HDF5's alphabetical order (measurementList10 before
+    measurementList2) is the channel order; amplitudes land in their (wavelength, source,
+    detector) slots."""
+    rng = np.random.default_rng(17)
+    sources = np.array([[0.0, 30.0], [30.0, 0.0], [-21.0, -21.0]])  # mm
+    detectors = np.array([[0.0, -30.0], [-30.0, 0.0], [21.0, 21.0], [21.0, -21.0]])
+    pairs = [(1, 1), (1, 2), (1, 4), (2, 2), (2, 3), (3, 3), (3, 4), (3, 1)]  # 1-based; not every pair
+    wavelengths = np.array([690.0, 750.0, 830.0])
+    expected = {(w, s, d): float(rng.uniform(1e-6, 1e-2)) for w in (1, 2, 3) for s, d in pairs}
+    channels = [list(expected)[i] for i in rng.permutation(len(expected))]
+    values = np.array([expected[c] for c in channels])
+    series = np.vstack([values, 2 * values, 3 * values])
+    members = _cw_file(tmp_path / "grouped.snirf", channels, series, sources, detectors, wavelengths, grouped=True)
+    assert members[:3] == ["dataTimeSeries", "measurementList1", "measurementList10"]
+
+    for frame in (0, 2):
+        data = read_snirf(tmp_path / "grouped.snirf", frame=frame)
+        assert data.phase is None and data.frequency_hz == 0.0
+        np.testing.assert_array_equal(data.wavelengths_nm, wavelengths)
+        np.testing.assert_array_equal(data.sources, sources)
+        np.testing.assert_array_equal(data.detectors, detectors)
+        index, active = np.asarray(data.layout.detector_index), np.asarray(data.layout.active)
+        assert {(s + 1, int(index[s, k]) + 1) for s, k in zip(*np.nonzero(active))} == set(pairs)
+        for (w, s, d), amplitude in expected.items():
+            k = list(index[s - 1]).index(d - 1)
+            assert data.ln_amplitude[w - 1, s - 1, k] == pytest.approx(np.log((frame + 1) * amplitude), rel=1e-13)
+        assert np.isnan(data.ln_amplitude[:, ~active]).all()
+    # The same channels in the array encoding read the same.
+    _cw_file(tmp_path / "arrays.snirf", channels, series, sources, detectors, wavelengths, grouped=False)
+    grouped, listed = read_snirf(tmp_path / "grouped.snirf", frame=1), read_snirf(tmp_path / "arrays.snirf", frame=1)
+    np.testing.assert_array_equal(np.asarray(grouped.layout.detector_index), np.asarray(listed.layout.detector_index))
+    np.testing.assert_array_equal(grouped.ln_amplitude, listed.ln_amplitude)

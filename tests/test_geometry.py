@@ -166,11 +166,15 @@ def test_dataset_on_a_non_disk_domain_follows_its_setup(trefoil_dataset):
 def test_networks_and_dri_reconstruct_on_a_non_disk_domain(trefoil_dataset, tmp_path):
     from nirst_jax.evaluation import GaussNewtonMethod
     from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec
-    from nirst_jax.training import TrainConfig, TrainedNetwork, masked_mse, train
+    from nirst_jax.training import TrainConfig, TrainedNetwork, Trainer, masked_mse, train
 
     dataset = trefoil_dataset
     spec = ModelSpec("znet", image_size=SIZE, width=0.25, **STUDY_ARCHITECTURE)
-    config = TrainConfig(model=spec, epochs=10, batch_size=32, physics_weight=0.1, physics_mesh_spacing_mm=8.0)
+    # The trefoil keeps one symmetry, the reflection in its axis: training augments with it.
+    config = TrainConfig(model=spec, epochs=10, batch_size=32, physics_weight=0.1, physics_mesh_spacing_mm=8.0,
+                         symmetry_augmentation=True)
+    with pytest.raises(ValueError, match="no symmetry besides the identity"):  # fibres 0, 2, 4, 7, 9 of 12 break it
+        Trainer(dataset, tmp_path / "asymmetric", config.replace(active_fibres=5), progress=False)
     train(dataset, tmp_path / "run", config, progress=False)
     test = dataset.indices("test")
     network = TrainedNetwork(tmp_path / "run")

@@ -108,6 +108,28 @@ def test_untrained_network_is_damped_dri_steps_that_explain_the_data(dataset, ph
     assert (learned > homogeneous + 1.0).all(), (learned, homogeneous)
 
 
+def test_constant_damping_reuses_one_factor_for_k_steps_at_the_middle_damping(dataset, physics):
+    """Untrained (zero CNNs, unit step sizes), the constant-damping network is K plain DRI
+    Gauss-Newton steps, each with damping ρ^((K−1)/2), computed here one by one."""
+    from nirst_jax.learned._lgn import DAMPING_DECAY
+
+    signals, mri, _ = batch(dataset, count=4)
+    constant = LearnedGaussNewton(physics, iterations=3, width=8, damping="constant", rngs=nnx.Rngs(0))
+    images = np.asarray(nnx.jit(lambda n, s, m: n(s, m))(constant, signals, mri))
+    mask = jnp.asarray(dataset.image_mask, signals.dtype)
+    expected = jnp.broadcast_to(jax.vmap(physics.homogeneous)(signals)[:, :, None, None], images.shape) * mask
+    regularisers = jax.vmap(physics.regulariser)(mri)
+    for _ in range(3):
+        residual = jax.vmap(physics.residual)(expected, signals)
+        step = jax.vmap(lambda r, reg: physics.gauss_newton(r, reg, DAMPING_DECAY))(residual, regularisers)
+        expected = (expected + step) * mask
+    np.testing.assert_allclose(images, np.asarray(expected), atol=2e-4 * float(np.abs(expected).max()))
+    decaying = LearnedGaussNewton(physics, iterations=3, width=8, rngs=nnx.Rngs(0))
+    assert np.abs(np.asarray(nnx.jit(lambda n, s, m: n(s, m))(decaying, signals, mri)) - images).max() > 1e-2
+    with pytest.raises(ValueError, match="damping must be one of"):
+        LearnedGaussNewton(physics, iterations=3, width=8, damping="cosine", rngs=nnx.Rngs(0))
+
+
 @pytest.mark.extended
 def test_linearised_gradients_follow_the_exact_ones_and_stopped_do_not(dataset, physics):
     """Iteration 0's CNN changes t₁, which iteration 1's physics partly undoes: the linearised
@@ -218,6 +240,8 @@ def test_lgn_settings_are_checked():
         TrainConfig(model=LGN, fibre_dropout=0.3)
     with pytest.raises(ValueError, match="iterations"):
         ModelSpec("lgn", iterations=0)
+    with pytest.raises(ValueError, match="damping must be one of"):
+        ModelSpec("lgn", damping="linear")
     with pytest.raises(ValueError, match="fixed scatter"):
         from nirst_jax.phantoms import PhantomConfig
 

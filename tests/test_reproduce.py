@@ -11,8 +11,8 @@ from skimage.metrics import structural_similarity
 
 from nirst_jax.cli import main
 from nirst_jax.datasets import Dataset
-from nirst_jax.evaluation import GaussNewtonMethod, Scores, image_metrics
-from nirst_jax.experiments import EXPERIMENTS, METHODS, SCALES, Study, _study, demo, reproduce
+from nirst_jax.evaluation import GaussNewtonMethod, Scores, SymmetryAveraged, image_metrics
+from nirst_jax.experiments import EXPERIMENTS, METHODS, SCALES, Study, _experiments, _study, demo, reproduce
 from nirst_jax.training import TrainedNetwork
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,16 @@ def test_resume_reuses_every_stage_and_a_changed_scale_is_refused(study, monkeyp
     monkeypatch.setattr(GaussNewtonMethod, "__call__", rerun)
     monkeypatch.setattr(TrainedNetwork, "__call__", rerun)
     reproduce(study, "ci", experiments=["lesion-contrast", "test-split"], progress=False)
+    # Other experiment code (new rows, other text) recomputes the section, from the cached images.
+    written = (study / "lesion-contrast" / "result.json").stat().st_mtime_ns
+    reproduce(study, "ci", experiments=["lesion-contrast"], progress=False)
+    assert (study / "lesion-contrast" / "result.json").stat().st_mtime_ns == written
+    monkeypatch.setattr(_experiments, "EXPERIMENTS_CODE", "other code")
+    reproduce(study, "ci", experiments=["lesion-contrast"], progress=False)
+    assert json.loads((study / "lesion-contrast" / "result.json").read_text())["code"] == "other code"
     monkeypatch.undo()
+    reproduce(study, "ci", experiments=["lesion-contrast"], progress=False)  # and back
+    assert json.loads((study / "lesion-contrast" / "result.json").read_text())["code"] == _experiments.EXPERIMENTS_CODE
     with pytest.raises(ValueError, match="other settings"):
         Study(study, SCALES["small"])
 
@@ -144,6 +153,18 @@ def test_experiment_and_evaluate_commands(study, tmp_path, capsys):
     np.testing.assert_allclose(scores.values["Z-Net"]["mse"], reference.values["Z-Net"]["mse"][:3], rtol=1e-4)
     assert not np.allclose(scores.values["Z-Net + refine"]["mse"], scores.values["Z-Net"]["mse"])
     assert main(args[:-1] + [str(refined), "--refine", "-1"]) == 2
+    # Symmetrised rows: the network's images averaged over the disk's 8 symmetries.
+    symmetrised = tmp_path / "symmetrised"
+    assert main(args[:-1] + [str(symmetrised), "--symmetry-average", "--no-dri"]) == 0
+    scores = Scores.read_csv(symmetrised / "scores.csv")
+    assert scores.methods == ("Z-Net", "Z-Net symmetrised")
+    dataset = Dataset(study / "data")
+    ids = dataset.indices("test")[:3]
+    averaged = SymmetryAveraged.for_network(TrainedNetwork(study / "runs" / "z-net"))(
+        dataset.read("ln_amplitude", ids).astype(float), dataset.read("mri", ids))
+    mse = ((averaged - dataset.read("targets", ids))[:, :, dataset.image_mask] ** 2).mean(-1)
+    np.testing.assert_allclose(scores.values["Z-Net symmetrised"]["mse"], mse, rtol=1e-4)
+    assert not np.allclose(scores.values["Z-Net symmetrised"]["mse"], scores.values["Z-Net"]["mse"])
     assert main(["evaluate", "--data", str(study / "data"), "--no-dri", "--out", str(out)]) == 2
     assert main(["evaluate", "--data", str(study / "data"), "--run", "Z-Net=/nonexistent", "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

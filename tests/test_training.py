@@ -65,8 +65,8 @@ def test_tiny_training_beats_the_mean_predictor_and_inference_matches(dataset, t
 
 
 def test_resume_inside_an_epoch_equals_uninterrupted_training(dataset, tmp_path):
-    # 5 steps per epoch; fibre dropout draws its masks from the step, so resume replays them.
-    config = TrainConfig(model=TINY, epochs=2, batch_size=32, fibre_dropout=0.5)
+    # 5 steps per epoch; fibre dropout and symmetry augmentation draw from the step, so resume replays them.
+    config = TrainConfig(model=TINY, epochs=2, batch_size=32, fibre_dropout=0.5, symmetry_augmentation=True)
     n = 4
     Trainer(dataset, tmp_path / "a", config, progress=False).fit(stop_after_steps=n)
     inputs = (tmp_path / "a" / "inputs.npz").stat().st_mtime_ns
@@ -460,6 +460,17 @@ def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     assert refined["refine_steps"] >= 1 and refined["misfit"][-1] < refined["misfit"][0]
     assert main(["reconstruct", "--method", "dri", "--refine", "2"] + args[5:]) == 2
     assert "--refine" in capsys.readouterr().err
+    # --symmetry-average: the network's images averaged over the disk's 8 symmetries.
+    assert main(args[:-1] + [str(tmp_path / "averaged"), "--symmetry-average"]) == 0
+    with np.load(tmp_path / "averaged" / "reconstruction.npz") as result:
+        from nirst_jax.evaluation import SymmetryAveraged
+
+        averaged = SymmetryAveraged.for_network(TrainedNetwork(run))(sample["ln_amplitude"][None], sample["mri"][None])[0]
+        np.testing.assert_allclose(result["images"], averaged, rtol=1e-5, atol=1e-5)
+        assert np.abs(result["images"] - expected).max() > 1e-3  # a tiny network is far from equivariant
+    assert len(json.loads((tmp_path / "averaged" / "convergence.json").read_text())["symmetry_average"]) == 8
+    assert main(["reconstruct", "--method", "dri", "--symmetry-average"] + args[5:]) == 2
+    assert "--symmetry-average" in capsys.readouterr().err
     np.save(tmp_path / "mri_big.npy", np.zeros((40, 40)))
     assert main(args[:-4] + ["--mri", str(tmp_path / "mri_big.npy"), "--out", str(out)]) == 2
     assert "32×32" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--refine", type=int, default=0, metavar="N",
                         help="also score each network refined by N DRI Gauss-Newton steps centred on its output "
                              "(rows 'NAME + refine')")
+    parser.add_argument("--symmetry-average", action="store_true",
+                        help="also score each network averaged over the rotations and reflections of its set-up "
+                             "(rows 'NAME symmetrised'; docs/learned.md)")
     parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="test",
                         help="which phantoms of --data to evaluate")
     parser.add_argument("--count", type=int, help="evaluate only the first N phantoms of the split")
@@ -54,7 +57,7 @@ def run(args) -> int:
     jax.config.update("jax_enable_x64", True)
 
     from ..datasets import Dataset
-    from ..evaluation import GaussNewtonMethod, RefinedNetwork
+    from ..evaluation import GaussNewtonMethod, RefinedNetwork, SymmetryAveraged
     from ..experiments import TestSet, write_scores
     from ..training import TrainedNetwork
 
@@ -64,6 +67,8 @@ def run(args) -> int:
         raise ValueError(f"--refine must be ≥ 0, got {args.refine}")
     if args.refine and not args.run:
         raise ValueError("--refine refines networks: give them with --run NAME=RUN")
+    if args.symmetry_average and not args.run:
+        raise ValueError("--symmetry-average averages networks: give them with --run NAME=RUN")
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
     names = [name for name, _ in args.run]
@@ -92,6 +97,8 @@ def run(args) -> int:
         methods[name] = TrainedNetwork(folder, args.which, args.active_fibres)
         if refinement is not None:
             methods[f"{name} + refine"] = RefinedNetwork(methods[name], refinement)
+        if args.symmetry_average:
+            methods[f"{name} symmetrised"] = SymmetryAveraged.for_network(methods[name])
     for name, method in methods.items():
         if method.image_mask.shape != test.mask.shape:
             raise ValueError(f"{name} reconstructs {method.image_mask.shape} images; {args.data} has {test.mask.shape}")

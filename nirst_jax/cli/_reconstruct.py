@@ -43,6 +43,9 @@ def add_parser(commands, name: str) -> None:
         "--refine", type=int, default=0, metavar="N",
         help="--method znet|lgn|dri-unet: N Gauss-Newton steps with the DRI prior centred on the network's output (0: none)",
     )
+    parser.add_argument("--symmetry-average", action="store_true",
+                        help="--method znet|lgn|dri-unet: average the network's images over the rotations and reflections "
+                        "that map its set-up onto itself (8 on the study's disk; docs/learned.md)")
     parser.add_argument("--data", type=Path, required=True, help="npz with ln_amplitude (λ, source, detector), a SNIRF file "
                         "(its probe sets the optodes) or a NIRFAST spectral .paa file (rows matched to --mesh's link)")
     parser.add_argument("--mri", type=Path, help="MRI slice: NIfTI (.nii, .nii.gz) or DICOM (.dcm), placed by its "
@@ -312,6 +315,8 @@ def _prepare(args):
         check_weight(args.weight)
     if args.refine < 0 or (args.refine and args.method not in NETWORK_METHODS):
         raise ValueError(f"--refine N (N ≥ 0) goes with --method znet, lgn or dri-unet, got {args.refine} with {args.method}")
+    if args.symmetry_average and args.method not in NETWORK_METHODS:
+        raise ValueError(f"--symmetry-average goes with --method znet, lgn or dri-unet, got {args.method}")
     if args.frequency_mhz is not None and not (np.isfinite(args.frequency_mhz) and args.frequency_mhz > 0):
         raise ValueError(f"--frequency-mhz must be finite and > 0, got {args.frequency_mhz}")
     if not (np.isfinite(args.phase_weight) and args.phase_weight > 0):
@@ -530,7 +535,12 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
     network_input = ln_amplitude
     if recalibrate is not None:
         network_input = recalibrate(trained, network.scatter)
-    images = network(network_input, image)
+    method = network
+    if args.symmetry_average:
+        from ..evaluation import SymmetryAveraged
+
+        method = SymmetryAveraged.for_network(network)
+    images = method(network_input, image)
     grid = image_grid(mesh, network.image_size)
     interpolation = GridInterpolation.build(mesh, grid)
     nodes = np.asarray(interpolation.image_to_nodes(jnp.asarray(images, float)))
@@ -541,6 +551,9 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
     name = network.config.model.name
     summary = {"network": name, "checkpoint": str(args.checkpoint), "which": args.which, "step": network.step, "misfit": [misfit]}
     title = f"{name} ({args.which} checkpoint, step {network.step})"
+    if args.symmetry_average:
+        summary["symmetry_average"] = list(method.symmetries.names)
+        title += f", averaged over {len(method.symmetries)} symmetries"
     if args.refine:
         from ..recon import DEFAULT_WEIGHTS
 

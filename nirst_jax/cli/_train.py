@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
-    from ..models import MODEL_NAMES, PHYSICS_GRADIENTS, ModelSpec
+    from ..models import LGN_DAMPINGS, MODEL_NAMES, PHYSICS_GRADIENTS, ModelSpec
     from ..training import DATA_LOSSES, FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
 
     parser = commands.add_parser(
@@ -47,6 +47,9 @@ def add_parser(commands, name: str) -> None:
         "--fibre-dropout", type=float, default=0.0,
         help="probability that a training phantom loses a random subset of fibres (one network for 16, 8, … fibres)",
     )
+    parser.add_argument("--symmetry-augmentation", action="store_true",
+                        help="each training phantom, each step, rotated or reflected by a random symmetry of the set-up "
+                        "(8 on the study's disk), its data permuted to match")
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = the study's network size)")
     parser.add_argument("--margin", type=int, default=ModelSpec.margin,
                         help="zero pixels around the image inside the network (the study's: 0; see docs/training.md)")
@@ -58,6 +61,9 @@ def add_parser(commands, name: str) -> None:
                         help="lgn: pixel-basis points per side of the Gauss-Newton direction")
     parser.add_argument("--gradients", choices=PHYSICS_GRADIENTS, default=ModelSpec.gradients,
                         help="lgn: how training differentiates the physics directions (docs/learned.md)")
+    parser.add_argument("--damping", choices=LGN_DAMPINGS, default=ModelSpec.damping,
+                        help="lgn: damping of the Gauss-Newton steps: DRI's decaying one, or the middle iteration's "
+                        "for all (one factorisation per phantom; faster)")
     parser.add_argument("--train-phantoms", type=int,
                         help="train on the first N phantoms of the training split (default all; dri-unet reconstructs each once)")
     parser.add_argument("--validation-phantoms", type=int, help="validate on the first N phantoms of the validation split")
@@ -109,7 +115,7 @@ def run(args) -> int:
     config = TrainConfig(
         model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width,
                         margin=args.margin, upsampling=args.upsampling, iterations=args.iterations,
-                        basis_size=args.basis_size, gradients=args.gradients),
+                        basis_size=args.basis_size, gradients=args.gradients, damping=args.damping),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -121,6 +127,7 @@ def run(args) -> int:
         physics_mesh_spacing_mm=args.physics_mesh_spacing,
         active_fibres=args.active_fibres,
         fibre_dropout=args.fibre_dropout,
+        symmetry_augmentation=args.symmetry_augmentation,
         train_phantoms=args.train_phantoms,
         validation_phantoms=args.validation_phantoms,
         seed=args.seed,

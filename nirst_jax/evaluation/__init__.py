@@ -6,6 +6,7 @@ from ._methods import GaussNewtonMethod, Recalibrated, RefinedNetwork, reconstru
 from ._metrics import data_range, image_metrics, mse, psnr, ssim, ssim_map
 from ._regions import hbt_contrast, region_masks, region_means, region_table
 from ._scores import CHROMOPHORE_LABELS, METRIC_LABELS, METRICS, Scores
+from ._symmetry_average import SymmetryAveraged
 
 __all__ = [
     "CHROMOPHORE_LABELS",
@@ -17,6 +18,7 @@ __all__ = [
     "METRICS",
     "METRIC_LABELS",
     "Scores",
+    "SymmetryAveraged",
     "circle_roi",
     "data_range",
     "derived_maps",

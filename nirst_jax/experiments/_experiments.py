@@ -18,6 +18,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
 from .._atomic import save_figure
@@ -28,7 +31,7 @@ from ..training import TrainedNetwork
 from ._scored import mean_row, psnr_change_table, psnr_comparison, relative, score_methods
 from ._section import Section
 from ..phantoms import SHAPE_FAMILIES
-from ._study import FINE_DRI, METHODS, NETWORKS, REFINED, SHAPES, Study, TestSet
+from ._study import FINE_DRI, METHODS, NETWORKS, REFINED, SHAPES, SYMMETRISED, Study, TestSet
 
 STUDY_WATER = {"DRI": (3.6, 22.1, 0.49), "Y-Net": (0.19, 37.4, 0.78), "Z-Net": (0.05, 43.3, 0.99)}
 """The study's water MSE, PSNR (dB) and SSIM (Feng et al. 2022, Fig. 2 and text)."""
@@ -43,7 +46,9 @@ def _scale_note(study: Study) -> str:
             f"LGN is the learned Gauss-Newton network (docs/learned.md): {s.lgn_iterations} unrolled iterations on "
             f"the training mesh, a {s.lgn_basis_size}×{s.lgn_basis_size} pixel basis, update CNNs at width "
             f"{s.lgn_network_width:g}, trained {s.lgn_epochs} epochs "
-            f"(Adam lr {s.lgn_learning_rate:g}, cosine). DRI + U-Net is the study's DRI followed by a U-Net that also "
+            f"(Adam lr {s.lgn_learning_rate:g}, cosine); \"LGN symmetrised\" is its images averaged over the "
+            f"rotations and reflections that map the disk and its fibres onto themselves (8; `--symmetry-average`). "
+            f"DRI + U-Net is the study's DRI followed by a U-Net that also "
             f"sees the MRI, trained on the DRI images of {s.dri_unet_phantoms} training phantoms (docs/learned.md)."
             + (f" Both learned methods train on the same phantoms simulated on a finer, {s.learned_data_mesh_spacing_mm:g} mm "
                f"mesh ({study.learned_dataset.mesh.n_nodes} nodes) and reconstruct on the training mesh, so training shows "
@@ -124,7 +129,7 @@ def eight_fibres(study: Study) -> Section:
                         "reconstructs from those measurements alone; the networks, trained on 16 fibres, receive "
                         "the training mean for the missing ones.")
     test = study.test_set("test")
-    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout", "LGN", "DRI + U-Net")
+    methods = ("DRI", "Z-Net", "Y-Net", "Z-Net hybrid", "Z-Net fibre dropout", "LGN", "LGN" + SYMMETRISED, "DRI + U-Net")
     scores = score_methods(study, test, methods, section, "test-split phantoms, 8 fibres", active_fibres=8)
     full = Scores.compute({m: study.reconstruct(test, m) for m in methods}, test.truth, test.mask, test.ids)
     section.tables.append(("Mean PSNR (dB) with all 16 fibres and with 8", psnr_change_table(full, scores, "16 → 8 fibres")))
@@ -198,7 +203,7 @@ def _robustness(study: Study, name: str, key: str, title: str, text: str, method
 
 ZNET_VARIANTS = tuple(n for n, recipe in NETWORKS.items() if recipe.model.startswith("znet"))
 """The Z-Net variants of the study (issue #16 compares the learned methods with the best of them)."""
-LEARNED = ("LGN", "DRI + U-Net")
+LEARNED = ("LGN", "LGN" + SYMMETRISED, "DRI + U-Net")
 """The learned reconstructions compared with DRI at its best."""
 
 
@@ -243,7 +248,7 @@ def fine_mesh(study: Study) -> Section:
         f"homogeneous reference, plus the training reference. \"{FINE_DRI}\" is DRI as a user would run it on such "
         f"data: on a finer {s.dri_mesh_spacing_mm:g} mm reconstruction mesh (still coarser than the data's), the data "
         "calibrated against that mesh's own reference.",
-        methods=("DRI", FINE_DRI, *NETWORKS),
+        methods=("DRI", FINE_DRI, *METHODS[1:]),
     )
     text, section.numbers["learned"] = _against_best_dri(scores)
     section.text.append(text)
@@ -257,7 +262,7 @@ def shapes(study: Study) -> Section:
         f"{s.family_count} phantoms per family (docs/data.md, \"Shape families\"), the study's tissue values and MRI grey "
         f"levels, simulated on the fine {s.fine_mesh_spacing_mm:g} mm mesh and calibrated like measurements (no inverse "
         "crime): every network was trained on one or two circles.")
-    methods = ("DRI", FINE_DRI, *NETWORKS)
+    methods = ("DRI", FINE_DRI, *METHODS[1:])
     rows = ["| family | method | " + " | ".join(f"PSNR {c}" for c in CHROMOPHORE_LABELS) + " | mean |", "|---|---|---|---|---|---|"]
     for family in SHAPE_FAMILIES:
         test = study.test_set(SHAPES + family)
@@ -373,18 +378,33 @@ EXPERIMENTS = {
 """Experiment name → function (`nirst experiment NAME`, and the sections of the report)."""
 
 
+def _code_fingerprint() -> str:
+    """SHA-256 of this package's source files: what the experiments compute and report."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+EXPERIMENTS_CODE = _code_fingerprint()
+"""Fingerprint of the experiments' code; a section written by other code is recomputed."""
+
+
 def run_experiment(study: Study, name: str) -> Section:
-    """Run one experiment, or reload its result.json while every reconstruction it was computed
-    from is unchanged (same test set stores, method settings and checkpoints)."""
+    """Run one experiment, or reload its result.json while the experiments' code and every
+    reconstruction it was computed from are unchanged (same test set stores, method settings
+    and checkpoints). Reconstructions are cached on their own, so recomputing a section only
+    reconstructs what is new."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
     folder = study.folder / name
     if (folder / "result.json").exists():
         section = Section.load(folder)
-        if section.inputs and study.inputs_unchanged(section.inputs):
+        if section.inputs and section.code == EXPERIMENTS_CODE and study.inputs_unchanged(section.inputs):
             return section
     study.inputs = {}
     section = EXPERIMENTS[name](study)
     section.inputs = dict(study.inputs)
+    section.code = EXPERIMENTS_CODE
     section.save(folder)
     return section

@@ -22,6 +22,8 @@ class Section:
         numbers: headline values for programmatic checks (JSON-ready).
         inputs: the reconstructions it was computed from (`Study.inputs`): it is reused only
             while they are unchanged.
+        code: fingerprint of the experiments' code that wrote it (`EXPERIMENTS_CODE`): a section
+            written by other code (new rows, other text) is recomputed from the cached images.
     """
 
     key: str
@@ -31,6 +33,7 @@ class Section:
     figures: list[tuple[str, str]] = field(default_factory=list)
     numbers: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
+    code: str = ""
 
     def save(self, folder) -> None:
         save_json(Path(folder) / "result.json", asdict(self))

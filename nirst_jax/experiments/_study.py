@@ -33,7 +33,8 @@ from .._atomic import atomic_path, save_json
 from .._fingerprint import json_sha256
 from .._version import __version__
 from ..datasets import Dataset, SimulationConfig, simulate_dataset
-from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork
+from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork, SymmetryAveraged
+from ..geometry import Symmetries
 from ..models import ModelSpec
 from ..phantoms import MRIConfig, PhantomConfig, phantom_config, shape_family
 from ..training import Checkpoints, TrainConfig, TrainedNetwork, train
@@ -73,7 +74,9 @@ NETWORKS = {
     "DRI + U-Net": Recipe("dri-unet", data="data-learned"),
 }
 """Network name → how it is trained."""
-METHODS = ("DRI", *NETWORKS)
+SYMMETRISED = " symmetrised"
+"""Suffix of a network's images averaged over the set-up's 8 symmetries (`SymmetryAveraged`)."""
+METHODS = ("DRI", *NETWORKS, "LGN" + SYMMETRISED)
 FINE_DRI = "DRI fine mesh"
 """DRI on `Scale.dri_mesh_spacing_mm` (finer than the training mesh), the data recalibrated to
 that mesh: DRI at its best where the data come from a finer mesh still (rows of the fine-mesh
@@ -318,8 +321,8 @@ class Study:
         return folder
 
     def method(self, name: str, active_fibres: int | None = None):
-        """A reconstruction method: "DRI", `FINE_DRI`, a network name, or a network name + `REFINED`;
-        optionally with fewer fibres.
+        """A reconstruction method: "DRI", `FINE_DRI`, a network name, or a network name +
+        `REFINED` or `SYMMETRISED`; optionally with fewer fibres.
 
         Methods are kept, so each compiles once per study.
         """
@@ -337,6 +340,10 @@ class Study:
                         progress=self.progress,
                     )
                 method = RefinedNetwork(self.method(name.removesuffix(REFINED), active_fibres), self._methods[key_refinement])
+            elif name.endswith(SYMMETRISED):
+                setup = self.dataset.config.measurement_setup()
+                method = SymmetryAveraged(self.method(name.removesuffix(SYMMETRISED), active_fibres),
+                                          Symmetries.of(setup, setup.layout(active_fibres)), self.dataset.reference)
             else:
                 method = TrainedNetwork(self.trained(name), "best", active_fibres)
                 reference = self.training_data(name).reference
@@ -372,6 +379,9 @@ class Study:
             network = name.removesuffix(REFINED)
             refinement = self.method(name, active_fibres).refinement
             return {**self.method_identity(network, active_fibres), "refinement": refinement.settings}
+        if name.endswith(SYMMETRISED):
+            symmetries = self.method(name, active_fibres).symmetries
+            return {**self.method_identity(name.removesuffix(SYMMETRISED), active_fibres), "symmetry_average": list(symmetries.names)}
         return {"network": name, "checkpoint": self.checkpoint_fingerprint(name), "active_fibres": active_fibres}
 
     def _reconstruction_cache(self, test_name: str, name: str, active_fibres: int | None) -> Path:

@@ -4,6 +4,7 @@ the image grid, independent of any one mesh (docs/geometry.md)."""
 from ._domain import DiskDomain, Domain, PolygonDomain, domain_from_dict
 from ._optodes import OptodePositions, Optodes, RimFibres, optodes_from_dict
 from ._setup import MeasurementSetup
+from ._symmetries import TRANSFORMS, Symmetries
 
 __all__ = [
     "DiskDomain",
@@ -13,6 +14,8 @@ __all__ = [
     "Optodes",
     "PolygonDomain",
     "RimFibres",
+    "Symmetries",
+    "TRANSFORMS",
     "domain_from_dict",
     "optodes_from_dict",
 ]

@@ -57,6 +57,7 @@ def build_network(
         iterations=spec.iterations,
         width=spec.channels,
         gradients=spec.gradients,
+        damping=spec.damping,
         rngs=nnx.Rngs(seed),
     )
 

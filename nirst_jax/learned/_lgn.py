@@ -6,6 +6,9 @@
         δ = DRI Gauss-Newton direction from r, damping ρᵏ         (MRI prior, reference Jacobian)
         tₖ₊₁ = tₖ + aₖ·δ + CNNₖ([tₖ, δ, g/rms(g), MRI])
 
+With `damping="constant"` every iteration uses the middle one's damping ρ^((K−1)/2), so one
+Cholesky factorisation per phantom serves all K (measured: −28 % per training step; docs/learned.md).
+
 The CNN of each iteration starts at zero (its last layer is zero-initialised) and aₖ at 1, so
 an untrained network is K damped DRI Gauss-Newton steps; training learns what the physics
 step gets wrong (Mozumder et al., arXiv 2104.09579; Adler & Öktem 2017).
@@ -24,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..models import PHYSICS_GRADIENTS
+from ..models import LGN_DAMPINGS, PHYSICS_GRADIENTS
 from ._physics import UnrolledPhysics
 
 DEFAULT_ITERATIONS = 5
@@ -99,6 +102,7 @@ class LearnedGaussNewton(nnx.Module):
         gradients: "exact", "linearised" or "stopped" (module docstring).
         descent: also give the CNN the data-fit descent direction (one adjoint solve per source
             and iteration); else the Gauss-Newton direction only (one forward solve).
+        damping: "decaying" (ρᵏ, DRI's) or "constant" (module docstring).
         rngs: initialisation.
     """
 
@@ -110,6 +114,7 @@ class LearnedGaussNewton(nnx.Module):
         width: int = 32,
         gradients: str = "linearised",
         descent: bool = True,
+        damping: str = "decaying",
         rngs: nnx.Rngs,
     ):
         self.physics = Constant(physics)
@@ -118,6 +123,9 @@ class LearnedGaussNewton(nnx.Module):
             raise ValueError(f"gradients must be one of {PHYSICS_GRADIENTS}, got {gradients!r}")
         self.gradients = gradients
         self.descent = bool(descent)
+        if damping not in LGN_DAMPINGS:
+            raise ValueError(f"damping must be one of {LGN_DAMPINGS}, got {damping!r}")
+        self.damping = damping
         channels = 3 + 3 + (3 if self.descent else 0) + 1
         self.updates = UpdateNetworks(self.iterations, channels, width, rngs=rngs)
         self.step_sizes = nnx.Param(jnp.ones(self.iterations))
@@ -138,6 +146,17 @@ class LearnedGaussNewton(nnx.Module):
         levels = jax.vmap(physics.homogeneous)(signals)
         images = (jnp.broadcast_to(levels[:, :, None, None], (len(signals), 3, size, size)) * mask).astype(signals.dtype)
         regularisers = jax.vmap(physics.regulariser)(mri)
+        dampings = DAMPING_DECAY ** jnp.arange(self.iterations, dtype=signals.dtype)
+        if self.damping == "constant":
+            dtype = jnp.result_type(signals.dtype, jnp.float32)
+            middle = DAMPING_DECAY ** ((self.iterations - 1) / 2)
+            factors = jax.vmap(lambda reg: physics.factorise(reg, middle, dtype))(regularisers)
+
+            def gauss_newton(residual, damping):
+                return jax.vmap(physics.solve)(residual, factors)
+        else:
+            def gauss_newton(residual, damping):
+                return jax.vmap(lambda r, reg: physics.gauss_newton(r, reg, damping))(residual, regularisers)
 
         def iteration(images, inputs):
             weights, step_size, damping = inputs
@@ -149,12 +168,11 @@ class LearnedGaussNewton(nnx.Module):
                 residual, directions = jax.vmap(physics.residual)(state, signals), []
             if self.gradients == "linearised":
                 residual = jax.vmap(physics.linearised)(residual, images)
-            step = jax.vmap(lambda r, reg: physics.gauss_newton(r, reg, damping))(residual, regularisers)
+            step = gauss_newton(residual, damping)
             features = jnp.concatenate([images, step, *directions, mri[:, None]], axis=1)
             update = UpdateNetworks.apply(weights, jnp.moveaxis(features, 1, -1))
             images = (images + step_size * step + jnp.moveaxis(update, -1, 1)) * mask
             return images.astype(signals.dtype), None
 
-        dampings = DAMPING_DECAY ** jnp.arange(self.iterations, dtype=signals.dtype)
         images, _ = jax.lax.scan(iteration, images, (self.updates.weights(), self.step_sizes[...], dampings))
         return images

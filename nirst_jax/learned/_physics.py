@@ -167,12 +167,26 @@ class UnrolledPhysics(eqx.Module):
             damping: λ, relative (the k-th DRI step uses ρᵏ).
         """
         dtype = jnp.result_type(residual.dtype, jnp.float32)  # float64 inputs solve in float64
-        a = self.sensitivity.astype(dtype)
-        k = self.basis.n_coefficients
+        return self.solve(residual, self.factorise(regulariser, damping, dtype))
+
+    def factorise(self, regulariser, damping, dtype=jnp.float32) -> jnp.ndarray:
+        """Lower Cholesky factor of AᵀA + λ·α·h̄·(I₃ ⊗ R), (3K, 3K): what `solve` reuses.
+
+        Arguments:
+            regulariser: (K, K) R (`regulariser`).
+            damping: λ, relative.
+            dtype: of the factorisation.
+        """
         penalty = jnp.kron(jnp.eye(3, dtype=dtype), regulariser.astype(dtype))
         system = self.normal.astype(dtype) + (damping * self.dri_weight * self.curvature.astype(dtype)) * penalty
-        coefficients = jsl.cho_solve(jsl.cho_factor(system, lower=True), matmul(a.T, residual.reshape(-1).astype(dtype)))
-        nodes = self.basis.nodes_from(coefficients.reshape(3, k))
+        return jsl.cho_factor(system, lower=True)[0]
+
+    def solve(self, residual, factor) -> jnp.ndarray:
+        """The Gauss-Newton direction of `residual` (L, S, K) with a `factorise` factor, on the
+        image grid (3, H, W), in the factor's precision."""
+        a = self.sensitivity.astype(factor.dtype)
+        coefficients = jsl.cho_solve((factor, True), matmul(a.T, residual.reshape(-1).astype(factor.dtype)))
+        nodes = self.basis.nodes_from(coefficients.reshape(3, self.basis.n_coefficients))
         return self.physics_loss.interpolation.nodes_to_image(nodes)
 
     def homogeneous(self, signals, steps: int = 2) -> jnp.ndarray:

@@ -18,6 +18,8 @@ PHYSICS_MODELS = ("lgn", "dri-unet")
 """Networks with the physics inside (`nirst_jax.learned`): built with their operators, not `ModelSpec.build`."""
 PHYSICS_GRADIENTS = ("stopped", "linearised", "exact")
 """How an unrolled network's training differentiates its physics directions (docs/learned.md)."""
+LGN_DAMPINGS = ("decaying", "constant")
+"""Damping schedules of learned Gauss-Newton's steps (`nirst_jax.learned.LearnedGaussNewton`)."""
 STUDY_ARCHITECTURE = {"margin": 0, "upsampling": "transposed"}
 """The `ModelSpec` settings of the published networks (Feng et al. 2022): `ModelSpec(name, **STUDY_ARCHITECTURE)`."""
 
@@ -42,6 +44,9 @@ class ModelSpec:
         gradients: how training differentiates the physics directions (lgn only):
             "stopped" (constants), "linearised" (through the reference Jacobian: cheap) or
             "exact" (through the forward and adjoint solves); `nirst_jax.learned.GRADIENTS`.
+        damping: the damping of its Gauss-Newton steps (lgn only): "decaying" (DRI's ρᵏ, one
+            factorisation per iteration) or "constant" (the middle iteration's, one factorisation
+            per phantom; `LGN_DAMPINGS`).
 
     The defaults give clean images (docs/training.md, "Image artefacts"); `STUDY_ARCHITECTURE`
     (margin 0, transposed) is the published architecture.
@@ -56,6 +61,7 @@ class ModelSpec:
     iterations: int = 5
     basis_size: int = 24
     gradients: str = "linearised"
+    damping: str = "decaying"
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -76,6 +82,8 @@ class ModelSpec:
             raise ValueError(f"basis_size must be an integer in [2, 64], got {self.basis_size!r}")
         if self.gradients not in PHYSICS_GRADIENTS:
             raise ValueError(f"gradients must be one of {PHYSICS_GRADIENTS}, got {self.gradients!r}")
+        if self.damping not in LGN_DAMPINGS:
+            raise ValueError(f"damping must be one of {LGN_DAMPINGS}, got {self.damping!r}")
 
     @property
     def uses_mri(self) -> bool:

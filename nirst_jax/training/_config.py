@@ -36,6 +36,10 @@ class TrainConfig:
         active_fibres: train on data from this many evenly spaced fibres (None: all).
         fibre_dropout: probability that a training phantom loses a random subset of its
             fibres (`random_fibre_masks`), so one network serves 16, 8 or other fibre counts.
+        symmetry_augmentation: each training phantom, each step, is replaced by its image
+            under a random symmetry of the set-up (`nirst_jax.geometry.Symmetries`: the disk
+            with evenly spaced fibres has 8), its data permuted to match; set-ups without a
+            symmetry are refused.
         train_phantoms: train on only the first this many phantoms of the training split
             (None: all), e.g. where each phantom costs a reconstruction (`dri-unet`).
         validation_phantoms: validate on only the first this many of the validation split.
@@ -58,6 +62,7 @@ class TrainConfig:
     physics_mesh_spacing_mm: float | None = None
     active_fibres: int | None = None
     fibre_dropout: float = 0.0
+    symmetry_augmentation: bool = False
     train_phantoms: int | None = None
     validation_phantoms: int | None = None
     seed: int = 0
@@ -92,6 +97,8 @@ class TrainConfig:
             raise ValueError("fibre_dropout draws among all fibres: train with either it or active_fibres, not both")
         if self.fibre_dropout > 0 and self.model.needs_physics:
             raise ValueError(f"fibre_dropout is not supported for {self.model.name!r}: its physics compares fixed measurements (use active_fibres)")
+        if not isinstance(self.symmetry_augmentation, bool):
+            raise ValueError(f"symmetry_augmentation must be True or False, got {self.symmetry_augmentation!r}")
         if self.active_fibres is not None and self.active_fibres < 2:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 

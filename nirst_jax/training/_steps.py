@@ -11,6 +11,7 @@ from flax import nnx
 
 from .._random import seed_key
 from ..datasets import Normalisation
+from ..geometry import Symmetries
 from ..models import mask_signals, normalise_mri, random_fibre_masks
 from ._data_loss import data_loss
 from ..learned import PhysicsLoss
@@ -63,7 +64,9 @@ class Steps:
         data_weight: weight of the supervised loss.
         loss: the supervised loss, a name of `DATA_LOSSES` ("mse" or "log-mse").
         fibre_dropout: probability that a training phantom loses random fibres (0: off).
-        seed: seed of the fibre-dropout draws (one key per step, from `step`).
+        symmetries: the set-up's `Symmetries`; each training phantom is transformed by a
+            random one each step (None: no augmentation).
+        seed: seed of the fibre-dropout and symmetry draws (one key per step, from `step`).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Steps:
         data_weight: float = 1.0,
         loss: str = "mse",
         fibre_dropout: float = 0.0,
+        symmetries: Symmetries | None = None,
         seed: int = 0,
     ):
         self.graphdef = graphdef
@@ -89,6 +93,8 @@ class Steps:
         self.data_loss = data_loss(loss)
         self.fibre_dropout = fibre_dropout
         self.dropout_key = seed_key(seed, "fibre-dropout")  # its own stream, not the model's
+        self.symmetries = symmetries
+        self.symmetry_key = seed_key(seed, "symmetry")
         self.train = jax.jit(self._train, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
         self.prepare = jax.jit(self._prepare)
@@ -124,7 +130,17 @@ class Steps:
         masks = random_fibre_masks(key, signals.shape[0], signals.shape[-2], self.fibre_dropout)
         return mask_signals(signals, masks[:, None])  # (B, 1, S, K): one mask per phantom
 
+    def _transformed(self, batch: dict, step) -> dict:
+        """The batch with each phantom replaced by its image under a random symmetry."""
+        if self.symmetries is None:
+            return batch
+        key = jax.random.fold_in(self.symmetry_key, step)
+        which = jax.random.randint(key, (batch["signals"].shape[0],), 0, len(self.symmetries))
+        images = {name: self.symmetries.images(batch[name], which) for name in ("mri", "targets", "prepared") if name in batch}
+        return {**batch, **images, "signals": self.symmetries.signals(batch["signals"], which)}
+
     def _train(self, state: TrainState, batch: dict, physics_weight):
+        batch = self._transformed(batch, state.step)
         inputs = self._dropped(batch["signals"], state.step)
 
         def objective(params):

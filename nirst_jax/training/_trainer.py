@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from .._atomic import remove_temporaries
 from .._build_cache import BuildCache
 from ..datasets import BatchLoader, Dataset, SimulationConfig
+from ..geometry import Symmetries
 from ..learned import build_network
 from ..mesh import Mesh
 from ._checkpoints import Checkpoints
@@ -134,6 +135,13 @@ class Trainer:
         if config.fibre_dropout > 0 and not setup.is_ring:
             raise ValueError("fibre_dropout drops rim fibres; the dataset's optodes are placed individually")
         self.signal_mask = setup.measurement_mask(config.active_fibres)
+        symmetries = None
+        if config.symmetry_augmentation:
+            symmetries = Symmetries.of(setup, setup.layout(config.active_fibres))
+            if len(symmetries) == 1:
+                raise ValueError("symmetry_augmentation: the dataset's set-up has no symmetry besides the identity "
+                                 "(domain, image grid, optodes and measured pairs are not mapped onto themselves "
+                                 "by any rotation or reflection)")
         train_count = len(dataset.indices("train")[: config.train_phantoms])
         if train_count < config.batch_size:  # before any first stage is computed
             raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")
@@ -152,6 +160,7 @@ class Trainer:
                 data_weight=config.data_weight,
                 loss=config.data_loss,
                 fibre_dropout=config.fibre_dropout,
+                symmetries=symmetries,
                 seed=config.seed,
             ),
         )

@@ -1,0 +1,75 @@
+"""A reconstruction averaged over the symmetries of the set-up (test-time symmetry averaging).
+
+For each symmetry T of the set-up (`nirst_jax.geometry.Symmetries`), the method reconstructs
+the transformed measurement (its calibrated data permuted, its MRI transformed) and the image is
+transformed back; the result is the mean of these images. An exactly equivariant method (the
+physics is, up to the mesh's asymmetry) is unchanged; a network's orientation-dependent errors
+average out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..geometry import Symmetries
+from ..physics import MeasurementLayout
+
+
+class SymmetryAveraged:
+    """A method's images averaged over the symmetries of the data's set-up.
+
+    Arguments:
+        method: any reconstruction method (`(ln_amplitude, mri)` → images, `image_mask`).
+        symmetries: the set-up's `Symmetries` (on the method's image grid and measurement layout).
+        reference: (L, S, K) ln A of the homogeneous reference in the data's calibration: the
+            permutation acts on calibrated data (ln A − reference), as the set-up's symmetry does.
+
+    The result has the method interface; each call reconstructs G times as many phantoms.
+    """
+
+    def __init__(self, method, symmetries: Symmetries, reference):
+        reference = np.asarray(reference, float)
+        if reference.ndim != 3 or reference[0].size != symmetries.measurement_index.shape[1]:
+            raise ValueError(f"reference must be (L, S, K) with S·K = {symmetries.measurement_index.shape[1]}, got {reference.shape}")
+        if np.shape(method.image_mask)[0] ** 2 != symmetries.pixel_index.shape[1]:
+            raise ValueError(f"the method gives {np.shape(method.image_mask)} images, the symmetries act on "
+                             f"{symmetries.pixel_index.shape[1]} pixels")
+        if not np.isfinite(reference).all():
+            raise ValueError("reference has NaN or infinite values")
+        self.method, self.symmetries, self.reference = method, symmetries, reference
+        self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names)}
+
+    @classmethod
+    def for_network(cls, network) -> "SymmetryAveraged":
+        """A `nirst_jax.training.TrainedNetwork` averaged over the symmetries of its training
+        set-up that keep its measurements (its active fibres), on data in its calibration.
+
+        Raises:
+            ValueError: the set-up has no symmetry besides the identity.
+        """
+        setup = network.simulation.measurement_setup()
+        layout = MeasurementLayout(detector_index=np.asarray(setup.layout().detector_index),
+                                   active=np.asarray(network.signal_mask, bool))
+        symmetries = Symmetries.of(setup, layout)
+        if len(symmetries) == 1:
+            raise ValueError("the network's set-up (domain, image grid, optodes, active measurements) has no symmetry "
+                             "besides the identity: there is nothing to average over")
+        return cls(network, symmetries, network.normalisation.reference)
+
+    @property
+    def image_mask(self) -> np.ndarray:
+        return self.method.image_mask
+
+    def __call__(self, ln_amplitude, mri) -> np.ndarray:
+        """(B, 3, H, W) mean images from (B, L, S, K) ln A and (B, H, W) MRI (one phantom:
+        (3, H, W) from (L, S, K) and (H, W))."""
+        ln_amplitude, mri = np.asarray(ln_amplitude, float), np.asarray(mri)
+        if ln_amplitude.ndim == 3:
+            return self(ln_amplitude[None], mri[None])[0]
+        count, symmetries = len(ln_amplitude), self.symmetries
+        which = np.repeat(np.arange(len(symmetries)), count)
+        calibrated = np.tile(ln_amplitude - self.reference, (len(symmetries), 1, 1, 1))
+        data = np.asarray(symmetries.signals(calibrated, which)) + self.reference
+        images = np.asarray(self.method(data, np.asarray(symmetries.images(np.tile(mri, (len(symmetries), 1, 1)), which))))
+        back = np.asarray(symmetries.images(images, symmetries.inverses[which]))
+        return back.reshape(len(symmetries), count, *back.shape[1:]).mean(0)

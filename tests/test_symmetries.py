@@ -111,6 +111,14 @@ def test_outlines_and_placed_optodes_keep_only_their_own_symmetries():
     assert len(Symmetries.of(slab)) == 8
     lopsided = MeasurementSetup(PolygonDomain(square), OptodePositions(sources, square, far[:-1] + [(3, 0)]), image_size=SIZE)
     assert Symmetries.of(lopsided).names == ("identity",)
+    # Eight vertices with all 8 symmetries as a set: ordered as a star, the outline has them too;
+    # ordered with the top notch cut off (another simple polygon), it has none.
+    corners, inner = [(30, 30), (-30, 30), (-30, -30), (30, -30)], [(0, 10), (-10, 0), (0, -10), (10, 0)]
+    probe = OptodePositions(corners, corners, [(s, d) for s in range(4) for d in range(4) if s != d])
+    star = [corners[0], inner[0], corners[1], inner[1], corners[2], inner[2], corners[3], inner[3]]
+    assert len(Symmetries.of(MeasurementSetup(PolygonDomain(star), probe, image_size=SIZE))) == 8
+    notched = [corners[0], corners[1], inner[0], inner[1], corners[2], inner[2], corners[3], inner[3]]
+    assert Symmetries.of(MeasurementSetup(PolygonDomain(notched), probe, image_size=SIZE)).names == ("identity",)
 
 
 def test_augmented_batches_transform_every_field_by_the_same_symmetry_and_replay_by_step():
@@ -140,6 +148,8 @@ def test_augmented_batches_transform_every_field_by_the_same_symmetry_and_replay
     again = steps._transformed(batch, jnp.int32(3))
     assert all(np.array_equal(out[k], again[k]) for k in batch)
     assert not np.array_equal(out["signals"], steps._transformed(batch, jnp.int32(4))["signals"])
+    with pytest.raises(ValueError, match="one symmetry per phantom"):
+        symmetries.signals(batch["signals"][0], np.array([1]))  # an unbatched array is not a batch of 9
     with pytest.raises(ValueError, match="symmetry_augmentation must be True or False"):
         TrainConfig(symmetry_augmentation=1)
 
@@ -173,11 +183,11 @@ def test_symmetry_averaging_keeps_an_equivariant_method_and_symmetrises_a_fixed_
     averaged = SymmetryAveraged(equivariant, symmetries, reference)
     np.testing.assert_allclose(averaged(ln_amplitude, mri), equivariant(ln_amplitude, mri), rtol=1e-5, atol=1e-6)
     # It saw each phantom under every symmetry: calibrated data permuted, the reference added back.
-    data, images = equivariant.calls[0]
-    assert len(data) == 8 * 3
+    assert len(equivariant.calls) == 8 + 1 and all(len(data) == 3 for data, _ in equivariant.calls)
     g = symmetries.names.index("rotation 90°")
-    np.testing.assert_allclose(data[3 * g + 1], np.asarray(symmetries.signals((ln_amplitude - reference)[1:2], np.array([g])))[0] + reference, atol=1e-5)
-    np.testing.assert_array_equal(images[3 * g + 1], symmetries.images(mri[1:2], np.array([g]))[0])
+    data, images = equivariant.calls[g]
+    np.testing.assert_allclose(data[1], np.asarray(symmetries.signals((ln_amplitude - reference)[1:2], np.array([g])))[0] + reference, atol=1e-5)
+    np.testing.assert_array_equal(images[1], symmetries.images(mri[1:2], np.array([g]))[0])
     # A method blind to its input: its image is averaged over the orbit of each pixel. On an even
     # grid no pixel centre lies on an axis, so a pixel near the +x axis has an orbit of 8: 1/8 each.
     image = np.zeros((3, SIZE, SIZE))

@@ -24,7 +24,9 @@ class SymmetryAveraged:
         reference: (L, S, K) ln A of the homogeneous reference in the data's calibration: the
             permutation acts on calibrated data (ln A − reference), as the set-up's symmetry does.
 
-    The result has the method interface; each call reconstructs G times as many phantoms.
+    The result has the method interface; each call reconstructs every phantom G times (one
+    symmetry at a time). Pixels that the transformed masks do not all cover (a polygon's rim)
+    average the images that cover them; pixels outside the method's mask are 0.
     """
 
     def __init__(self, method, symmetries: Symmetries, reference):
@@ -37,7 +39,8 @@ class SymmetryAveraged:
         if not np.isfinite(reference).all():
             raise ValueError("reference has NaN or infinite values")
         self.method, self.symmetries, self.reference = method, symmetries, reference
-        self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names)}
+        self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names),
+                         "symmetries": symmetries.fingerprint}
 
     @classmethod
     def for_network(cls, network) -> "SymmetryAveraged":
@@ -66,10 +69,14 @@ class SymmetryAveraged:
         ln_amplitude, mri = np.asarray(ln_amplitude, float), np.asarray(mri)
         if ln_amplitude.ndim == 3:
             return self(ln_amplitude[None], mri[None])[0]
-        count, symmetries = len(ln_amplitude), self.symmetries
-        which = np.repeat(np.arange(len(symmetries)), count)
-        calibrated = np.tile(ln_amplitude - self.reference, (len(symmetries), 1, 1, 1))
-        data = np.asarray(symmetries.signals(calibrated, which)) + self.reference
-        images = np.asarray(self.method(data, np.asarray(symmetries.images(np.tile(mri, (len(symmetries), 1, 1)), which))))
-        back = np.asarray(symmetries.images(images, symmetries.inverses[which]))
-        return back.reshape(len(symmetries), count, *back.shape[1:]).mean(0)
+        symmetries, count = self.symmetries, len(ln_amplitude)
+        mask = np.asarray(self.image_mask, float)
+        total, weight = 0.0, 0.0
+        for g, back in enumerate(symmetries.inverses):
+            which, undo = np.full(count, g), np.full(count, back)
+            data = np.asarray(symmetries.signals(ln_amplitude - self.reference, which)) + self.reference
+            images = np.asarray(self.method(data, np.asarray(symmetries.images(mri, which))))
+            total = total + np.asarray(symmetries.images(images, undo))
+            weight = weight + np.asarray(symmetries.images(mask[None], undo[:1]))[0]
+        # Where the mask is not exactly symmetric (a polygon's rim), average the images that cover the pixel.
+        return total / np.maximum(weight, 1.0) * mask

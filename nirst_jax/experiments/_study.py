@@ -381,7 +381,8 @@ class Study:
             return {**self.method_identity(network, active_fibres), "refinement": refinement.settings}
         if name.endswith(SYMMETRISED):
             symmetries = self.method(name, active_fibres).symmetries
-            return {**self.method_identity(name.removesuffix(SYMMETRISED), active_fibres), "symmetry_average": list(symmetries.names)}
+            return {**self.method_identity(name.removesuffix(SYMMETRISED), active_fibres),
+                    "symmetry_average": list(symmetries.names), "symmetries": symmetries.fingerprint}
         return {"network": name, "checkpoint": self.checkpoint_fingerprint(name), "active_fibres": active_fibres}
 
     def _reconstruction_cache(self, test_name: str, name: str, active_fibres: int | None) -> Path:

@@ -11,12 +11,13 @@ shows a network 8 phantoms for each one simulated.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 
-from ..physics import MeasurementLayout
+from ..physics import MeasurementLayout, rim_directions
 from ._domain import DiskDomain, PolygonDomain
 from ._optodes import OptodePositions, RimFibres
 
@@ -36,12 +37,25 @@ TRANSFORMS = {
 
 
 def _match(points: np.ndarray, targets: np.ndarray, tolerance: float) -> np.ndarray | None:
-    """Index of the target each point coincides with (within `tolerance`), or None if any does not."""
+    """The permutation taking each point to the target it coincides with (within `tolerance`),
+    or None where a point has no such target or two points share one."""
+    if len(points) != len(targets) or len(targets) == 0:
+        return None
     distance = np.linalg.norm(points[:, None, :] - targets[None, :, :], axis=-1)
     nearest = distance.argmin(1)
-    if len(targets) == 0 or (distance[np.arange(len(points)), nearest] > tolerance).any():
+    if (distance[np.arange(len(points)), nearest] > tolerance).any() or len(np.unique(nearest)) != len(points):
         return None
     return nearest
+
+
+def _keeps_outline(outline: np.ndarray, moved: np.ndarray, tolerance: float) -> bool:
+    """Whether the moved outline is the same closed polygon: its vertices the original's, in the
+    same cyclic order (either direction; a reflection reverses it)."""
+    order = _match(moved, outline, tolerance)
+    if order is None:
+        return False
+    steps = np.diff(np.append(order, order[0])) % len(outline)
+    return bool((steps == 1).all() or (steps == len(outline) - 1).all())
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class Symmetries:
         """The symmetries of `setup` (a `MeasurementSetup`) that keep its measured pairs.
 
         A symmetry must map the domain onto itself (a disk: any about its centre; a polygon:
-        its vertices onto its vertices), the grid's pixels onto pixels, sources onto sources,
+        its vertices onto its vertices in the same cyclic order), the grid's pixels onto pixels, sources onto sources,
         detectors onto detectors and active pairs onto active pairs. Set-ups without any give
         the identity only.
 
@@ -82,16 +96,14 @@ class Symmetries:
         tolerance = tolerance * setup.domain.width_mm
         center = np.array([(grid.low + grid.high) / 2, grid.bottom + (grid.high - grid.low) / 2])
         sources, detectors = _nominal_optodes(setup)
-        outline = setup.domain.points if isinstance(setup.domain, PolygonDomain) else None
-        if isinstance(setup.domain, DiskDomain) and np.linalg.norm(center) > tolerance:
-            return cls.identity(grid.size, layout)
+        outline = setup.domain.points if isinstance(setup.domain, PolygonDomain) else None  # a disk's grid is centred on it
         slots = layout.slots()
         index, active = np.asarray(layout.detector_index), np.asarray(layout.active)
         names, pixels, measurements = [], [], []
         for name, transform in TRANSFORMS.items():
             inverse = transform.T
             back = lambda points: center + (np.asarray(points, float) - center) @ inverse.T  # noqa: E731
-            if outline is not None and _match(back(outline), outline, tolerance) is None:
+            if outline is not None and not _keeps_outline(outline, back(outline), tolerance):
                 continue
             source_of = _match(back(sources), sources, tolerance)
             detector_of = _match(back(detectors), detectors, tolerance)
@@ -121,6 +133,14 @@ class Symmetries:
         return len(self.names)
 
     @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the permutations (what a cached averaged image was computed with)."""
+        digest = hashlib.sha256()
+        for array in (self.pixel_index, self.measurement_index):
+            digest.update(np.ascontiguousarray(array, np.int32).tobytes() + str(array.shape).encode())
+        return digest.hexdigest()
+
+    @property
     def inverses(self) -> np.ndarray:
         """(G,) the index of each symmetry's inverse."""
         identity = np.arange(self.pixel_index.shape[1])
@@ -137,12 +157,19 @@ class Symmetries:
         Returns:
             The data of the transformed phantoms, same shape.
         """
-        return _gather(signals, jnp.asarray(self.measurement_index)[which], 2)
+        return _gather(signals, self._rows(self.measurement_index, which, signals), 2)
 
     def images(self, images, which):
         """Transform (B, ..., H, W) images (targets, MRI, first-stage images) by each phantom's
         symmetry `which` (B,)."""
-        return _gather(images, jnp.asarray(self.pixel_index)[which], 2)
+        return _gather(images, self._rows(self.pixel_index, which, images), 2)
+
+    @staticmethod
+    def _rows(index, which, array):
+        which = jnp.asarray(which)
+        if which.shape != (np.shape(array)[0],):
+            raise ValueError(f"which must hold one symmetry per phantom ({np.shape(array)[0]},), got {which.shape}")
+        return jnp.asarray(index)[which]
 
 
 def _gather(array, rows, trailing: int):
@@ -170,8 +197,7 @@ def _nominal_optodes(setup) -> tuple[np.ndarray, np.ndarray]:
         return optodes.source_xy, optodes.detector_xy
     if isinstance(setup.domain, DiskDomain):
         assert isinstance(optodes, RimFibres)
-        angles = np.radians(optodes.angle_offset_deg + 360.0 * np.arange(optodes.count) / optodes.count)
-        fibres = setup.domain.radius_mm * np.stack([np.cos(angles), np.sin(angles)], 1)
+        fibres = setup.domain.radius_mm * rim_directions(optodes.count, optodes.angle_offset_deg)
     else:
         fibres = setup.domain.fibre_positions(optodes.count)
     return fibres, fibres

@@ -17,6 +17,7 @@ from ._optodes import (
     inward_normals,
     move_inward,
     point_sources,
+    rim_directions,
     rim_positions,
 )
 from ._point_fluence import point_fluence
@@ -51,5 +52,6 @@ __all__ = [
     "point_fluence",
     "point_sources",
     "reduced_scattering",
+    "rim_directions",
     "rim_positions",
 ]

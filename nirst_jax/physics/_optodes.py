@@ -65,6 +65,13 @@ def boundary_detectors(mesh: Mesh, points) -> WeightedGather:
     return WeightedGather(indices=nodes, weights=weights / weights.sum(1, keepdims=True))
 
 
+def rim_directions(count: int, angle_offset_deg: float = 0.0) -> np.ndarray:
+    """(count, 2) unit vectors of `count` fibres evenly spaced from `angle_offset_deg`
+    (counter-clockwise from +x): fibre i at `angle_offset_deg + 360·i/count` degrees."""
+    angles = np.radians(angle_offset_deg + 360.0 * np.arange(count) / count)
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
 def rim_positions(mesh: Mesh, count: int, *, angle_offset_deg: float = 0.0, center=None) -> np.ndarray:
     """Evenly spaced fibre positions on the mesh boundary.
 
@@ -83,8 +90,7 @@ def rim_positions(mesh: Mesh, count: int, *, angle_offset_deg: float = 0.0, cent
     if int(count) != count or count < 1:
         raise ValueError(f"fibre count must be a positive integer, got {count!r}")
     center = mesh.nodes[mesh.boundary_nodes].mean(0) if center is None else np.asarray(center, float)
-    angles = np.radians(angle_offset_deg + 360.0 * np.arange(count) / count)
-    direction = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    direction = rim_directions(count, angle_offset_deg)
     a = mesh.nodes[mesh.boundary_edges[:, 0]] - center
     b = mesh.nodes[mesh.boundary_edges[:, 1]] - center
     ab = b - a

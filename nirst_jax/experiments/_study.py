@@ -76,7 +76,9 @@ NETWORKS = {
 """Network name → how it is trained."""
 SYMMETRISED = " symmetrised"
 """Suffix of a network's images averaged over the set-up's 8 symmetries (`SymmetryAveraged`)."""
-METHODS = ("DRI", *NETWORKS, "LGN" + SYMMETRISED)
+_AFTER_LGN = tuple(NETWORKS).index("LGN") + 1
+METHODS = ("DRI", *tuple(NETWORKS)[:_AFTER_LGN], "LGN" + SYMMETRISED, *tuple(NETWORKS)[_AFTER_LGN:])
+"""Every method of the study's tables: DRI, the networks, and LGN symmetrised beside LGN."""
 FINE_DRI = "DRI fine mesh"
 """DRI on `Scale.dri_mesh_spacing_mm` (finer than the training mesh), the data recalibrated to
 that mesh: DRI at its best where the data come from a finer mesh still (rows of the fine-mesh

@@ -93,6 +93,7 @@ def test_first_stage_is_computed_once_and_resumes_after_an_interruption(dataset,
     assert len(calls) == 6  # another stage: recomputed
 
 
+@pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier
 def test_dri_unet_trains_on_its_cached_first_stage_and_reloads(dataset, tmp_path):
     """A training run computes DRI once for the phantoms it reads (`train_phantoms`,
     `validation_phantoms`), trains the U-Net on it, `TrainedNetwork` (which runs DRI itself)

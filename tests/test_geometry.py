@@ -163,6 +163,7 @@ def test_dataset_on_a_non_disk_domain_follows_its_setup(trefoil_dataset):
     np.testing.assert_allclose(clean, dataset.read("ln_amplitude_clean", ids[:2]), atol=2e-4)
 
 
+@pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier
 def test_networks_and_dri_reconstruct_on_a_non_disk_domain(trefoil_dataset, tmp_path):
     from nirst_jax.evaluation import GaussNewtonMethod
     from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec

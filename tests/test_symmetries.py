@@ -31,6 +31,9 @@ def test_the_study_disk_has_the_8_symmetries_of_the_square_and_fewer_when_the_fi
     assert len(Symmetries.of(setup, setup.layout(8))) == 8
     assert Symmetries.of(setup, setup.layout(5)).names == ("identity", "reflection in y = −x")
     assert Symmetries.of(setup, setup.layout(3)).names == ("identity",)
+    assert Symmetries.nontrivial(setup, setup.layout(5)).names == ("identity", "reflection in y = −x")
+    with pytest.raises(ValueError, match="averaging: the set-up has no symmetry besides the identity"):
+        Symmetries.nontrivial(setup, setup.layout(3), "averaging")
 
 
 def test_pixel_and_measurement_permutations_move_what_they_name():

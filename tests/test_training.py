@@ -422,6 +422,7 @@ def test_self_supervised_steps_fit_the_measurements_without_targets(dataset, phy
     assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
 
 
+@pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier
 def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "--data", str(dataset.folder), "--epochs", "1", "--batch-size", "32", "--width", "0.125", "--no-progress", "--out", str(run)]

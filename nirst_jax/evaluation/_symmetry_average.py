@@ -39,6 +39,10 @@ class SymmetryAveraged:
         if not np.isfinite(reference).all():
             raise ValueError("reference has NaN or infinite values")
         self.method, self.symmetries, self.reference = method, symmetries, reference
+        mask = np.asarray(method.image_mask, float)
+        # Where the mask is not exactly symmetric (a polygon's rim), average the images that cover the pixel.
+        covered = sum(np.asarray(symmetries.images(mask[None], np.array([back])))[0] for back in symmetries.inverses)
+        self._scale = mask / np.maximum(covered, 1.0)
         self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names),
                          "symmetries": symmetries.fingerprint}
 
@@ -53,11 +57,8 @@ class SymmetryAveraged:
         setup = network.simulation.measurement_setup()
         layout = MeasurementLayout(detector_index=np.asarray(setup.layout().detector_index),
                                    active=np.asarray(network.signal_mask, bool))
-        symmetries = Symmetries.of(setup, layout)
-        if len(symmetries) == 1:
-            raise ValueError("the network's set-up (domain, image grid, optodes, active measurements) has no symmetry "
-                             "besides the identity: there is nothing to average over")
-        return cls(network, symmetries, network.normalisation.reference)
+        return cls(network, Symmetries.nontrivial(setup, layout, "symmetry averaging of the network"),
+                   network.normalisation.reference)
 
     @property
     def image_mask(self) -> np.ndarray:
@@ -70,13 +71,10 @@ class SymmetryAveraged:
         if ln_amplitude.ndim == 3:
             return self(ln_amplitude[None], mri[None])[0]
         symmetries, count = self.symmetries, len(ln_amplitude)
-        mask = np.asarray(self.image_mask, float)
-        total, weight = 0.0, 0.0
+        total = 0.0
         for g, back in enumerate(symmetries.inverses):
             which, undo = np.full(count, g), np.full(count, back)
             data = np.asarray(symmetries.signals(ln_amplitude - self.reference, which)) + self.reference
             images = np.asarray(self.method(data, np.asarray(symmetries.images(mri, which))))
             total = total + np.asarray(symmetries.images(images, undo))
-            weight = weight + np.asarray(symmetries.images(mask[None], undo[:1]))[0]
-        # Where the mask is not exactly symmetric (a polygon's rim), average the images that cover the pixel.
-        return total / np.maximum(weight, 1.0) * mask
+        return total * self._scale

@@ -124,6 +124,25 @@ class Symmetries:
         return cls(tuple(names), np.stack(pixels).astype(np.int32), np.stack(measurements).astype(np.int32))
 
     @classmethod
+    def nontrivial(cls, setup, layout: MeasurementLayout | None = None, purpose: str = "") -> "Symmetries":
+        """`of(setup, layout)`, refusing a set-up whose only symmetry is the identity (what
+        augmentation and averaging need at least one other for).
+
+        Arguments:
+            setup, layout: as `of`.
+            purpose: what the symmetries are for, the start of the error message.
+
+        Raises:
+            ValueError: no symmetry besides the identity.
+        """
+        symmetries = cls.of(setup, layout)
+        if len(symmetries) == 1:
+            raise ValueError(f"{purpose + ': ' if purpose else ''}the set-up has no symmetry besides the identity "
+                             "(domain, image grid, optodes and measured pairs are not mapped onto themselves by "
+                             "any rotation or reflection)")
+        return symmetries
+
+    @classmethod
     def identity(cls, image_size: int, layout: MeasurementLayout) -> "Symmetries":
         """The identity alone."""
         return cls(("identity",), np.arange(image_size**2, dtype=np.int32)[None],

@@ -153,6 +153,7 @@ class LearnedGaussNewton(nnx.Module):
             factors = jax.vmap(lambda reg: physics.factorise(reg, middle, dtype))(regularisers)
 
             def gauss_newton(residual, damping):
+                del damping  # one factor, at the middle damping, serves every iteration
                 return jax.vmap(physics.solve)(residual, factors)
         else:
             def gauss_newton(residual, damping):

@@ -137,11 +137,7 @@ class Trainer:
         self.signal_mask = setup.measurement_mask(config.active_fibres)
         symmetries = None
         if config.symmetry_augmentation:
-            symmetries = Symmetries.of(setup, setup.layout(config.active_fibres))
-            if len(symmetries) == 1:
-                raise ValueError("symmetry_augmentation: the dataset's set-up has no symmetry besides the identity "
-                                 "(domain, image grid, optodes and measured pairs are not mapped onto themselves "
-                                 "by any rotation or reflection)")
+            symmetries = Symmetries.nontrivial(setup, setup.layout(config.active_fibres), "symmetry_augmentation")
         train_count = len(dataset.indices("train")[: config.train_phantoms])
         if train_count < config.batch_size:  # before any first stage is computed
             raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")

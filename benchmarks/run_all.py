@@ -23,7 +23,7 @@ QUICK = {
     "simulate": ["--count", "64", "--baseline-count", "4"],
     "reconstruct": ["--spacing", "4", "--batch", "2", "--repeats", "1"],
     "train": ["--models", "znet,ynet", "--batch", "4", "--steps", "2"],
-    "learned": ["--spacing", "6", "--batch", "4", "--iterations", "2", "--repeats", "1", "--dri-spacing", "5"],
+    "learned": ["--spacing", "6", "--batch", "4", "--iterations", "2", "--repeats", "1", "--dri-spacing", "5", "--fine-data-spacing", "4"],
 }
 
 

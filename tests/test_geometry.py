@@ -163,6 +163,16 @@ def test_dataset_on_a_non_disk_domain_follows_its_setup(trefoil_dataset):
     np.testing.assert_allclose(clean, dataset.read("ln_amplitude_clean", ids[:2]), atol=2e-4)
 
 
+def test_symmetry_augmentation_is_refused_where_the_fibres_break_every_symmetry(trefoil_dataset, tmp_path):
+    from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec
+    from nirst_jax.training import TrainConfig, Trainer
+
+    spec = ModelSpec("znet", image_size=SIZE, width=0.25, **STUDY_ARCHITECTURE)
+    config = TrainConfig(model=spec, epochs=1, batch_size=32, symmetry_augmentation=True, active_fibres=5)
+    with pytest.raises(ValueError, match="symmetry_augmentation: the set-up has no symmetry besides the identity"):
+        Trainer(trefoil_dataset, tmp_path / "asymmetric", config, progress=False)  # fibres 0, 2, 4, 7, 9 of 12
+
+
 @pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier
 def test_networks_and_dri_reconstruct_on_a_non_disk_domain(trefoil_dataset, tmp_path):
     from nirst_jax.evaluation import GaussNewtonMethod

@@ -42,7 +42,7 @@ class SymmetryAveraged:
         mask = np.asarray(method.image_mask, float)
         # Where the mask is not exactly symmetric (a polygon's rim), average the images that cover the pixel.
         covered = sum(np.asarray(symmetries.images(mask[None], np.array([back])))[0] for back in symmetries.inverses)
-        self._scale = mask / np.maximum(covered, 1.0)
+        self._mask, self._covered = mask, np.maximum(covered, 1.0)
         self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names),
                          "symmetries": symmetries.fingerprint}
 
@@ -77,4 +77,4 @@ class SymmetryAveraged:
             data = np.asarray(symmetries.signals(ln_amplitude - self.reference, which)) + self.reference
             images = np.asarray(self.method(data, np.asarray(symmetries.images(mri, which))))
             total = total + np.asarray(symmetries.images(images, undo))
-        return total * self._scale
+        return total / self._covered * self._mask

@@ -41,7 +41,7 @@ class SymmetryAveraged:
         self.method, self.symmetries, self.reference = method, symmetries, reference
         mask = np.asarray(method.image_mask, float)
         # Where the mask is not exactly symmetric (a polygon's rim), average the images that cover the pixel.
-        covered = sum(np.asarray(symmetries.images(mask[None], np.array([back])))[0] for back in symmetries.inverses)
+        covered = np.asarray(symmetries.images(np.repeat(mask[None], len(symmetries), 0), symmetries.inverses)).sum(0)
         self._mask, self._covered = mask, np.maximum(covered, 1.0)
         self.settings = {**getattr(method, "settings", {}), "symmetry_average": list(symmetries.names),
                          "symmetries": symmetries.fingerprint}

@@ -495,7 +495,7 @@ def test_reconstruct_cli_refuses_an_mri_out_of_scale_with_the_mesh(tmp_path, cap
 def test_reconstruct_cli_records_the_mri_and_its_registration(tmp_path):
     """The set-up for convergence.json: the disk, its rim fibres, the MRI file and the
     registration given on the command line."""
-    from nirst_jax.geometry import RimFibres, optodes_from_dict
+    from nirst_jax.geometry import RigidRegistration, RimFibres, optodes_from_dict
 
     np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 12, 11)), wavelengths_nm=np.array([661.0, 785.0, 808.0]))
     mri = _nifti_mri(tmp_path / "mri.nii.gz", 1.2)
@@ -505,5 +505,7 @@ def test_reconstruct_cli_records_the_mri_and_its_registration(tmp_path):
     assert setup["mesh"] == {"kind": "disk", "radius_mm": 41.0, "spacing_mm": 8.0, "nodes": mesh.n_nodes,
                              "sha256": mesh.content_hash}
     assert optodes_from_dict(setup["optodes"]) == RimFibres(12)
-    assert setup["mri"] == {"file": str(mri), "shift_mm": [1.5, -2.0], "rotation_deg": 30.0}
+    assert setup["mri"] == {"file": str(mri), "shift_mm": [1.5, -2.0], "rotation_deg": 30.0, "center_mm": [0.0, 0.0]}
+    registration = {k: setup["mri"][k] for k in ("shift_mm", "rotation_deg", "center_mm")}
+    assert RigidRegistration.from_dict(registration) == RigidRegistration((1.5, -2.0), 30.0)
     assert setup["scatter"] == [1.0, 1.0] and setup["optodes_from"] == "12 rim fibres"

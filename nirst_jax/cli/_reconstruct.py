@@ -123,13 +123,19 @@ def _read_mri(args, mesh):
         image = ImageSlice.from_nifti(path, args.mri_slice) if name.endswith((".nii", ".nii.gz")) else ImageSlice.from_dicom(path)
     else:
         array = _read_image(path, "MRI")
-        moved = args.mri_rotation != 0 or any(v != 0 for v in args.mri_shift)
-        if args.mri_extent is None and not moved:
+        if args.mri_extent is None and _registration(args).is_identity:
             return array
         grid = image_grid(mesh, array.shape[0]) if args.mri_extent is None else PixelGrid(array.shape[0], *args.mri_extent)
         image = ImageSlice.covering(array, grid)
     _check_scale(image, mesh, path)
-    return image.registered(shift_mm=args.mri_shift, rotation_deg=args.mri_rotation)
+    return _registration(args).apply(image)
+
+
+def _registration(args):
+    """The `RigidRegistration` of --mri-shift and --mri-rotation (about the origin)."""
+    from ..geometry import RigidRegistration
+
+    return RigidRegistration(shift_mm=tuple(args.mri_shift), rotation_deg=args.mri_rotation)
 
 
 SCALE_RATIO = 5.0
@@ -427,7 +433,7 @@ def _set_up_record(args, mesh, mesh_record: dict, optodes, described: str, model
     if args.mri is not None:
         placement = {"slice": args.mri_slice, "extent_mm": None if args.mri_extent is None else list(args.mri_extent)}
         record["mri"] = {"file": str(args.mri), **{k: v for k, v in placement.items() if v is not None},
-                         "shift_mm": list(args.mri_shift), "rotation_deg": args.mri_rotation}
+                         **_registration(args).to_dict()}
     return record
 
 

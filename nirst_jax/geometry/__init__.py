@@ -1,8 +1,9 @@
-"""The measurement set-up: the imaged domain, the optodes, the scattering law, the frequency and
-the image grid, independent of any one mesh (docs/geometry.md)."""
+"""The measurement set-up: the imaged domain, the optodes, the scattering law, the frequency, the
+image grid and the MRI's registration, independent of any one mesh (docs/geometry.md)."""
 
 from ._domain import DiskDomain, Domain, PolygonDomain, domain_from_dict
 from ._optodes import OptodePositions, Optodes, RimFibres, optodes_from_dict
+from ._registration import RigidRegistration
 from ._setup import MeasurementSetup
 from ._symmetries import TRANSFORMS, Symmetries
 
@@ -13,6 +14,7 @@ __all__ = [
     "OptodePositions",
     "Optodes",
     "PolygonDomain",
+    "RigidRegistration",
     "RimFibres",
     "Symmetries",
     "TRANSFORMS",

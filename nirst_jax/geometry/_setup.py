@@ -1,4 +1,5 @@
-"""One measurement set-up: domain, optodes, scattering law, frequency and image grid.
+"""One measurement set-up: domain, optodes, scattering law, frequency, image grid and the
+registration of the MRI onto the mesh.
 
 Everything that turns a phantom into data and data into images takes its geometry from here:
 datasets, forward models, reconstruction, the physics loss and the networks. The study's
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._fingerprint import json_sha256
-from ..mesh import GridInterpolation, Mesh, NirfastMesh, PixelGrid
+from ..mesh import GridInterpolation, ImageSlice, Mesh, NirfastMesh, PixelGrid
 from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel
 from ._domain import DiskDomain, Domain, PolygonDomain, domain_from_dict
 from ._optodes import OptodePositions, Optodes, RimFibres, optodes_from_dict
+from ._registration import RigidRegistration
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class MeasurementSetup:
             placement, the homogeneous reference and every method's default.
         frequency_hz: modulation frequency (0: continuous wave).
         image_size: pixels per side of the image grid over the domain (`grid`).
+        mri_registration: the rigid motion of an MRI slice, once placed by its own affine, onto
+            the mesh (`place_mri`; default none).
     """
 
     domain: Domain = field(default_factory=DiskDomain)
@@ -38,6 +42,7 @@ class MeasurementSetup:
     scatter: tuple[float, float] = (1.0, 1.0)
     frequency_hz: float = 0.0
     image_size: int = 100
+    mri_registration: RigidRegistration = field(default_factory=RigidRegistration)
 
     def __post_init__(self):
         if not isinstance(self.domain, (DiskDomain, PolygonDomain)):
@@ -55,6 +60,8 @@ class MeasurementSetup:
         if isinstance(self.image_size, bool) or int(self.image_size) != self.image_size or self.image_size < 8:
             raise ValueError(f"image_size must be an integer ≥ 8, got {self.image_size!r}")
         object.__setattr__(self, "image_size", int(self.image_size))
+        if not isinstance(self.mri_registration, RigidRegistration):
+            raise TypeError(f"mri_registration must be a RigidRegistration, got {type(self.mri_registration).__name__}")
 
     @classmethod
     def disk(cls, radius_mm: float = 41.0, n_fibres: int = 16, *, angle_offset_deg: float = 0.0, **settings) -> "MeasurementSetup":
@@ -64,7 +71,7 @@ class MeasurementSetup:
             radius_mm: disk radius.
             n_fibres: rim fibres.
             angle_offset_deg: angle of fibre 0.
-            **settings: `scatter`, `frequency_hz`, `image_size`.
+            **settings: `scatter`, `frequency_hz`, `image_size`, `mri_registration`.
         """
         return cls(DiskDomain(radius_mm), RimFibres(n_fibres, angle_offset_deg), **settings)
 
@@ -75,7 +82,7 @@ class MeasurementSetup:
 
         Arguments:
             data: a `read_nirfast` result with optodes.
-            **settings: `scatter`, `frequency_hz`, `image_size`.
+            **settings: `scatter`, `frequency_hz`, `image_size`, `mri_registration`.
         """
         optodes = OptodePositions.from_nirfast(data)
         return cls(PolygonDomain.from_mesh(data.mesh), optodes, **settings)
@@ -96,6 +103,24 @@ class MeasurementSetup:
     def interpolation(self, mesh: Mesh) -> GridInterpolation:
         """Interpolation between `mesh` and the image grid (its `mask`: pixels inside the domain)."""
         return GridInterpolation.build(mesh, self.grid())
+
+    def place_mri(self, image: ImageSlice) -> ImageSlice:
+        """An MRI slice in mesh coordinates: `image` (placed by its affine) moved by the set-up's
+        `mri_registration`."""
+        return self.mri_registration.apply(image)
+
+    def mri_on_grid(self, image: ImageSlice, mesh: Mesh) -> np.ndarray:
+        """The registered MRI resampled onto the image grid, 0 outside the mesh: the MRI input of
+        DRI's prior and of the networks.
+
+        Arguments:
+            image: the MRI slice, placed by its own affine.
+            mesh: a mesh of the domain (its pixels must be covered by the MRI).
+
+        Returns:
+            (image_size, image_size) float64.
+        """
+        return self.place_mri(image).on_grid(self.grid(), np.asarray(self.interpolation(mesh).mask))
 
     def placement(self):
         """Where inclusions of a random phantom may go (`sample_phantom`'s `placement`)."""
@@ -134,16 +159,23 @@ class MeasurementSetup:
 
     def to_dict(self) -> dict:
         """A JSON-ready description (inverse: `MeasurementSetup.from_dict`)."""
-        return {"domain": self.domain.to_dict(), "optodes": self.optodes.to_dict(), "scatter": list(self.scatter),
-                "frequency_hz": self.frequency_hz, "image_size": self.image_size}
+        record = {"domain": self.domain.to_dict(), "optodes": self.optodes.to_dict(), "scatter": list(self.scatter),
+                  "frequency_hz": self.frequency_hz, "image_size": self.image_size}
+        # Recorded only when it moves the MRI, so the set-ups (and fingerprints) of existing
+        # datasets, whose MRI is drawn on the grid, stay as they were.
+        if not self.mri_registration.is_identity:
+            record["mri_registration"] = self.mri_registration.to_dict()
+        return record
 
     @classmethod
     def from_dict(cls, data: dict) -> "MeasurementSetup":
         """Rebuild from `to_dict` output; unknown keys are an error."""
-        unknown = set(data) - {"domain", "optodes", "scatter", "frequency_hz", "image_size"}
+        unknown = set(data) - {"domain", "optodes", "scatter", "frequency_hz", "image_size", "mri_registration"}
         if unknown:
             raise ValueError(f"unknown measurement set-up keys {sorted(unknown)}")
         data = dict(data)
+        if "mri_registration" in data:
+            data["mri_registration"] = RigidRegistration.from_dict(data["mri_registration"])
         data["domain"] = domain_from_dict(data.get("domain", {"kind": "disk"}))
         data["optodes"] = optodes_from_dict(data.get("optodes", {"kind": "rim"}))
         return cls(**data)

@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/learned.py [--spacing 4.0] [--image-size 32] [--batch 16] [--iterations 5]
                                     [--width 0.25] [--basis-size 24] [--damping decaying|constant]
+                                    [--jacobian-rank R]
                                     [--dri-spacing 2.0] [--fine-data-spacing 1.5] [--repeats 3]
 
 Simulates `--batch` phantoms of the `paper` distribution on a disk mesh of `--spacing` mm (the
@@ -10,6 +11,8 @@ Simulates `--batch` phantoms of the `paper` distribution on a disk mesh of `--sp
 - `lgn` symmetrised (`SymmetryAveraged`: its images averaged over the disk's 8 symmetries, the
   `nirst reproduce` row "LGN symmetrised"), per phantom;
 - one `lgn` training step (linearised gradients, and exact through the solves), samples/s;
+- with `--jacobian-rank R`: those for the rank-R directions, and beside them the exact
+  directions' inference and training (linearised gradients);
 - DRI as the study runs it (`GaussNewtonMethod`: 24×24 pixel basis, up to 10 Gauss-Newton
   steps, float64), vmapped over the same batch, per phantom: on the data's mesh, and "DRI at
   its best" (issue #16, the DRI the learned methods' accuracy is measured against) on the
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--basis-size", type=int, default=ModelSpec.basis_size, help="lgn's Gauss-Newton basis per side")
     parser.add_argument("--damping", choices=LGN_DAMPINGS, default="decaying", help="lgn's damping schedule")
+    parser.add_argument("--jacobian-rank", type=int, default=None, help="lgn's Jacobian rank (default: exact)")
     parser.add_argument("--dri-spacing", type=float, default=2.0, help="mesh spacing (mm) of 'DRI at its best'")
     parser.add_argument("--fine-data-spacing", type=float, default=1.5,
                         help="mesh spacing (mm) of the data 'DRI at its best' reconstructs (< --dri-spacing)")
@@ -83,41 +87,48 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); mesh {mesh.n_nodes} nodes, "
           f"{args.image_size}² images, batch {batch}, K = {args.iterations}")
 
-    rows = []
+    times, rates = [], []  # (name, seconds per phantom), (name, samples/s)
     signals = jnp.asarray(normalisation.signals(ln_amplitude), jnp.float32)
     batch_data = {"signals": signals, "mri": jnp.asarray(mri), "targets": jnp.asarray(targets)}
-    for gradients in ("linearised", "exact"):
-        spec = ModelSpec("lgn", image_size=args.image_size, width=args.width, iterations=args.iterations,
-                         basis_size=args.basis_size, gradients=gradients, damping=args.damping)
-        network = build_network(spec, 0, config, normalisation, mesh=mesh)
-        if gradients == "linearised":
-            apply = nnx.jit(lambda n, s, m: n(s, m))
-            normalised = normalise_mri(jnp.asarray(mri), mask)
-            jax.block_until_ready(apply(network, signals, normalised))
-            seconds = best_time(lambda: jax.block_until_ready(apply(network, signals, normalised)), args.repeats)
-            rows.append(("lgn inference per phantom", seconds / batch))
+    # With --jacobian-rank, the exact directions are timed beside it (linearised gradients only).
+    variants = [(args.jacobian_rank, ("linearised", "exact"))]
+    if args.jacobian_rank is not None:
+        variants.append((None, ("linearised",)))
+    for rank, gradient_modes in variants:
+        label = "lgn" if args.jacobian_rank is None else ("lgn, exact directions" if rank is None else f"lgn, rank {rank}")
+        for gradients in gradient_modes:
+            spec = ModelSpec("lgn", image_size=args.image_size, width=args.width, iterations=args.iterations,
+                             basis_size=args.basis_size, gradients=gradients, damping=args.damping, jacobian_rank=rank)
+            network = build_network(spec, 0, config, normalisation, mesh=mesh)
+            if gradients == "linearised":
+                apply = nnx.jit(lambda n, s, m: n(s, m))
+                normalised = normalise_mri(jnp.asarray(mri), mask)
+                jax.block_until_ready(apply(network, signals, normalised))
+                seconds = best_time(lambda: jax.block_until_ready(apply(network, signals, normalised)), args.repeats)
+                times.append((f"{label} inference per phantom", seconds / batch))
 
-            class Network:
-                """The jitted network with the method interface (ln A, MRI) → images."""
-                image_mask = mask
+                class Network:
+                    """The jitted network with the method interface (ln A, MRI) → images."""
+                    image_mask = mask
 
-                def __call__(self, ln_a, images):
-                    inputs = jnp.asarray(normalisation.signals(ln_a), jnp.float32), normalise_mri(jnp.asarray(images), mask)
-                    return normalisation.images(jax.block_until_ready(apply(network, *inputs)))
+                    def __call__(self, ln_a, images, network=network, apply=apply):
+                        inputs = jnp.asarray(normalisation.signals(ln_a), jnp.float32), normalise_mri(jnp.asarray(images), mask)
+                        return normalisation.images(jax.block_until_ready(apply(network, *inputs)))
 
-            averaged = SymmetryAveraged(Network(), Symmetries.of(config.measurement_setup()), normalisation.reference)
-            averaged(ln_amplitude, mri)  # compile
-            seconds = best_time(lambda: averaged(ln_amplitude, mri), args.repeats)
-            rows.append((f"lgn symmetrised ({len(averaged.symmetries)} symmetries) inference per phantom", seconds / batch))
-        optimiser = optax.adam(1e-4)
-        graphdef, state = initial_state(network, optimiser)
-        steps = Steps(graphdef, optimiser, normalisation, mask)
-        holder = {"state": jax.block_until_ready(steps.train(state, batch_data, jnp.float32(0)))}
+                averaged = SymmetryAveraged(Network(), Symmetries.of(config.measurement_setup()), normalisation.reference)
+                averaged(ln_amplitude, mri)  # compile
+                seconds = best_time(lambda: averaged(ln_amplitude, mri), args.repeats)
+                times.append((f"{label} symmetrised ({len(averaged.symmetries)} symmetries) inference per phantom",
+                              seconds / batch))
+            optimiser = optax.adam(1e-4)
+            graphdef, state = initial_state(network, optimiser)
+            steps = Steps(graphdef, optimiser, normalisation, mask)
+            holder = {"state": jax.block_until_ready(steps.train(state, batch_data, jnp.float32(0)))}
 
-        def step():
-            holder["state"] = jax.block_until_ready(steps.train(holder["state"], batch_data, jnp.float32(0)))
+            def step():
+                holder["state"] = jax.block_until_ready(steps.train(holder["state"], batch_data, jnp.float32(0)))
 
-        rows.append((f"lgn training, {gradients} gradients: samples/s", batch / best_time(step, args.repeats)))
+            rates.append((f"{label} training, {gradients} gradients: samples/s", batch / best_time(step, args.repeats)))
 
     dri = GaussNewtonMethod(mesh, config.measurement_setup(), config.wavelengths_nm, batch_size=batch, progress=False)
     dri(ln_amplitude, mri)  # compile
@@ -131,15 +142,15 @@ def main() -> None:
     print(f"\nDRI: on the data's {args.spacing:g} mm mesh ({mesh.n_nodes} nodes); at its best on the "
           f"{args.dri_spacing:g} mm mesh ({fine_mesh.n_nodes} nodes), the phantoms simulated on a "
           f"{args.fine_data_spacing:g} mm mesh and recalibrated to it")
-    header = f"{'quantity':<64}{'lgn':>10}{'DRI':>10}{'lgn/DRI':>9}{'DRI best':>10}{'lgn/best':>9}"
+    header = f"{'quantity':<84}{'lgn':>10}{'DRI':>10}{'lgn/DRI':>9}{'DRI best':>10}{'lgn/best':>9}"
     print(header)
-    for name, value in rows[:2]:
-        print(f"{name + ' (s)':<64}{value:>10.4f}{dri_seconds:>10.4f}{value / dri_seconds:>9.2f}"
+    for name, value in times:
+        print(f"{name + ' (s)':<84}{value:>10.4f}{dri_seconds:>10.4f}{value / dri_seconds:>9.2f}"
               f"{best_seconds:>10.4f}{value / best_seconds:>9.2f}")
         record("learned", name, value, dri_seconds, "s", "DRI per phantom")
         record("learned", name + " vs DRI at its best", value, best_seconds, "s", "DRI at its best per phantom")
-    for name, value in rows[2:]:
-        print(f"{name:<64}{value:>10.1f}")
+    for name, value in rates:
+        print(f"{name:<84}{value:>10.1f}")
         record("learned", name, value, None, "samples/s")
 
 

@@ -130,6 +130,53 @@ def test_constant_damping_reuses_one_factor_for_k_steps_at_the_middle_damping(da
         LearnedGaussNewton(physics, iterations=3, width=8, damping="cosine", rngs=nnx.Rngs(0))
 
 
+def test_low_rank_gauss_newton_is_the_truncated_jacobians_exact_direction(dataset, physics):
+    """The rank-r direction (one K×K factorisation per phantom, an r×r one per iteration) is the
+    Levenberg-Marquardt direction of the rank-r Jacobian, solved densely here in float64; at
+    full rank it is the exact direction; in the network it replaces the 3K×3K solves."""
+    from nirst_jax.learned._lgn import DAMPING_DECAY
+
+    signals, mri, _ = batch(dataset, count=3)
+    sim = dataset.config
+    a = np.asarray(physics.sensitivity, np.float64)
+    u, singular, vt = np.linalg.svd(a, full_matrices=False)
+    levels = jax.vmap(physics.homogeneous)(signals)
+    flat = jnp.broadcast_to(levels[:, :, None, None], (3, 3, SIZE, SIZE)) * jnp.asarray(dataset.image_mask)
+    residuals = jax.vmap(physics.residual)(flat, signals)
+    k = physics.basis.n_coefficients
+    for rank in (min(a.shape), 40):
+        low = UnrolledPhysics.create(PhysicsLoss.for_dataset(dataset), dataset.mesh, sim.phantoms.tissue.nominal_background(),
+                                     basis_size=LGN.basis_size, jacobian_rank=rank)
+        truncated = (u[:, :rank] * singular[:rank]) @ vt[:rank]
+        for i in range(3):
+            regulariser = physics.regulariser(mri[i])
+            shift = DAMPING_DECAY * physics.dri_weight * float(physics.curvature)
+            system = truncated.T @ truncated + shift * np.kron(np.eye(3), np.asarray(regulariser, np.float64))
+            coefficients = np.linalg.solve(system, truncated.T @ np.asarray(residuals[i], np.float64).reshape(-1))
+            expected = np.asarray(physics._image(jnp.asarray(coefficients, jnp.float32)))
+            ours = np.asarray(low.low_rank_direction(residuals[i], low.low_rank_prior(regulariser), DAMPING_DECAY))
+            np.testing.assert_allclose(ours, expected, atol=2e-3 * np.abs(expected).max())
+            if rank == min(a.shape):
+                exact = np.asarray(physics.gauss_newton(residuals[i], regulariser, DAMPING_DECAY))
+                np.testing.assert_allclose(ours, exact, atol=2e-3 * np.abs(exact).max())
+            else:  # 40 of 3K triplets: a different direction, not the exact one
+                exact = np.asarray(physics.gauss_newton(residuals[i], regulariser, DAMPING_DECAY))
+                assert np.abs(ours - exact).max() > 1e-2 * np.abs(exact).max()
+    assert k * 3 == a.shape[1]
+    # In the untrained network (zero CNNs): K damped Gauss-Newton steps, now rank-r ones.
+    full = UnrolledPhysics.create(PhysicsLoss.for_dataset(dataset), dataset.mesh, sim.phantoms.tissue.nominal_background(),
+                                  basis_size=LGN.basis_size, jacobian_rank=min(a.shape))
+    run = nnx.jit(lambda n, s, m: n(s, m))
+    exact_images = run(LearnedGaussNewton(physics, iterations=2, width=8, rngs=nnx.Rngs(0)), signals, mri)
+    low_images = run(LearnedGaussNewton(full, iterations=2, width=8, rngs=nnx.Rngs(0)), signals, mri)
+    np.testing.assert_allclose(np.asarray(low_images), np.asarray(exact_images), atol=2e-3 * float(jnp.abs(exact_images).max()))
+    with pytest.raises(ValueError, match="jacobian_rank .* exceeds"):
+        UnrolledPhysics.create(PhysicsLoss.for_dataset(dataset), dataset.mesh, sim.phantoms.tissue.nominal_background(),
+                               basis_size=LGN.basis_size, jacobian_rank=min(a.shape) + 1)
+    with pytest.raises(ValueError, match="jacobian_rank must be"):
+        ModelSpec("lgn", jacobian_rank=0)
+
+
 @pytest.mark.extended
 def test_linearised_gradients_follow_the_exact_ones_and_stopped_do_not(dataset, physics):
     """Iteration 0's CNN changes t₁, which iteration 1's physics partly undoes: the linearised

@@ -64,6 +64,9 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--damping", choices=LGN_DAMPINGS, default=ModelSpec.damping,
                         help="lgn: damping of the Gauss-Newton steps: DRI's decaying one, or the middle iteration's "
                         "for all (one factorisation per phantom; faster)")
+    parser.add_argument("--jacobian-rank", type=int, default=ModelSpec.jacobian_rank, metavar="R",
+                        help="lgn: Gauss-Newton directions from the reference Jacobian's R leading singular triplets "
+                        "(an RxR factorisation per iteration instead of a 3Kx3K one; default: exact; docs/learned.md)")
     parser.add_argument("--train-phantoms", type=int,
                         help="train on the first N phantoms of the training split (default all; dri-unet reconstructs each once)")
     parser.add_argument("--validation-phantoms", type=int, help="validate on the first N phantoms of the validation split")
@@ -115,7 +118,8 @@ def run(args) -> int:
     config = TrainConfig(
         model=ModelSpec(args.model, wavelengths=len(sim.wavelengths_nm), image_size=sim.image_size, width=args.width,
                         margin=args.margin, upsampling=args.upsampling, iterations=args.iterations,
-                        basis_size=args.basis_size, gradients=args.gradients, damping=args.damping),
+                        basis_size=args.basis_size, gradients=args.gradients, damping=args.damping,
+                        jacobian_rank=args.jacobian_rank),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

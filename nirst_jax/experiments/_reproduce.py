@@ -101,7 +101,7 @@ def demo(folder, scale="demo", progress: bool = True) -> Path:
         "**MSE, PSNR and SSIM inside the disk, mean ± std**",
         scores.table(),
         f"Total {time.perf_counter() - started:.0f} s on {machine_description()}. The full study: "
-        "`nirst reproduce --scale small` (CPU, ≈ 85–95 min) or `--scale paper` (GPU).",
+        "`nirst reproduce --scale small` (CPU, ≈ 2 h) or `--scale paper` (GPU).",
     ]) + "\n"
     with atomic_path(study.folder / "report.md") as temporary:
         temporary.write_text(text)

@@ -41,6 +41,8 @@ class Scale:
             iterations, pixel-basis size and Adam learning rate.
         lgn_width: channel multiplier of LGN's update CNNs (None: `width`); its cost is small
             beside the physics in the loop.
+        lgn_jacobian_rank: rank of the Jacobian in LGN's Gauss-Newton directions
+            (`ModelSpec.jacobian_rank`; None: exact).
         learned_data_mesh_spacing_mm: the mesh of the learned methods' training data (LGN and
             DRI + U-Net: the main dataset's phantoms, seeds and noise, simulated on this finer
             mesh); they reconstruct on `mesh_spacing_mm`, so training shows them that mesh's
@@ -80,6 +82,7 @@ class Scale:
     lgn_basis_size: int = 24
     lgn_learning_rate: float = 0.001
     lgn_width: float | None = None
+    lgn_jacobian_rank: int | None = None
     dri_mesh_spacing_mm: float | None = None
     learned_data_mesh_spacing_mm: float | None = None
     learned_loss: str = "mse"
@@ -145,7 +148,7 @@ SCALES = {
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
-    # The whole study in ≈ 85–95 min on a 2-core CPU (estimated 2026-12-05 from measured stages, with the symmetrised LGN rows).
+    # The whole study: 128 min from scratch on a 2-core CPU (measured 2026-12-06; docs/reproduction.md).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
                    dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5),

@@ -294,7 +294,7 @@ class Study:
         if recipe.model == "lgn":
             config = config.replace(
                 model=replace(config.model, iterations=s.lgn_iterations, basis_size=s.lgn_basis_size,
-                              width=s.lgn_network_width),
+                              width=s.lgn_network_width, jacobian_rank=s.lgn_jacobian_rank),
                 epochs=s.lgn_epochs,
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",

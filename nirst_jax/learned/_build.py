@@ -51,7 +51,8 @@ def build_network(
         mesh, simulation.measurement_setup(), normalisation, reference_chromophores=reference,
         wavelengths_nm=simulation.wavelengths_nm, active=signal_mask,
     )
-    physics = UnrolledPhysics.create(physics_loss, mesh, reference, basis_size=spec.basis_size)
+    physics = UnrolledPhysics.create(physics_loss, mesh, reference, basis_size=spec.basis_size,
+                                     jacobian_rank=spec.jacobian_rank)
     return LearnedGaussNewton(
         physics,
         iterations=spec.iterations,

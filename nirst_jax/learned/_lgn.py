@@ -8,6 +8,8 @@
 
 With `damping="constant"` every iteration uses the middle one's damping ρ^((K−1)/2), so one
 Cholesky factorisation per phantom serves all K (measured: −28 % per training step; docs/learned.md).
+With a Jacobian rank r (`UnrolledPhysics.create(..., jacobian_rank=r)`) the 3K×3K factorisations
+give way to one K×K factorisation per phantom and an r×r one per iteration (`_physics.py`).
 
 The CNN of each iteration starts at zero (its last layer is zero-initialised) and aₖ at 1, so
 an untrained network is K damped DRI Gauss-Newton steps; training learns what the physics
@@ -148,9 +150,15 @@ class LearnedGaussNewton(nnx.Module):
         regularisers = jax.vmap(physics.regulariser)(mri)
         dampings = DAMPING_DECAY ** jnp.arange(self.iterations, dtype=signals.dtype)
         if self.damping == "constant":
-            dtype = jnp.result_type(signals.dtype, jnp.float32)
-            middle = DAMPING_DECAY ** ((self.iterations - 1) / 2)
-            factors = jax.vmap(lambda reg: physics.factorise(reg, middle, dtype))(regularisers)
+            dampings = jnp.full_like(dampings, DAMPING_DECAY ** ((self.iterations - 1) / 2))
+        dtype = jnp.result_type(signals.dtype, jnp.float32)  # float64 inputs solve in float64
+        if physics.jacobian_rank is not None:
+            priors = jax.vmap(lambda reg: physics.low_rank_prior(reg, dtype))(regularisers)
+
+            def gauss_newton(residual, damping):
+                return jax.vmap(lambda r, prior: physics.low_rank_direction(r, prior, damping))(residual, priors)
+        elif self.damping == "constant":
+            factors = jax.vmap(lambda reg: physics.factorise(reg, dampings[0], dtype))(regularisers)
 
             def gauss_newton(residual, damping):
                 del damping  # one factor, at the middle damping, serves every iteration

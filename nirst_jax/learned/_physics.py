@@ -12,9 +12,19 @@ referenced to its own mesh, as a measurement is: ŝ is the physics loss's re-sim
 
 - the data-fit descent direction −∇_t ½‖r‖² = J_tᵀ r (exact: one adjoint solve per source);
 - the MRI-guided Gauss-Newton (Levenberg-Marquardt) direction on a coarse pixel basis B,
-  δ = B (AᵀA + λ R_DRI)⁻¹ Aᵀ r, with A = ∂ŝ/∂u the Jacobian at the reference phantom
-  (computed once, so a step costs one forward solve and a 3K×3K Cholesky factorisation) and
-  R_DRI the DRI matrix of the phantom's MRI (`nirst_jax.recon.dri_matrix`).
+  δ = B (AᵀA + λ P)⁻¹ Aᵀ r, P = I₃ ⊗ R_DRI, with A = ∂ŝ/∂u the Jacobian at the reference
+  phantom (computed once, so a step costs one forward solve and a 3K×3K Cholesky
+  factorisation) and R_DRI the DRI matrix of the phantom's MRI (`nirst_jax.recon.dri_matrix`).
+
+With a Jacobian rank r (`create(..., jacobian_rank=r)`), A is replaced by its r leading
+singular triplets, A_r = U S Vᵀ (computed once), and the direction is solved in r dimensions:
+with R = C Cᵀ (a K×K Cholesky factor) and W = (I₃ ⊗ C)⁻¹ V S,
+
+    δ = B (I₃ ⊗ C)⁻ᵀ W (WᵀW + λ I_r)⁻¹ Uᵀ r,
+
+which is (A_rᵀA_r + λ P)⁻¹ A_rᵀ r exactly (the push-through identity). C, W and WᵀW depend on
+the MRI only, so they are computed once per phantom (`low_rank_prior`); each iteration factorises
+an r×r matrix. r = rank(A) gives the exact direction.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ class UnrolledPhysics(eqx.Module):
             a partition of unity).
         reference: (3,) normalised reference chromophores (the homogeneous start's first guess).
         dri_weight: α of the DRI penalty (relative to `curvature`).
+        left, right: (M, r) U and (3K, r) V S of the rank-r Jacobian (module docstring), or
+            None: the exact direction.
     """
 
     physics_loss: PhysicsLoss
@@ -63,6 +75,8 @@ class UnrolledPhysics(eqx.Module):
     homogeneous_sensitivity: jnp.ndarray
     reference: jnp.ndarray
     dri_weight: float = eqx.field(static=True)
+    left: jnp.ndarray | None = None
+    right: jnp.ndarray | None = None
 
     @classmethod
     def create(
@@ -73,6 +87,7 @@ class UnrolledPhysics(eqx.Module):
         *,
         basis_size: int = DEFAULT_BASIS_SIZE,
         dri_weight: float = DEFAULT_WEIGHTS["dri"],
+        jacobian_rank: int | None = None,
     ) -> "UnrolledPhysics":
         """Build the operators.
 
@@ -83,12 +98,17 @@ class UnrolledPhysics(eqx.Module):
                 the signals are referenced to (where the Jacobian is taken).
             basis_size: pixel-basis points per side of the Gauss-Newton direction.
             dri_weight: α of the DRI penalty.
+            jacobian_rank: r, the leading singular triplets of A the Gauss-Newton direction uses
+                (module docstring; at most min(M, 3K)); None: the exact direction.
 
         Returns:
             The operators (float32).
         """
         if not (np.isfinite(dri_weight) and dri_weight > 0):
             raise ValueError(f"dri_weight must be > 0, got {dri_weight!r}")
+        if jacobian_rank is not None and (isinstance(jacobian_rank, bool) or int(jacobian_rank) != jacobian_rank
+                                          or jacobian_rank < 1):
+            raise ValueError(f"jacobian_rank must be a positive integer or None, got {jacobian_rank!r}")
         if physics_loss.model.fem.n_nodes != mesh.n_nodes:
             raise ValueError(f"the physics loss has {physics_loss.model.fem.n_nodes} nodes, the mesh {mesh.n_nodes}")
         scatter = physics_loss.scatter
@@ -105,6 +125,14 @@ class UnrolledPhysics(eqx.Module):
         sensitivity = per_coefficient[:, :, None, :] * chain[:, None, :, None] * active[:, :, None, None]  # (L, M, 3, K)
         sensitivity = sensitivity.reshape(-1, 3 * basis.n_coefficients).astype(np.float64)
         reference = (np.asarray(reference_chromophores, float) - np.asarray(normalisation.target_mean)) / np.asarray(normalisation.target_std)
+        left = right = None
+        if jacobian_rank is not None:
+            if jacobian_rank > min(sensitivity.shape):
+                raise ValueError(f"jacobian_rank {jacobian_rank} exceeds the Jacobian's {sensitivity.shape} "
+                                 f"(at most {min(sensitivity.shape)})")
+            u, singular, vt = np.linalg.svd(sensitivity, full_matrices=False)
+            left = jnp.asarray(u[:, :jacobian_rank], jnp.float32)
+            right = jnp.asarray(vt[:jacobian_rank].T * singular[:jacobian_rank], jnp.float32)
         return cls(
             physics_loss=physics_loss,
             basis=basis,
@@ -114,6 +142,8 @@ class UnrolledPhysics(eqx.Module):
             homogeneous_sensitivity=jnp.asarray(sensitivity.reshape(len(sensitivity), 3, -1).sum(-1), jnp.float32),
             reference=jnp.asarray(reference, jnp.float32),
             dri_weight=float(dri_weight),
+            left=left,
+            right=right,
         )
 
     @property
@@ -186,6 +216,51 @@ class UnrolledPhysics(eqx.Module):
         image grid (3, H, W), in the factor's precision."""
         a = self.sensitivity.astype(factor.dtype)
         coefficients = jsl.cho_solve((factor, True), matmul(a.T, residual.reshape(-1).astype(factor.dtype)))
+        return self._image(coefficients)
+
+    @property
+    def jacobian_rank(self) -> int | None:
+        """r of the rank-r Gauss-Newton direction (None: exact)."""
+        return None if self.right is None else self.right.shape[1]
+
+    def low_rank_prior(self, regulariser, dtype=jnp.float32) -> tuple:
+        """What the rank-r direction needs of one phantom's MRI, computed once (module docstring).
+
+        Arguments:
+            regulariser: (K, K) R (`regulariser`).
+            dtype: of the computation.
+
+        Returns:
+            (C, W, WᵀW): (K, K) lower Cholesky factor of R, (3K, r), (r, r).
+        """
+        if self.right is None:
+            raise ValueError("low_rank_prior needs a jacobian_rank (UnrolledPhysics.create)")
+        factor = jnp.linalg.cholesky(regulariser.astype(dtype))
+        k = self.basis.n_coefficients
+        blocks = self.right.astype(dtype).reshape(3, k, -1)
+        whitened = jax.vmap(lambda b: jsl.solve_triangular(factor, b, lower=True))(blocks).reshape(3 * k, -1)
+        return factor, whitened, matmul(whitened.T, whitened)
+
+    def low_rank_direction(self, residual, prior, damping) -> jnp.ndarray:
+        """The rank-r Gauss-Newton direction (module docstring) on the image grid (3, H, W).
+
+        Arguments:
+            residual: (L, S, K) r.
+            prior: `low_rank_prior` of the phantom's regulariser.
+            damping: λ, relative (as `gauss_newton`).
+        """
+        factor, whitened, gram = prior
+        dtype = factor.dtype
+        shift = damping * self.dri_weight * self.curvature.astype(dtype)
+        small = gram + shift * jnp.eye(gram.shape[0], dtype=dtype)
+        projected = matmul(self.left.astype(dtype).T, residual.reshape(-1).astype(dtype))
+        x = matmul(whitened, jsl.cho_solve((jnp.linalg.cholesky(small), True), projected))
+        k = self.basis.n_coefficients
+        coefficients = jax.vmap(lambda b: jsl.solve_triangular(factor, b, lower=True, trans="T"))(x.reshape(3, k))
+        return self._image(coefficients.reshape(-1))
+
+    def _image(self, coefficients) -> jnp.ndarray:
+        """(3K,) basis coefficients → (3, H, W) image."""
         nodes = self.basis.nodes_from(coefficients.reshape(3, self.basis.n_coefficients))
         return self.physics_loss.interpolation.nodes_to_image(nodes)
 

@@ -47,6 +47,10 @@ class ModelSpec:
         damping: the damping of its Gauss-Newton steps (lgn only): "decaying" (DRI's ρᵏ, one
             factorisation per iteration) or "constant" (the middle iteration's, one factorisation
             per phantom; `LGN_DAMPINGS`).
+        jacobian_rank: rank of the reference Jacobian in its Gauss-Newton directions (lgn only):
+            None: exact (a 3K×3K factorisation per phantom and iteration); r: its r leading
+            singular triplets (a K×K factorisation per phantom, an r×r one per iteration;
+            `nirst_jax.learned.UnrolledPhysics`).
 
     The defaults give clean images (docs/training.md, "Image artefacts"); `STUDY_ARCHITECTURE`
     (margin 0, transposed) is the published architecture.
@@ -62,6 +66,7 @@ class ModelSpec:
     basis_size: int = 24
     gradients: str = "linearised"
     damping: str = "decaying"
+    jacobian_rank: int | None = None
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -84,6 +89,9 @@ class ModelSpec:
             raise ValueError(f"gradients must be one of {PHYSICS_GRADIENTS}, got {self.gradients!r}")
         if self.damping not in LGN_DAMPINGS:
             raise ValueError(f"damping must be one of {LGN_DAMPINGS}, got {self.damping!r}")
+        rank = self.jacobian_rank
+        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or rank < 1):
+            raise ValueError(f"jacobian_rank must be a positive integer or None, got {rank!r}")
 
     @property
     def uses_mri(self) -> bool:

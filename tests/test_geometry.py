@@ -115,7 +115,8 @@ def test_setup_registers_the_mri_onto_the_mesh_and_records_the_registration():
     again = MeasurementSetup.from_dict(json.loads(json.dumps(setup.to_dict())))
     assert again == setup and again.mri_registration == registration
     assert "mri_registration" not in MeasurementSetup.disk(image_size=32).to_dict()
-    assert MeasurementSetup.disk(mri_registration=RigidRegistration(rotation_deg=360.0)).fingerprint == MeasurementSetup.disk().fingerprint
+    full_turn = MeasurementSetup.disk(mri_registration=RigidRegistration(rotation_deg=360.0, center_mm=(5.0, 0.0)))
+    assert full_turn == MeasurementSetup.disk() == MeasurementSetup.from_dict(full_turn.to_dict())
     with pytest.raises(ValueError, match="shift_mm"):
         RigidRegistration(shift_mm=(1.0, np.nan))
     with pytest.raises(ValueError, match="unknown registration keys"):

@@ -62,6 +62,8 @@ class MeasurementSetup:
         object.__setattr__(self, "image_size", int(self.image_size))
         if not isinstance(self.mri_registration, RigidRegistration):
             raise TypeError(f"mri_registration must be a RigidRegistration, got {type(self.mri_registration).__name__}")
+        if self.mri_registration.is_identity:  # e.g. a full turn: the same set-up as none, and so recorded
+            object.__setattr__(self, "mri_registration", RigidRegistration())
 
     @classmethod
     def disk(cls, radius_mm: float = 41.0, n_fibres: int = 16, *, angle_offset_deg: float = 0.0, **settings) -> "MeasurementSetup":

@@ -109,6 +109,7 @@ class UnrolledPhysics(eqx.Module):
         if jacobian_rank is not None and (isinstance(jacobian_rank, bool) or int(jacobian_rank) != jacobian_rank
                                           or jacobian_rank < 1):
             raise ValueError(f"jacobian_rank must be a positive integer or None, got {jacobian_rank!r}")
+        jacobian_rank = None if jacobian_rank is None else int(jacobian_rank)
         if physics_loss.model.fem.n_nodes != mesh.n_nodes:
             raise ValueError(f"the physics loss has {physics_loss.model.fem.n_nodes} nodes, the mesh {mesh.n_nodes}")
         scatter = physics_loss.scatter

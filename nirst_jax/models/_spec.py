@@ -48,7 +48,8 @@ class ModelSpec:
             factorisation per iteration) or "constant" (the middle iteration's, one factorisation
             per phantom; `LGN_DAMPINGS`).
         jacobian_rank: rank of the reference Jacobian in its Gauss-Newton directions (lgn only):
-            None: exact (a 3K×3K factorisation per phantom and iteration); r: its r leading
+            None: exact (a 3K×3K factorisation per phantom and iteration; per phantom with
+            constant damping); r: its r leading
             singular triplets (a K×K factorisation per phantom, an r×r one per iteration;
             `nirst_jax.learned.UnrolledPhysics`).
 
@@ -92,6 +93,8 @@ class ModelSpec:
         rank = self.jacobian_rank
         if rank is not None and (isinstance(rank, bool) or int(rank) != rank or rank < 1):
             raise ValueError(f"jacobian_rank must be a positive integer or None, got {rank!r}")
+        if rank is not None:
+            object.__setattr__(self, "jacobian_rank", int(rank))
 
     @property
     def uses_mri(self) -> bool:

@@ -209,7 +209,7 @@ class UnrolledPhysics(eqx.Module):
             dtype: of the factorisation.
         """
         penalty = jnp.kron(jnp.eye(3, dtype=dtype), regulariser.astype(dtype))
-        system = self.normal.astype(dtype) + (damping * self.dri_weight * self.curvature.astype(dtype)) * penalty
+        system = self.normal.astype(dtype) + self._penalty_weight(damping, dtype) * penalty
         return jsl.cho_factor(system, lower=True)[0]
 
     def solve(self, residual, factor) -> jnp.ndarray:
@@ -252,13 +252,17 @@ class UnrolledPhysics(eqx.Module):
         """
         factor, whitened, gram = prior
         dtype = factor.dtype
-        shift = damping * self.dri_weight * self.curvature.astype(dtype)
+        shift = self._penalty_weight(damping, dtype)
         small = gram + shift * jnp.eye(gram.shape[0], dtype=dtype)
         projected = matmul(self.left.astype(dtype).T, residual.reshape(-1).astype(dtype))
         x = matmul(whitened, jsl.cho_solve((jnp.linalg.cholesky(small), True), projected))
         k = self.basis.n_coefficients
         coefficients = jax.vmap(lambda b: jsl.solve_triangular(factor, b, lower=True, trans="T"))(x.reshape(3, k))
         return self._image(coefficients.reshape(-1))
+
+    def _penalty_weight(self, damping, dtype):
+        """λ·α·h̄: the weight of the DRI penalty in a Gauss-Newton system with damping λ."""
+        return damping * self.dri_weight * self.curvature.astype(dtype)
 
     def _image(self, coefficients) -> jnp.ndarray:
         """(3K,) basis coefficients → (3, H, W) image."""

@@ -175,6 +175,8 @@ def test_low_rank_gauss_newton_is_the_truncated_jacobians_exact_direction(datase
                                basis_size=LGN.basis_size, jacobian_rank=min(a.shape) + 1)
     with pytest.raises(ValueError, match="jacobian_rank must be"):
         ModelSpec("lgn", jacobian_rank=0)
+    with pytest.raises(ValueError, match="a znet has none"):
+        ModelSpec("znet", jacobian_rank=400)
 
 
 @pytest.mark.extended

@@ -116,6 +116,30 @@ def test_resume_identifies_the_dataset_by_content_and_keeps_the_schedule(dataset
     Trainer(moved, tmp_path / "run", config.replace(epochs=3), resume=True, progress=False)  # constant rate: fine
 
 
+def test_checkpoints_written_at_an_interval_keep_the_best_epochs_state(dataset, tmp_path):
+    """With writes deferred (interval longer than the run), nothing is written at epoch 0's end;
+    the stop writes `last` and the copy of epoch 0's state as `best`, equal to what writing at
+    every epoch stores (the training step donates its buffers, so a bare reference would not)."""
+    config = TrainConfig(model=TINY, epochs=2, batch_size=32)  # 5 steps per epoch
+    runs = {}
+    for name, interval in (("every", 0.0), ("deferred", 1e9)):
+        trainer = Trainer(dataset, tmp_path / name, config, progress=False, checkpoint_interval_s=interval)
+        writes, save = [], trainer.checkpoints.save
+        trainer.checkpoints.save = lambda kind, state: (writes.append((kind, int(state.step))), save(kind, state))
+        trainer.fit(stop_after_steps=7)  # epoch 0 ends at step 5; the stop inside epoch 1 writes
+        expected = [("best", 5), ("last", 5), ("last", 7)] if interval == 0 else [("best", 5), ("last", 7)]
+        assert writes == expected
+        assert (trainer.checkpoints.latest_step("best"), trainer.checkpoints.latest_step("last")) == (5, 7)
+        runs[name] = {kind: trainer.checkpoints.restore(kind, trainer.state) for kind in ("best", "last")}
+        trainer.close()
+    for kind in ("best", "last"):
+        for a, b in zip(jax.tree.leaves(runs["every"][kind]), jax.tree.leaves(runs["deferred"][kind])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(runs["deferred"]["best"].step) == 5
+    with pytest.raises(ValueError, match="checkpoint_interval_s must be ≥ 0"):
+        Trainer(dataset, tmp_path / "bad", config, progress=False, checkpoint_interval_s=-1)
+
+
 def test_the_writer_deletes_unfinished_saves_before_its_managers_open(tmp_path):
     """A killed save's temporary folder is gone when the writer's `Checkpoints` returns (orbax's
     background cleanup raced the managers' listing), and a reader leaves it alone."""
@@ -137,7 +161,7 @@ def test_train_killed_mid_write_resumes_to_the_uninterrupted_run(dataset, tmp_pa
     in place and the checkpoint half written) resumes to the parameters and log of an
     uninterrupted run."""
     command = ["train", "--data", str(dataset.folder), "--epochs", "2", "--batch-size", "32", "--width", "0.125",
-               "--margin", "0", "--upsampling", "transposed", "--no-progress", "--out"]
+               "--margin", "0", "--upsampling", "transposed", "--checkpoint-interval", "0", "--no-progress", "--out"]
 
     def nirst(run, fragment="never-renamed", occurrence=1, *extra):
         done = run_killed(fragment, occurrence, *command, str(run), *extra)

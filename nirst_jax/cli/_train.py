@@ -9,7 +9,7 @@ from pathlib import Path
 def add_parser(commands, name: str) -> None:
     """Register the subcommand."""
     from ..models import LGN_DAMPINGS, MODEL_NAMES, PHYSICS_GRADIENTS, ModelSpec
-    from ..training import DATA_LOSSES, FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
+    from ..training import CHECKPOINT_INTERVAL_S, DATA_LOSSES, FINE_TUNING_PHYSICS_WEIGHT, SCHEDULES
 
     parser = commands.add_parser(
         name,
@@ -79,6 +79,9 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--num-processes", type=int, help="multi-process training: how many processes")
     parser.add_argument("--process-id", type=int, help="multi-process training: this process's rank")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--checkpoint-interval", type=float, default=CHECKPOINT_INTERVAL_S, metavar="SECONDS",
+                        help="write checkpoints at an epoch's end only when the last write is this old (0: every "
+                             "epoch); always at the end and on Ctrl-C. A killed run loses at most this much training")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
 
@@ -137,7 +140,8 @@ def run(args) -> int:
         seed=args.seed,
         init_from=None if args.init_from is None else str(args.init_from.absolute()),
     )
-    trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress,
+                      checkpoint_interval_s=args.checkpoint_interval)
     print(
         f"training {args.model} ({trainer.steps_per_epoch} steps/epoch × {config.epochs} epochs, "
         f"batch {config.batch_size} over {len(devices)} device(s)) into {args.out}"

@@ -151,7 +151,8 @@ SCALES = {
     # The whole study: 128 min from scratch on a 2-core CPU (measured 2026-12-06; docs/reproduction.md).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
-                   dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5),
+                   dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5,
+                   lgn_jacobian_rank=400),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
                    external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5,

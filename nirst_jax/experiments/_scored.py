@@ -82,10 +82,10 @@ def psnr_comparison(scores: Scores, ours: str, others) -> tuple[list[str], list[
     return wins, losses
 
 
-def psnr_change_table(before: Scores, after: Scores, change: str) -> str:
-    """Markdown: mean PSNR per method and chromophore, `before` → `after` (methods of `after`)."""
+def psnr_change_table(before: Scores, after: Scores, change: str, methods=None) -> str:
+    """Markdown: mean PSNR per method and chromophore, `before` → `after` (`methods`, default those of `after`)."""
     rows = ["| method | " + " | ".join(f"PSNR {c}, {change}" for c in CHROMOPHORE_LABELS) + " |", "|---|---|---|---|"]
-    for m in after.methods:
+    for m in after.methods if methods is None else methods:
         cells = (f"{a:.1f} → {b:.1f}" for a, b in zip(before.mean(m, "psnr"), after.mean(m, "psnr")))
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

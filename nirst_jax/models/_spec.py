@@ -94,6 +94,9 @@ class ModelSpec:
         if rank is not None and (isinstance(rank, bool) or int(rank) != rank or rank < 1):
             raise ValueError(f"jacobian_rank must be a positive integer or None, got {rank!r}")
         if rank is not None:
+            if self.name != "lgn":
+                raise ValueError(f"jacobian_rank is a setting of lgn's Gauss-Newton directions; a {self.name} has none "
+                                 f"(got {rank!r})")
             object.__setattr__(self, "jacobian_rank", int(rank))
 
     @property

@@ -8,9 +8,10 @@ from ._log import loss_figure, read_log
 from ._network import TrainedNetwork
 from ..learned import PhysicsLoss
 from ._steps import Steps, TrainState, initial_state
-from ._trainer import Trainer, evaluate_batches, train
+from ._trainer import CHECKPOINT_INTERVAL_S, Trainer, evaluate_batches, train
 
 __all__ = [
+    "CHECKPOINT_INTERVAL_S",
     "FINE_TUNING_PHYSICS_WEIGHT",
     "Checkpoints",
     "PhysicsLoss",

@@ -54,6 +54,7 @@ class TrainedNetwork:
         self.model = nnx.merge(graphdef, state.params, state.batch_stats)
         signal_mask = self.signal_mask
         self._predict = jax.jit(lambda s, m: self._forward(mask_signals(s, signal_mask), m))
+        self._predict_prepared = None  # `from_first_stage`'s, compiled on first use
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -75,8 +76,8 @@ class TrainedNetwork:
     def image_size(self) -> int:
         return self.config.model.image_size
 
-    def _forward(self, signals, mri):
-        output = self.model(signals, normalise_mri(mri, self.image_mask), train=False)
+    def _forward(self, signals, mri, **prepared):
+        output = self.model(signals, normalise_mri(mri, self.image_mask), train=False, **prepared)
         return jnp.where(self.image_mask, self.normalisation.images(output), 0.0)
 
     def __call__(self, ln_amplitude, mri, batch_size: int | None = None) -> np.ndarray:
@@ -114,3 +115,34 @@ class TrainedNetwork:
         out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in padded_batches((signals, mri), batch_size)]
         images = np.concatenate(out)
         return images[0] if single else images
+
+    def from_first_stage(self, first_stage, mri, batch_size: int = 64) -> np.ndarray:
+        """Reconstruct from the first stage's images computed elsewhere: for DRI + U-Net, DRI's
+        images of the same measurements with the network's reconstruction mesh, settings and
+        fibres (`GaussNewtonMethod`, as `nirst evaluate` and the study run it), so a DRI already
+        run is not run again. Equals `self(ln_amplitude, mri)` to DRI's float32 rounding (the
+        network's first stage is that DRI: tests/test_dri_unet.py).
+
+        Arguments:
+            first_stage: (B, 3, H, H) HbO (µM), Hb (µM), water (%).
+            mri: (B, H, H) MRI grey levels.
+            batch_size: phantoms per compiled call.
+
+        Returns:
+            (B, 3, H, H) float32 images, 0 outside the disk.
+        """
+        if not hasattr(self.model, "prepare"):
+            raise ValueError(f"a {self.config.model.name} network has no first stage")
+        first_stage, mri = np.asarray(first_stage, np.float32), np.asarray(mri, np.float32)
+        size = self.image_size
+        if first_stage.ndim != 4 or first_stage.shape[1:] != (3, size, size) or mri.shape != (len(first_stage), size, size):
+            raise ValueError(f"first_stage must be (B, 3, {size}, {size}) and mri (B, {size}, {size}), "
+                             f"got {first_stage.shape} and {mri.shape}")
+        if not (np.isfinite(first_stage).all() and np.isfinite(mri).all()):
+            raise ValueError("first_stage or mri has NaN or infinite values")
+        if self._predict_prepared is None:
+            mask = jnp.asarray(self.model.stage.value.mask, jnp.float32)
+            self._predict_prepared = jax.jit(lambda images, m: self._forward(
+                None, m, prepared=self.normalisation.targets(images) * mask))
+        out = [np.asarray(self._predict_prepared(*chunk))[:n] for n, chunk in padded_batches((first_stage, mri), batch_size)]
+        return np.concatenate(out)

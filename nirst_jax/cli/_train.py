@@ -81,7 +81,7 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--checkpoint-interval", type=float, default=CHECKPOINT_INTERVAL_S, metavar="SECONDS",
                         help="write checkpoints at an epoch's end only when the last write is this old (0: every "
-                             "epoch); always at the end and on Ctrl-C. A killed run loses at most this much training")
+                             "epoch); always at the end and on Ctrl-C. A killed run loses at most this much training plus one epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
 

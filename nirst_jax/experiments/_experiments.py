@@ -199,7 +199,8 @@ def _robustness(study: Study, name: str, key: str, title: str, text: str, method
     # is not DRI at its best there, and not worth its minutes (3 of the `small` study's).
     matched_methods = tuple(m for m in methods if m != FINE_DRI)
     matched = Scores.compute({m: study.reconstruct(reference, m) for m in matched_methods}, reference.truth, reference.mask)
-    section.tables.append(("Mean PSNR (dB) on the matched test split and on this set",
+    section.tables.append(("Mean PSNR (dB) on the matched test split and on this set"
+                           + (f" ({FINE_DRI}: this set only)" if FINE_DRI in methods else ""),
                            psnr_change_table(matched, scores, f"test split → {name}", matched_methods)))
     return section, scores
 

@@ -429,9 +429,11 @@ class Study:
         if name in NETWORKS and NETWORKS[name].model == "dri-unet":
             network = method.method if isinstance(method, Recalibrated) else method
             spacing = network.config.physics_mesh_spacing_mm or network.simulation.mesh_spacing_mm
-            if spacing != self.dataset.config.mesh_spacing_mm:
-                raise ValueError(f"{name} reconstructs on a {spacing} mm mesh, the DRI row on "
-                                 f"{self.dataset.config.mesh_spacing_mm} mm: its first stage is not that row")
+            fibres = self.dataset.config.measurement_setup().measurement_mask(active_fibres)
+            if spacing != self.dataset.config.mesh_spacing_mm or not np.array_equal(network.signal_mask, fibres):
+                raise ValueError(f"{name} reconstructs on a {spacing} mm mesh from {int(network.signal_mask.sum())} "
+                                 f"measurements, the DRI row on {self.dataset.config.mesh_spacing_mm} mm from "
+                                 f"{int(fibres.sum())}: its first stage is not that row")
             return network.from_first_stage(self.reconstruct(test, "DRI", active_fibres), test.mri)
         return method(test.ln_amplitude, test.mri)
 

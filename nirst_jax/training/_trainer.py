@@ -107,7 +107,8 @@ class Trainer:
         progress: show a progress bar.
         checkpoint_interval_s: write the checkpoints at the end of an epoch only when the last
             write is at least this old (0: every epoch), and always at the end, on an early stop
-            and on KeyboardInterrupt. A killed run loses at most this much training. Each write
+            and on KeyboardInterrupt. A killed run loses at most this much training plus one
+            epoch; with several processes, process 0's clock decides for all. Each write
             takes ≈ 0.6 s (orbax), which every-epoch writes of a network with 5-s epochs pay
             80 times over 40 epochs (`best` and `last`).
     """
@@ -188,10 +189,10 @@ class Trainer:
         self._unsaved_best = None  # a copy of the best state since then, written with the next `last`
         self.records: list[dict] = []
         self._figure_written, self._figure_epochs = -np.inf, 0  # when RUN/loss.png was drawn, from how many records
+        if resume and self.main_process:
+            remove_temporaries(self.run)  # what killed writes of the log and figure left
         resumed = resume and self.checkpoints.latest_step("last") is not None
-        if resumed:
-            if self.main_process:
-                remove_temporaries(self.run)  # what killed writes of the log and figure left
+        if resumed:  # else (killed before its first checkpoint) the run starts over, its log rewritten
             self.state = self.checkpoints.restore("last", self.state)
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
@@ -355,7 +356,10 @@ class Trainer:
                 self._write_figure()
         if improved:  # a copy: the next training step donates the state's buffers
             self._unsaved_best = jax.tree.map(jnp.copy, self.state)
-        if epoch + 1 == self.config.epochs or time.monotonic() - self._saved_at >= self.checkpoint_interval_s:
+        due = epoch + 1 == self.config.epochs or time.monotonic() - self._saved_at >= self.checkpoint_interval_s
+        if jax.process_count() > 1:  # saves are collective: every process follows process 0's clock
+            due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+        if due:
             self._save_checkpoints()
 
     def evaluate(self, indices, state: TrainState | None = None) -> dict[str, np.ndarray]:

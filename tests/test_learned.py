@@ -296,3 +296,20 @@ def test_lgn_settings_are_checked():
 
         randomised = SimulationConfig(phantoms=PhantomConfig(scatter_amplitude=(0.8, 1.2)), mesh_spacing_mm=6.0, image_size=SIZE)
         build_network(LGN, 0, randomised, None)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_update_cnn_convolution_equals_xlas_dilated_convolution(dilation):
+    # The update CNNs write each 3×3 convolution as shifted copies times the kernel (faster to
+    # differentiate inside the iterations' scan); the reference is XLA's own convolution.
+    from nirst_jax.learned._lgn import _shifted_convolution
+
+    x_key, kernel_key = jax.random.split(jax.random.key(dilation))
+    x = jax.random.normal(x_key, (2, 9, 11, 4))  # not square, smaller than the dilated window's reach
+    kernel = jax.random.normal(kernel_key, (3, 3, 4, 5))
+    reference = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", rhs_dilation=(dilation, dilation),
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                             precision=jax.lax.Precision.HIGHEST)
+    shifted = _shifted_convolution(x, kernel, dilation)
+    assert shifted.shape == reference.shape
+    np.testing.assert_allclose(shifted, reference, rtol=1e-5, atol=1e-5 * float(jnp.abs(reference).max()))

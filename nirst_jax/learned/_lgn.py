@@ -79,13 +79,25 @@ class UpdateNetworks(nnx.Module):
         """One iteration's CNN: `weights` a K-slice of `weights()`, x (B, H, W, C) → (B, H, W, 3)."""
         kernels, biases = weights
         for i, (kernel, bias, dilation) in enumerate(zip(kernels, biases, DILATIONS)):
-            x = jax.lax.conv_general_dilated(
-                x, kernel.astype(x.dtype), (1, 1), "SAME", rhs_dilation=(dilation, dilation),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            ) + bias.astype(x.dtype)
+            x = _shifted_convolution(x, kernel.astype(x.dtype), dilation) + bias.astype(x.dtype)
             if i < len(kernels) - 1:
                 x = jax.nn.relu(x)
         return x
+
+
+def _shifted_convolution(x, kernel, dilation: int):
+    """A 3×3 "SAME" convolution with `dilation`, x (B, H, W, C), kernel (3, 3, C, O), written as
+    the nine shifted copies of x against the kernel in one matrix product.
+
+    The iterations run in a `lax.scan` (a while loop), where XLA:CPU's gradient of
+    `conv_general_dilated` is ~5× slower than this form's (measured 2026-12-06: 50 vs 10 ms per
+    sample for K = 3 update CNNs, width 16, 32×32); the values agree to float32 rounding.
+    """
+    height, width = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (dilation, dilation), (dilation, dilation), (0, 0)))
+    shifts = [padded[:, i * dilation:i * dilation + height, j * dilation:j * dilation + width]
+              for i in range(3) for j in range(3)]
+    return jnp.einsum("bhwc,co->bhwo", jnp.concatenate(shifts, -1), kernel.reshape(-1, kernel.shape[-1]))
 
 
 def _unit_rms(direction, mask):

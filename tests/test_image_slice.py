@@ -179,7 +179,7 @@ def test_bad_slices_are_refused(tmp_path):
 def test_the_dri_prior_at_the_mesh_nodes_equals_the_analytic_image(tmp_path):
     """NIfTI (rotated −25°, 0.7 × 1.2 × 3 mm voxels, offset, slice 2 of 4) → the DRI prior's grey
     levels per node, along `nirst reconstruct --method dri`'s path: `ImageSlice.from_nifti` →
-    `on_grid(image_grid(mesh, 100), mask)` (`_mri_on_grid`) → `GridInterpolation.image_to_nodes`
+    `on_grid(image_grid(mesh, 100), mask)` (`MeasurementSetup.mri_on_grid`, `_on_grid`) → `GridInterpolation.image_to_nodes`
     → `ReconstructionBasis.average` (`Reconstructor.regulariser`). The image is a linear ramp f,
     which both bilinear resamplings reproduce exactly (voxels → grid pixel centres, then grid
     pixel centres → nodes), so at every node whose four neighbouring grid pixels lie in the
@@ -191,7 +191,8 @@ def test_the_dri_prior_at_the_mesh_nodes_equals_the_analytic_image(tmp_path):
     the 0.59 bound)."""
     from argparse import Namespace
 
-    from nirst_jax.cli._reconstruct import _mri_on_grid, _read_mri
+    from nirst_jax.cli._reconstruct import _on_grid, _read_mri
+    from nirst_jax.geometry import MeasurementSetup, OptodePositions, PolygonDomain
     from nirst_jax.recon import ReconstructionBasis, image_grid
 
     def f(x, y):
@@ -213,7 +214,12 @@ def test_the_dri_prior_at_the_mesh_nodes_equals_the_analytic_image(tmp_path):
     interpolation = GridInterpolation.build(mesh, grid)
     on_grid = image.on_grid(grid, np.asarray(interpolation.mask))
     args = Namespace(mri=tmp_path / "mri.nii.gz", mri_slice=2, mri_extent=None, mri_shift=(0.0, 0.0), mri_rotation=0.0)
-    np.testing.assert_array_equal(_mri_on_grid(_read_mri(args, mesh), mesh, 100), on_grid)  # the CLI's own path
+    # The CLI's own path, on the set-up it builds for a mesh with optodes placed by position.
+    outline = PolygonDomain.from_mesh(mesh)
+    setup = MeasurementSetup(outline, OptodePositions(outline.points[:1], outline.points[1:2], [(0, 0)]))
+    setup, cli_on_grid = _on_grid(setup, _read_mri(args, mesh, setup), mesh, 100)
+    assert setup.grid() == grid
+    np.testing.assert_array_equal(cli_on_grid, on_grid)
     grey = np.asarray(ReconstructionBasis.nodal(mesh).average(interpolation.image_to_nodes(on_grid)))
     exact = f(mesh.nodes[:, 0], mesh.nodes[:, 1])
 

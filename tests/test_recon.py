@@ -427,6 +427,7 @@ def test_reconstruct_cli_takes_and_records_the_optodes_of_a_nirfast_mesh(nirfast
     assert setup["mesh"] == {"kind": "nirfast", "prefix": str(prefix), "nodes": mesh.n_nodes, "sha256": mesh.content_hash}
     assert optodes_from_dict(json.loads(json.dumps(setup["optodes"]))) == OptodePositions.from_nirfast(nirfast)
     assert setup["wavelengths_nm"] == [690.0, 785.0, 830.0] and setup["frequency_hz"] == 0.0 and "mri" not in setup
+    assert setup["domain"]["kind"] == "polygon"  # the file's optodes are placed by position on its outline
 
 
 @pytest.mark.slow
@@ -488,8 +489,23 @@ def test_reconstruct_cli_refuses_an_mri_out_of_scale_with_the_mesh(tmp_path, cap
         error = capsys.readouterr().err
         assert message in error and "a mesh in cm with an MRI in mm (or the reverse)?" in error, error
     assert not (tmp_path / "bad").exists()
-    *_, image, _, _, _ = _prepared("--data", str(tmp_path / "data.npz"), "--mri", str(mri_mm), "--mesh-spacing", "8")
+    *_, image, _, _, _, _ = _prepared("--data", str(tmp_path / "data.npz"), "--mri", str(mri_mm), "--mesh-spacing", "8")
     assert image.field_of_view_mm == pytest.approx((120.0, 120.0))
+
+
+def test_reconstruct_cli_refuses_rim_fibres_off_a_disk_centred_at_the_origin(tmp_path):
+    """Evenly spaced rim fibres are a set-up of a disk about the origin (its image grid is
+    [−R, R]²): a data file's mesh elsewhere needs its optodes given, not guessed."""
+    mesh = nj.disk_mesh(30.0, 8.0, center=(5.0, -3.0))
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 12, 11)), wavelengths_nm=np.array([661.0, 785.0, 808.0]),
+             nodes=mesh.nodes, elements=mesh.elements)
+    with pytest.raises(ValueError, match="centred at the origin.*--optodes FILE"):
+        _prepared("--method", "tikhonov", "--data", str(tmp_path / "data.npz"), "--fibres", "12")
+    centred = nj.disk_mesh(30.0, 8.0)
+    np.savez(tmp_path / "data.npz", ln_amplitude=np.zeros((3, 12, 11)), wavelengths_nm=np.array([661.0, 785.0, 808.0]),
+             nodes=centred.nodes, elements=centred.elements)
+    *_, record = _prepared("--method", "tikhonov", "--data", str(tmp_path / "data.npz"), "--fibres", "12")
+    assert record["domain"] == {"kind": "disk", "radius_mm": pytest.approx(30.0)}
 
 
 def test_reconstruct_cli_records_the_mri_and_its_registration(tmp_path):
@@ -504,7 +520,7 @@ def test_reconstruct_cli_records_the_mri_and_its_registration(tmp_path):
     setup = json.loads(json.dumps(setup))
     assert setup["mesh"] == {"kind": "disk", "radius_mm": 41.0, "spacing_mm": 8.0, "nodes": mesh.n_nodes,
                              "sha256": mesh.content_hash}
-    assert optodes_from_dict(setup["optodes"]) == RimFibres(12)
+    assert optodes_from_dict(setup["optodes"]) == RimFibres(12) and setup["domain"] == {"kind": "disk", "radius_mm": 41.0}
     assert setup["mri"] == {"file": str(mri), "shift_mm": [1.5, -2.0], "rotation_deg": 30.0, "center_mm": [0.0, 0.0]}
     registration = {k: setup["mri"][k] for k in ("shift_mm", "rotation_deg", "center_mm")}
     assert RigidRegistration.from_dict(registration) == RigidRegistration((1.5, -2.0), 30.0)

@@ -108,11 +108,14 @@ def _read_image(path: Path, what: str) -> np.ndarray:
     return image
 
 
-def _read_mri(args, mesh):
-    """The MRI: an `ImageSlice` placed in mesh coordinates (NIfTI, DICOM, a stated extent or a
-    registration), or a square array over the image grid (the default for .npy/.png)."""
+def _read_mri(args, mesh, setup):
+    """The MRI: an `ImageSlice` placed by its own affine (NIfTI, DICOM, a stated extent or, for
+    a registration, laid over the set-up's grid), or a square array over the set-up's image grid
+    (the default for .npy/.png). The set-up's `mri_registration` then moves a slice onto the
+    mesh (`_on_grid`)."""
+    import dataclasses
+
     from ..mesh import ImageSlice, PixelGrid
-    from ..recon import image_grid
 
     path, name = args.mri, args.mri.name.lower()
     if args.mri_slice is not None and not name.endswith((".nii", ".nii.gz")):
@@ -123,12 +126,13 @@ def _read_mri(args, mesh):
         image = ImageSlice.from_nifti(path, args.mri_slice) if name.endswith((".nii", ".nii.gz")) else ImageSlice.from_dicom(path)
     else:
         array = _read_image(path, "MRI")
-        if args.mri_extent is None and _registration(args).is_identity:
+        if args.mri_extent is None and setup.mri_registration.is_identity:
             return array
-        grid = image_grid(mesh, array.shape[0]) if args.mri_extent is None else PixelGrid(array.shape[0], *args.mri_extent)
+        grid = (dataclasses.replace(setup, image_size=array.shape[0]).grid() if args.mri_extent is None
+                else PixelGrid(array.shape[0], *args.mri_extent))
         image = ImageSlice.covering(array, grid)
     _check_scale(image, mesh, path)
-    return _registration(args).apply(image)
+    return image
 
 
 def _registration(args):
@@ -160,15 +164,32 @@ def _check_scale(image, mesh, path: Path) -> None:
         )
 
 
-def _mri_on_grid(image, mesh, size: int) -> np.ndarray:
-    """The MRI as a size × size array over `image_grid(mesh, size)` (resampled when placed by an affine)."""
-    from ..mesh import GridInterpolation, ImageSlice
-    from ..recon import image_grid
+def _on_grid(setup, image, mesh, size: int):
+    """(the set-up with a size × size image grid, the MRI over that grid): an `ImageSlice` is
+    registered and resampled (`MeasurementSetup.mri_on_grid`), an array or None kept as given."""
+    import dataclasses
 
-    if not isinstance(image, ImageSlice):
-        return image
-    grid = image_grid(mesh, size)
-    return image.on_grid(grid, np.asarray(GridInterpolation.build(mesh, grid).mask))
+    from ..mesh import ImageSlice
+
+    setup = dataclasses.replace(setup, image_size=size)
+    return setup, setup.mri_on_grid(image, mesh) if isinstance(image, ImageSlice) else image
+
+
+def _domain(mesh, mesh_record: dict, optodes):
+    """The domain of the set-up: the command's own disk, the disk a ring of rim fibres sits on
+    (a disk mesh centred at the origin), or the outline of the mesh (optodes placed by position)."""
+    from ..geometry import DiskDomain, PolygonDomain, RimFibres
+
+    if mesh_record.get("kind") == "disk":
+        return DiskDomain(mesh_record["radius_mm"])
+    if not isinstance(optodes, RimFibres):
+        return PolygonDomain.from_mesh(mesh)
+    radii = np.hypot(*mesh.nodes[mesh.boundary_nodes].T)
+    if np.ptp(radii) > 1e-3 * radii.max():  # a circle's nodes, up to the rounding of a mesh file
+        raise ValueError(f"evenly spaced rim fibres need a disk mesh centred at the origin; the boundary of this mesh "
+                         f"lies {radii.min():.4g}–{radii.max():.4g} mm from it: give the optodes with --optodes FILE "
+                         "or a NIRFAST mesh with its optode files")
+    return DiskDomain(float(radii.max()))
 
 
 def _read_data(path: Path) -> dict:
@@ -296,15 +317,16 @@ def _prepare(args):
     """Read and check the inputs shared by every method.
 
     Returns:
-        (mesh, model, ln A calibrated for `model`, MRI, scatter, recalibrate, set-up):
+        (mesh, model, ln A calibrated for `model`, MRI, scatter, recalibrate, set-up, record):
         `recalibrate(other)` calibrates the same raw data for another forward model (e.g. a
         network's training set-up), or is None when no calibration was asked for; the set-up is
-        the JSON-ready record of `_set_up_record`.
+        the `MeasurementSetup` (its image grid and MRI registration serve every method), the
+        record its JSON-ready account (`_set_up_record`).
     """
     import jax
 
     from ..formats import read_optodes
-    from ..geometry import OptodePositions, RimFibres
+    from ..geometry import MeasurementSetup, OptodePositions, RimFibres
     from ..physics import SpectralForwardModel
     from ..recon import calibrate, check_weight
 
@@ -391,8 +413,10 @@ def _prepare(args):
         active = np.broadcast_to(np.asarray(model.layout.active), values.shape)
         if not np.isfinite(values[active]).all():
             raise ValueError(f"{args.data}: {name} has NaN or infinite active measurements")
-    image = None if args.mri is None else _read_mri(args, mesh)
-    record = _set_up_record(args, mesh, mesh_record, optodes, set_up, model)
+    setup = MeasurementSetup(_domain(mesh, mesh_record, optodes), optodes, scatter, frequency_hz,
+                             mri_registration=_registration(args))
+    image = None if args.mri is None else _read_mri(args, mesh, setup)
+    record = _set_up_record(args, mesh, mesh_record, setup, set_up, model)
     if args.reference is not None or args.self_calibrate:
         reference = None
         if args.reference is not None:
@@ -407,33 +431,33 @@ def _prepare(args):
                                       fit_scatter=args.fit_scatter, phase_weight=args.phase_weight)
             return jax.tree.map(np.asarray, calibrated)
 
-        return mesh, model, recalibrate(model), image, scatter, recalibrate, record
-    return mesh, model, measurements, image, scatter, None, record
+        return mesh, model, recalibrate(model), image, scatter, recalibrate, setup, record
+    return mesh, model, measurements, image, scatter, None, setup, record
 
 
-def _set_up_record(args, mesh, mesh_record: dict, optodes, described: str, model) -> dict:
+def _set_up_record(args, mesh, mesh_record: dict, setup, described: str, model) -> dict:
     """The measurement set-up as convergence.json records it.
 
     Arguments:
         args: the parsed command line (the MRI file and its registration).
         mesh: the mesh.
         mesh_record: where it came from (`_mesh`).
-        optodes: the `RimFibres` or `OptodePositions` the model was built from.
+        setup: the `MeasurementSetup` (domain, the optodes the model was built from, MRI registration).
         described: where the optodes came from, in words.
         model: the forward model.
 
     Returns:
-        A JSON-ready dict: mesh, optodes (`optodes_from_dict` rebuilds them), wavelengths,
+        A JSON-ready dict: mesh, domain, optodes (`optodes_from_dict` rebuilds them), wavelengths,
         scattering law, frequency and, with --mri, the MRI file and its placement.
     """
     record = {"mesh": {**mesh_record, "nodes": mesh.n_nodes, "sha256": mesh.content_hash},
-              "optodes": optodes.to_dict(), "optodes_from": described,
+              "domain": setup.domain.to_dict(), "optodes": setup.optodes.to_dict(), "optodes_from": described,
               "wavelengths_nm": list(model.wavelengths_nm), "scatter": [model.scatter_amplitude, model.scatter_power],
               "frequency_hz": model.frequency_hz}
     if args.mri is not None:
         placement = {"slice": args.mri_slice, "extent_mm": None if args.mri_extent is None else list(args.mri_extent)}
         record["mri"] = {"file": str(args.mri), **{k: v for k, v in placement.items() if v is not None},
-                         **_registration(args).to_dict()}
+                         **setup.mri_registration.to_dict()}
     return record
 
 
@@ -451,14 +475,17 @@ def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
     )
 
 
-def _gauss_newton(args, mesh, model, measurements, image, scatter):
+def _gauss_newton(args, mesh, model, measurements, image, scatter, setup):
     """Returns (images, nodal chromophores, grid, image mask, summary, title, scatter arrays)."""
     import jax
 
-    from ..recon import DEFAULT_WEIGHTS, image_grid, otsu_threshold, region_memberships
+    from ..mesh import ImageSlice
+    from ..recon import DEFAULT_WEIGHTS, otsu_threshold, region_memberships
 
-    image = _mri_on_grid(image, mesh, 100)
-    grid = image_grid(mesh, image.shape[0] if image is not None else 100)
+    # 100² pixels (the study's), or an MRI array's own size: it lies over the set-up's grid.
+    size = 100 if image is None or isinstance(image, ImageSlice) else image.shape[0]
+    setup, image = _on_grid(setup, image, mesh, size)
+    grid = setup.grid()
     reconstructor = _reconstructor(args, args.method, model, mesh, grid, args.iterations, scatter)
     structure = None
     if args.method == "dri":
@@ -507,7 +534,7 @@ def _succeeded(status, what: str):
     return status
 
 
-def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
+def _network(args, mesh, model, ln_amplitude, image, scatter, setup, recalibrate=None):
     """Returns (images, nodal chromophores, grid, image mask, summary, title, {}); the misfit re-simulates the images.
 
     With calibration (`recalibrate`), the network's input is calibrated against the set-up it
@@ -515,8 +542,6 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
     command's stays in its input; the misfit and `--refine` use the command's mesh."""
     import jax.numpy as jnp
 
-    from ..mesh import GridInterpolation
-    from ..recon import image_grid
     from ..training import TrainedNetwork
 
     network = TrainedNetwork(args.checkpoint, args.which)
@@ -535,7 +560,7 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
             f"the network was trained with other optodes than this set-up's (a source or detector of "
             f"the same measurement slot {moved:.3g} mm apart): its input would be misread"
         )
-    image = _mri_on_grid(image, mesh, network.image_size)
+    setup, image = _on_grid(setup, image, mesh, network.image_size)
     if image.shape != (network.image_size, network.image_size):
         raise ValueError(f"the network expects a {network.image_size}×{network.image_size} MRI, got {image.shape}")
     network_input = ln_amplitude
@@ -547,8 +572,7 @@ def _network(args, mesh, model, ln_amplitude, image, scatter, recalibrate=None):
 
         method = SymmetryAveraged.for_network(network)
     images = method(network_input, image)
-    grid = image_grid(mesh, network.image_size)
-    interpolation = GridInterpolation.build(mesh, grid)
+    grid, interpolation = setup.grid(), setup.interpolation(mesh)
     nodes = np.asarray(interpolation.image_to_nodes(jnp.asarray(images, float)))
     nodes = np.maximum(nodes, 0.0)  # µa > 0 for the misfit's forward solve
     simulated = np.asarray(model(jnp.asarray(nodes), *scatter))
@@ -584,12 +608,12 @@ def run(args) -> int:
     from ..evaluation import circle_roi, derived_maps, roi_contrast
     from ..figures import reconstruction_figure
 
-    mesh, model, measurements, image, scatter, recalibrate, set_up = _prepare(args)
+    mesh, model, measurements, image, scatter, recalibrate, setup, set_up = _prepare(args)
     started = time.perf_counter()
     if args.method in NETWORK_METHODS:
-        result = _network(args, mesh, model, measurements, image, scatter, recalibrate)
+        result = _network(args, mesh, model, measurements, image, scatter, setup, recalibrate)
     else:
-        result = _gauss_newton(args, mesh, model, measurements, image, scatter)
+        result = _gauss_newton(args, mesh, model, measurements, image, scatter, setup)
     images, nodes, grid, mask, summary, title, scatter_arrays = result
     elapsed = time.perf_counter() - started
     images = np.where(mask, np.asarray(images), 0.0)

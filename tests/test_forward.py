@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nirst_jax as nj
+from nirst_jax.geometry import MeasurementSetup
 from nirst_jax.mesh._locate import project_to_boundary
 from nirst_jax.physics import disk_boundary_fluence
 
@@ -369,8 +370,10 @@ def test_forward_model_takes_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path
         np.testing.assert_allclose(depth, 1.0 / (1.5 * (wavelength / 1000.0) ** -1.0), rtol=0.02)
     with pytest.raises(ValueError, match="the NIRFAST mesh sets the optodes"):
         nj.SpectralForwardModel.from_nirfast(data, n_fibres=8)
-    with pytest.raises(ValueError, match="Gaussian sources"):
-        nj.SpectralForwardModel.from_nirfast(dataclasses.replace(data, source_fwhm=np.full(16, 2.0)))
+    # The set-up's optodes (datasets, nirst forward/reconstruct) refuse them too.
+    for build in (nj.SpectralForwardModel.from_nirfast, MeasurementSetup.from_nirfast):
+        with pytest.raises(ValueError, match="Gaussian sources"):
+            build(dataclasses.replace(data, source_fwhm=np.full(16, 2.0)))
     with pytest.raises(ValueError, match="0 sources"):
         nj.SpectralForwardModel.from_nirfast(dataclasses.replace(data, sources=np.zeros((0, 2)), source_fwhm=np.zeros(0),
                                                                  link=np.zeros((0, 2)), link_active=np.zeros(0, bool)))

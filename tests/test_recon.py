@@ -409,6 +409,26 @@ def _prepared(*argv):
     return _reconstruct._prepare(build_parser().parse_args(["reconstruct", *argv]))
 
 
+def test_reconstruct_cli_refuses_data_whose_recorded_slots_differ_from_the_set_up(tmp_path):
+    """`nirst forward` records each measurement's detector slot: data of the right shape whose
+    slots hold other pairs (here each source's detectors in reverse order) are refused, not
+    reconstructed with every measurement on the wrong pair."""
+    from nirst_jax.geometry import RimFibres
+
+    layout = RimFibres(16).layout()
+    arrays = dict(ln_amplitude=np.zeros((3, 16, 15)), wavelengths_nm=np.array([690.0, 785.0, 830.0]),
+                  active=np.asarray(layout.active))
+    for detector_index, accepted in ((np.asarray(layout.detector_index), True),
+                                     (np.asarray(layout.detector_index)[:, ::-1], False)):
+        np.savez(tmp_path / "data.npz", detector_index=detector_index, **arrays)
+        argv = ("--method", "tikhonov", "--mesh-spacing", "8", "--data", str(tmp_path / "data.npz"))
+        if accepted:
+            _prepared(*argv)
+        else:
+            with pytest.raises(ValueError, match=r"measurement slots \(detector_index\) are not those of 16 rim fibres"):
+                _prepared(*argv)
+
+
 def test_reconstruct_cli_takes_and_records_the_optodes_of_a_nirfast_mesh(nirfast_dir, tmp_path):
     """NIRFAST's circle2000_86 numbers its fibres clockwise from −11.25°: `--mesh` builds the model
     on the file's optodes (rim fibres from 0°, used before, sit 8 mm and more away) and the

@@ -68,10 +68,10 @@ def run(args) -> int:
     from .._atomic import save_figure, save_npy, save_npz
     from ..formats import SnirfData, read_optodes, write_snirf
     from ..figures import forward_figure
-    from ..mesh import GridInterpolation, PixelGrid, disk_mesh, inside_mesh, read_nirfast
-    from ..recon import image_grid
+    from ..geometry import DiskDomain, MeasurementSetup, RimFibres
+    from ..mesh import GridInterpolation, inside_mesh, read_nirfast
     from ..phantoms import Circle, Coverage, Phantom, Region
-    from ..physics import PAPER_WAVELENGTHS_NM, SpectralForwardModel, add_amplitude_noise, rim_positions
+    from ..physics import PAPER_WAVELENGTHS_NM, add_amplitude_noise
 
     if args.noise < 0 or not np.isfinite(args.noise):
         raise ValueError(f"--noise must be ≥ 0, got {args.noise}")
@@ -94,36 +94,26 @@ def run(args) -> int:
     started = time.perf_counter()
     wavelengths = PAPER_WAVELENGTHS_NM if args.wavelengths is None else args.wavelengths
     amplitude, power = args.scatter
-    settings = dict(wavelengths_nm=wavelengths, scatter_amplitude=amplitude, scatter_power=power,
-                    frequency_hz=args.frequency_mhz * 1e6)
+    settings = dict(scatter=(amplitude, power), frequency_hz=args.frequency_mhz * 1e6)
     if args.mesh is not None and args.optodes is not None:
         raise ValueError("--optodes goes with the disk; a --mesh file carries its own optodes (write them with nirst mesh --optodes)")
     if args.mesh is not None:
         nirfast = read_nirfast(args.mesh)
         mesh = nirfast.mesh
-        model = SpectralForwardModel.from_nirfast(nirfast, **settings)
+        setup = MeasurementSetup.from_nirfast(nirfast, **settings)
         rim = np.column_stack([np.cos(np.linspace(0, 2 * np.pi, 64)), np.sin(np.linspace(0, 2 * np.pi, 64))])
         if not inside_mesh(mesh, np.array([x, y]) + diameter / 2 * rim).all():
             raise ValueError(f"--inclusion {args.inclusion} does not fit inside the mesh {args.mesh}")
         radius = float(np.abs(mesh.nodes).max())  # the disk around the origin that holds the mesh
-        grid = image_grid(mesh)
-        detectors = model.detectors.positions(mesh.nodes)  # where they are read, on the mesh's boundary
-        probe = (np.asarray(nirfast.sources), np.asarray(nirfast.detectors))  # the file's, for SNIRF
-    elif args.optodes is not None:
-        optodes = read_optodes(args.optodes)
-        mesh = disk_mesh(args.radius, args.mesh_spacing)
-        model = optodes.forward_model(None, mesh, **settings)
-        radius = args.radius
-        grid = PixelGrid(low=-args.radius, high=args.radius)
-        detectors = model.detectors.positions(mesh.nodes)
-        probe = (optodes.source_xy, optodes.detector_xy)
     else:
-        mesh = disk_mesh(args.radius, args.mesh_spacing)
-        model = SpectralForwardModel.create(mesh, n_fibres=args.fibres, angle_offset_deg=args.angle_offset, **settings)
-        radius = args.radius
-        grid = PixelGrid(low=-args.radius, high=args.radius)
-        detectors = rim_positions(mesh, args.fibres, angle_offset_deg=args.angle_offset)
-        probe = (detectors, detectors)
+        optodes = RimFibres(args.fibres, args.angle_offset) if args.optodes is None else read_optodes(args.optodes)
+        setup = MeasurementSetup(DiskDomain(args.radius), optodes, **settings)
+        mesh, radius = setup.mesh(args.mesh_spacing), args.radius
+    model = setup.forward_model(mesh, wavelengths)
+    grid = setup.grid()
+    detectors = setup.detector_positions(mesh)  # where they are read, on the mesh's boundary
+    # The probe as given (SNIRF records the optodes' own positions; rim fibres are both).
+    probe = (detectors, detectors) if setup.is_ring else (setup.optodes.source_xy, setup.optodes.detector_xy)
     background = np.asarray(args.background, float)[:, None]
     background_grey, inclusion_grey = args.mri_grey
     phantom = Phantom(

@@ -327,7 +327,6 @@ def _prepare(args):
 
     from ..formats import read_optodes
     from ..geometry import MeasurementSetup, OptodePositions, RimFibres
-    from ..physics import SpectralForwardModel
     from ..recon import calibrate, check_weight
 
     data = _read_data(args.data)
@@ -366,15 +365,12 @@ def _prepare(args):
         raise ValueError(f"--optodes {args.optodes}: the mesh file {args.mesh} already sets the optodes")
     optodes = None if args.optodes is None else read_optodes(args.optodes)
     scatter = tuple(float(v) for v in data.get("scatter", (1.0, 1.0)))
-    settings = dict(wavelengths_nm=tuple(float(w) for w in data["wavelengths_nm"]),
-                    scatter_amplitude=scatter[0], scatter_power=scatter[1], frequency_hz=frequency_hz)
 
-    def file_set_up():
-        """The model of the mesh file's or the optode file's optodes, the optodes and their description."""
+    def file_optodes():
+        """The mesh file's or the optode file's optodes and their description."""
         if nirfast is not None:
-            return (SpectralForwardModel.from_nirfast(nirfast, **settings), OptodePositions.from_nirfast(nirfast),
-                    f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}")
-        return optodes.forward_model(None, mesh, **settings), optodes, f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
+            return OptodePositions.from_nirfast(nirfast), f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+        return optodes, f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
 
     if "snirf" in data and (nirfast is not None or optodes is not None):
         # A SNIRF probe has no `fixed` flag: the mesh or optode file that says how to place the
@@ -384,25 +380,26 @@ def _prepare(args):
             mine, theirs = np.asarray(getattr(snirf, name)), np.asarray(getattr(given, name))
             if mine.shape != theirs.shape or np.abs(mine - theirs).max() > 1e-3 * extent:
                 raise ValueError(f"the {name} of {args.data}'s probe are not those of {args.mesh or args.optodes}")
-        model, optodes, set_up = file_set_up()
+        optodes, set_up = file_optodes()
     elif "snirf" in data:
         # Placed as optodes not fixed (NIRFAST's rule): on the boundary, sources one transport length inward.
         snirf = data["snirf"]
         slots = sorted(snirf.layout.slots().items(), key=lambda item: (item[0][0], item[1]))
         optodes = OptodePositions(snirf.sources, snirf.detectors, [pair for pair, _ in slots])
-        model = optodes.forward_model(None, mesh, **settings)
         set_up = f"the probe of {args.data} ({len(snirf.sources)} sources, {len(snirf.detectors)} detectors)"
     elif nirfast is not None or optodes is not None:
-        model, optodes, set_up = file_set_up()
-        fibres, detectors = data.get("fibres_xy", data.get("detectors_xy")), model.detectors.positions(mesh.nodes)
-        if fibres is not None and (
-            np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes)
-        ):
-            raise ValueError(f"{args.data}: its detector positions are not those of {args.mesh or args.optodes}")
+        optodes, set_up = file_optodes()
     else:
         n_fibres, offset = _fibre_set_up(mesh, data.get("fibres_xy"), args.fibres)
-        model = SpectralForwardModel.create(mesh, n_fibres=n_fibres, angle_offset_deg=offset, **settings)
         optodes, set_up = RimFibres(n_fibres, offset), f"{n_fibres} rim fibres"
+    setup = MeasurementSetup(_domain(mesh, mesh_record, optodes), optodes, scatter, frequency_hz,
+                             mri_registration=_registration(args))
+    model = setup.forward_model(mesh, tuple(float(w) for w in data["wavelengths_nm"]))
+    fibres = data.get("fibres_xy", data.get("detectors_xy"))
+    if isinstance(optodes, OptodePositions) and "snirf" not in data and fibres is not None:
+        detectors = setup.detector_positions(mesh)
+        if np.shape(fibres) != detectors.shape or np.abs(fibres - detectors).max() > 1e-3 * np.ptp(mesh.nodes):
+            raise ValueError(f"{args.data}: its detector positions are not those of {args.mesh or args.optodes}")
     measurements = _measurements(data, model)
     for name, values in zip(("ln_amplitude", "phase"), measurements if frequency_hz else (measurements,)):
         if values.shape != model.data_shape:
@@ -413,8 +410,11 @@ def _prepare(args):
         active = np.broadcast_to(np.asarray(model.layout.active), values.shape)
         if not np.isfinite(values[active]).all():
             raise ValueError(f"{args.data}: {name} has NaN or infinite active measurements")
-    setup = MeasurementSetup(_domain(mesh, mesh_record, optodes), optodes, scatter, frequency_hz,
-                             mri_registration=_registration(args))
+    for name in ("detector_index", "active"):
+        # A file that records its slots (nirst forward) must share the model's: the same shape
+        # with other pairs in the slots would be read silently wrong.
+        if name in data and not np.array_equal(data[name], np.asarray(getattr(model.layout, name))):
+            raise ValueError(f"{args.data}: its measurement slots ({name}) are not those of {set_up}")
     image = None if args.mri is None else _read_mri(args, mesh, setup)
     record = _set_up_record(args, mesh, mesh_record, setup, set_up, model)
     if args.reference is not None or args.self_calibrate:

@@ -127,13 +127,10 @@ class OptodePositions:
         """The optodes of a NIRFAST mesh's `.source/.meas/.link` (active link pairs only).
 
         Raises:
-            ValueError: the mesh lacks sources, detectors or link pairs.
+            ValueError: the mesh lacks sources, detectors or link pairs, or has Gaussian sources
+                (`NirfastMesh.check_optodes`).
         """
-        if not (len(data.sources) and len(data.detectors) and len(data.link)):
-            raise ValueError(
-                f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
-                f"{len(data.link)} link pairs; optodes need all three (.source, .meas, .link)"
-            )
+        data.check_optodes()
         link = np.asarray(data.link)[np.asarray(data.link_active, bool)]
         return cls(data.sources, data.detectors, link, data.fixed_sources, data.fixed_detectors)
 

@@ -151,6 +151,24 @@ class NirfastMesh:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
+    def check_optodes(self) -> None:
+        """Refuse optodes a forward model cannot use: a missing `.source`, `.meas` or `.link`,
+        or Gaussian sources (fwhm > 0; only point sources are modelled).
+
+        Raises:
+            ValueError: naming what is missing or the widest source.
+        """
+        if not (len(self.sources) and len(self.detectors) and len(self.link)):
+            raise ValueError(
+                f"the NIRFAST mesh has {len(self.sources)} sources, {len(self.detectors)} detectors and "
+                f"{len(self.link)} link pairs; optodes need all three (.source, .meas, .link)"
+            )
+        if (self.source_fwhm > 0).any():
+            raise ValueError(
+                f"the NIRFAST mesh has Gaussian sources (fwhm up to {self.source_fwhm.max():g} mm); "
+                "only point sources (fwhm 0) are modelled"
+            )
+
     def column(self, name: str) -> np.ndarray:
         """The (N,) values of the `.param` column `name`.
 

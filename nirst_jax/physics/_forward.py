@@ -279,16 +279,7 @@ class SpectralForwardModel(eqx.Module):
         taken = _OPTODE_SETTINGS & set(settings)
         if taken:
             raise ValueError(f"the NIRFAST mesh sets the optodes; do not pass {sorted(taken)}")
-        if not (len(data.sources) and len(data.detectors) and len(data.link)):
-            raise ValueError(
-                f"the NIRFAST mesh has {len(data.sources)} sources, {len(data.detectors)} detectors and "
-                f"{len(data.link)} link pairs; its optodes need all three (.source, .meas, .link)"
-            )
-        if (data.source_fwhm > 0).any():
-            raise ValueError(
-                f"the NIRFAST mesh has Gaussian sources (fwhm up to {data.source_fwhm.max():g} mm); "
-                "only point sources (fwhm 0) are modelled"
-            )
+        data.check_optodes()
         return cls.from_optodes(
             data.mesh, data.sources, data.detectors, data.link, link_active=data.link_active,
             fixed_sources=data.fixed_sources, fixed_detectors=data.fixed_detectors, **settings,

@@ -446,6 +446,55 @@ def test_self_supervised_steps_fit_the_measurements_without_targets(dataset, phy
     assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
 
 
+@pytest.mark.slow
+def test_semi_supervised_step_takes_the_physics_on_the_unlabelled_part(dataset, physics):
+    """With an unlabelled part in the batch, the network runs on both parts at once, the
+    supervised term is the labelled part's and the physics term the unlabelled part's (with
+    its own physics loss); the labelled part's own physics term is not what is logged."""
+    import optax
+
+    from nirst_jax.training import Steps, initial_state
+
+    graphdef, state = initial_state(TINY.build(0), optax.sgd(0.0))
+    steps = Steps(graphdef, optax.sgd(0.0), dataset.normalisation, dataset.image_mask, physics=physics,
+                  unlabelled_physics=physics)
+    labelled, unlabelled = dataset.indices("train")[:8], dataset.indices("validation")[:8]
+    part = lambda rows: {"signals": jnp.asarray(dataset.signals(rows)), "mri": jnp.asarray(dataset.read("mri", rows))}  # noqa: E731
+    batch = {**part(labelled), "targets": jnp.asarray(dataset.read("targets", labelled)), "unlabelled": part(unlabelled)}
+    output, _ = steps.predict(state.params, state.batch_stats,
+                              jnp.concatenate([batch["signals"], batch["unlabelled"]["signals"]]),
+                              jnp.concatenate([batch["mri"], batch["unlabelled"]["mri"]]), train=True)
+    expected_data = float(masked_mse(output[:8], dataset.normalisation.targets(batch["targets"]), dataset.image_mask))
+    expected_physics = float(physics(output[8:], batch["unlabelled"]["signals"]))
+    own_physics = float(physics(output[:8], batch["signals"]))
+    state = steps.train(state, batch, jnp.float32(0.5))
+    total, data, physics_term, _ = np.asarray(state.running)
+    np.testing.assert_allclose([data, physics_term, total], [expected_data, expected_physics, expected_data + 0.5 * expected_physics],
+                               rtol=1e-4)
+    assert abs(own_physics - expected_physics) > 0.05 * expected_physics
+
+
+@pytest.mark.slow
+def test_semi_supervised_training_reads_an_unlabelled_store_and_resumes_exactly(dataset, dataset_3mm, tmp_path):
+    """`unlabelled_data`: the 3 mm store's training split (28 phantoms: one batch of 16 per
+    pass) beside the labelled batches; a run stopped after 3 steps and resumed equals one run
+    straight to 5 (the unlabelled passes resume where they were)."""
+    config = TrainConfig(model=TINY, epochs=1, batch_size=16, physics_weight=1.0, unlabelled_data=str(dataset_3mm.folder))
+    Trainer(dataset, tmp_path / "a", config, progress=False).fit(stop_after_steps=3)
+    resumed = Trainer(dataset, tmp_path / "a", config, resume=True, progress=False)
+    assert len(resumed.unlabelled_loader) == 1
+    resumed.fit(stop_after_steps=5)
+    straight = Trainer(dataset, tmp_path / "b", config, progress=False)
+    straight.fit(stop_after_steps=5)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert float(straight.state.running[2]) > 0  # the physics term ran
+    with pytest.raises(ValueError, match="physics_weight > 0 and data_weight > 0"):
+        config.replace(physics_weight=0.0)
+    with pytest.raises(ValueError, match="fewer than one batch of 32"):
+        Trainer(dataset, tmp_path / "c", config.replace(batch_size=32), progress=False)
+
+
 @pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier
 def test_train_and_reconstruct_cli(dataset, tmp_path, capsys):
     run = tmp_path / "run"

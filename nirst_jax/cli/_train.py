@@ -73,6 +73,9 @@ def add_parser(commands, name: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     parser.add_argument("--init-from", type=Path, metavar="RUN",
                         help="start from RUN's best checkpoint and keep its normalisation (fine-tuning)")
+    parser.add_argument("--unlabelled-data", type=Path, metavar="DIR",
+                        help="dataset store of measurements whose training split feeds the physics term, its "
+                             "targets unread, beside the labelled batches (semi-supervised; docs/training.md)")
     parser.add_argument("--devices", type=int, help="use the first N devices (default all)")
     parser.add_argument("--coordinator", metavar="HOST:PORT",
                         help="multi-process training: address of process 0 (with --num-processes, --process-id)")
@@ -139,6 +142,7 @@ def run(args) -> int:
         validation_phantoms=args.validation_phantoms,
         seed=args.seed,
         init_from=None if args.init_from is None else str(args.init_from.absolute()),
+        unlabelled_data=None if args.unlabelled_data is None else str(args.unlabelled_data.absolute()),
     )
     trainer = Trainer(dataset, args.out, config, devices=devices, resume=args.resume, progress=not args.no_progress,
                       checkpoint_interval_s=args.checkpoint_interval)

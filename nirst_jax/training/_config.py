@@ -48,6 +48,11 @@ class TrainConfig:
             and batch statistics; the optimiser starts afresh) and whose normalisation the
             run keeps (with this dataset's reference): fine-tuning, e.g. with the physics loss
             or self-supervised on other data. None: random initialisation from `seed`.
+        unlabelled_data: a dataset store of measurements without usable targets (say, from a
+            finer mesh, another simulator or an instrument, with the same set-up) whose training
+            split feeds the physics term, one batch beside each labelled batch, while the
+            labelled batch feeds the supervised term alone (semi-supervised; docs/training.md).
+            None: the physics term is taken on the labelled batch.
     """
 
     model: ModelSpec = ModelSpec()
@@ -67,6 +72,7 @@ class TrainConfig:
     validation_phantoms: int | None = None
     seed: int = 0
     init_from: str | None = None
+    unlabelled_data: str | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "train_phantoms", "validation_phantoms"):
@@ -99,6 +105,9 @@ class TrainConfig:
             raise ValueError(f"fibre_dropout is not supported for {self.model.name!r}: its physics compares fixed measurements (use active_fibres)")
         if not isinstance(self.symmetry_augmentation, bool):
             raise ValueError(f"symmetry_augmentation must be True or False, got {self.symmetry_augmentation!r}")
+        if self.unlabelled_data is not None and not (self.physics_weight > 0 and self.data_weight > 0):
+            raise ValueError("unlabelled_data feeds the physics term beside a supervised one: it needs "
+                             f"physics_weight > 0 and data_weight > 0, got {self.physics_weight!r} and {self.data_weight!r}")
         if self.active_fibres is not None and self.active_fibres < 2:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 

@@ -17,6 +17,12 @@ from ._data_loss import data_loss
 from ..learned import PhysicsLoss
 
 
+def _part_key(key, part: int):
+    """`key` for the labelled part of a batch (0: unchanged, so runs without an unlabelled part
+    keep their draws), a key of its own for part 1."""
+    return key if part == 0 else jax.random.fold_in(key, part)
+
+
 class TrainState(NamedTuple):
     """Everything that changes during training (a pytree; checkpointed whole).
 
@@ -61,6 +67,9 @@ class Steps:
         image_mask: (H, W) pixels inside the disk (losses and MRI normalisation).
         signal_mask: (S, K) measurements the network sees (absent fibres zeroed), or None.
         physics: the physics-consistency loss, or None (its term is then 0).
+        unlabelled_physics: the physics loss of an unlabelled store's measurements (their mesh
+            and reference): with it, a training batch's `unlabelled` part (signals, MRI) feeds
+            the physics term and the labelled part the supervised term alone.
         data_weight: weight of the supervised loss.
         loss: the supervised loss, a name of `DATA_LOSSES` ("mse" or "log-mse").
         fibre_dropout: probability that a training phantom loses random fibres (0: off).
@@ -77,6 +86,7 @@ class Steps:
         image_mask,
         signal_mask=None,
         physics: PhysicsLoss | None = None,
+        unlabelled_physics: PhysicsLoss | None = None,
         data_weight: float = 1.0,
         loss: str = "mse",
         fibre_dropout: float = 0.0,
@@ -89,6 +99,7 @@ class Steps:
         self.image_mask = jnp.asarray(image_mask)
         self.signal_mask = None if signal_mask is None else jnp.asarray(signal_mask)
         self.physics = physics
+        self.unlabelled_physics = unlabelled_physics
         self.data_weight = data_weight
         self.data_loss = data_loss(loss)
         self.fibre_dropout = fibre_dropout
@@ -122,35 +133,46 @@ class Steps:
     def _physics(self, output, signals):
         return jnp.zeros((), output.dtype) if self.physics is None else self.physics(output, signals)
 
-    def _dropped(self, signals, step):
-        """Signals with each phantom's randomly dropped fibres zeroed (fibre dropout)."""
+    def _dropped(self, signals, step, part: int = 0):
+        """Signals with each phantom's randomly dropped fibres zeroed (fibre dropout); `part` 1
+        draws for the unlabelled part of the batch."""
         if self.fibre_dropout == 0:
             return signals
-        key = jax.random.fold_in(self.dropout_key, step)
+        key = _part_key(jax.random.fold_in(self.dropout_key, step), part)
         masks = random_fibre_masks(key, signals.shape[0], signals.shape[-2], self.fibre_dropout)
         return mask_signals(signals, masks[:, None])  # (B, 1, S, K): one mask per phantom
 
-    def _transformed(self, batch: dict, step) -> dict:
-        """The batch with each phantom replaced by its image under a random symmetry."""
+    def _transformed(self, batch: dict, step, part: int = 0) -> dict:
+        """The batch with each phantom replaced by its image under a random symmetry (`part`: as
+        in `_dropped`)."""
         if self.symmetries is None:
             return batch
-        key = jax.random.fold_in(self.symmetry_key, step)
+        key = _part_key(jax.random.fold_in(self.symmetry_key, step), part)
         which = jax.random.randint(key, (batch["signals"].shape[0],), 0, len(self.symmetries))
         images = {name: self.symmetries.images(batch[name], which) for name in ("mri", "targets", "prepared") if name in batch}
         return {**batch, **images, "signals": self.symmetries.signals(batch["signals"], which)}
 
     def _train(self, state: TrainState, batch: dict, physics_weight):
         batch = self._transformed(batch, state.step)
-        inputs = self._dropped(batch["signals"], state.step)
+        inputs, mri = self._dropped(batch["signals"], state.step), batch["mri"]
+        unlabelled = batch.get("unlabelled")
+        if unlabelled is not None:  # one forward pass: batch-norm statistics over both parts
+            unlabelled = self._transformed({"signals": unlabelled["signals"], "mri": unlabelled["mri"]}, state.step, part=1)
+            inputs = jnp.concatenate([inputs, self._dropped(unlabelled["signals"], state.step, part=1)])
+            mri = jnp.concatenate([mri, unlabelled["mri"]])
+        labelled = batch["signals"].shape[0]
 
         def objective(params):
-            output, batch_stats = self.predict(params, state.batch_stats, inputs, batch["mri"], train=True,
+            output, batch_stats = self.predict(params, state.batch_stats, inputs, mri, train=True,
                                                prepared=batch.get("prepared"))
             if self.data_weight == 0:  # self-supervised: targets may be absent (NaN) and are never read
                 data = jnp.zeros((), output.dtype)
             else:
-                data = self.data_loss(output, self.normalisation.targets(batch["targets"]), self.image_mask)
-            physics = self._physics(output, batch["signals"])
+                data = self.data_loss(output[:labelled], self.normalisation.targets(batch["targets"]), self.image_mask)
+            if unlabelled is None:
+                physics = self._physics(output, batch["signals"])
+            else:
+                physics = self.unlabelled_physics(output[labelled:], unlabelled["signals"])
             return self.data_weight * data + physics_weight * physics, (data, physics, batch_stats)
 
         (total, (data, physics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)

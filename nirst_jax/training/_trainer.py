@@ -154,10 +154,18 @@ class Trainer:
         if train_count < config.batch_size:  # before any first stage is computed
             raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")
         self.optimiser = optimiser_for(config, train_count // config.batch_size)
+        self.unlabelled, unlabelled_physics = self._unlabelled_store(setup), None
+        if self.unlabelled is not None:
+            unlabelled_normalisation = eqx.tree_at(lambda n: n.reference, self.normalisation,
+                                                   jnp.asarray(self.unlabelled.reference, jnp.float32))
+            unlabelled_physics = PhysicsLoss.for_dataset(
+                self.unlabelled, mesh=physics_mesh(config, self.unlabelled.config), active=self.signal_mask,
+                normalisation=unlabelled_normalisation)
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
         self.steps = _STEPS.get(
-            None if config.init_from is not None else (config, dataset.fingerprint, tuple(self.devices)),
+            None if config.init_from is not None else (config, dataset.fingerprint, tuple(self.devices),
+                                                        self.unlabelled and self.unlabelled.fingerprint),
             lambda: Steps(
                 graphdef,
                 self.optimiser,
@@ -165,6 +173,7 @@ class Trainer:
                 dataset.image_mask,
                 None if config.active_fibres is None else self.signal_mask,
                 physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
+                unlabelled_physics,
                 data_weight=config.data_weight,
                 loss=config.data_loss,
                 fibre_dropout=config.fibre_dropout,
@@ -180,6 +189,10 @@ class Trainer:
         """Wall time of the first stage in this process (short when cached; 0 without one)."""
         self.loader = BatchLoader(dataset, "train", config.batch_size, seed=config.seed, devices=self.devices,
                                   normalisation=self.normalisation, limit=config.train_phantoms, extra=extra)
+        self.unlabelled_loader = None
+        if self.unlabelled is not None:
+            self.unlabelled_loader = BatchLoader(self.unlabelled, "train", config.batch_size, seed=config.seed + 1,
+                                                 devices=self.devices, normalisation=unlabelled_normalisation)
         self.replicated = NamedSharding(self.loader.sharding.mesh, PartitionSpec())
         # Host copies first: a restored parent's arrays are committed to one local device, which a
         # sharding over several processes does not accept.
@@ -199,6 +212,34 @@ class Trainer:
         if self.main_process:
             write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask,
                             inputs=not (resumed and (self.run / INPUTS).is_file()))
+
+    def _unlabelled_store(self, setup) -> Dataset | None:
+        """The open `config.unlabelled_data` store (None without one), checked against the run."""
+        if self.config.unlabelled_data is None:
+            return None
+        unlabelled = Dataset(self.config.unlabelled_data)
+        if self.config.model.name == "dri-unet":
+            raise ValueError("unlabelled_data is not supported for dri-unet (its first stage is cached per labelled phantom)")
+        theirs = unlabelled.config.measurement_setup()
+        if theirs != setup or unlabelled.config.wavelengths_nm != self.dataset.config.wavelengths_nm:
+            raise ValueError(f"unlabelled_data {self.config.unlabelled_data} has another measurement set-up or other "
+                             f"wavelengths than {self.dataset.folder} ({theirs.to_dict()} at {unlabelled.config.wavelengths_nm} nm "
+                             f"against {setup.to_dict()} at {self.dataset.config.wavelengths_nm} nm)")
+        if len(unlabelled.indices("train")) < self.config.batch_size:
+            raise ValueError(f"unlabelled_data {self.config.unlabelled_data} has {len(unlabelled.indices('train'))} "
+                             f"training phantoms, fewer than one batch of {self.config.batch_size}")
+        return unlabelled
+
+    def _unlabelled_batches(self, step: int):
+        """The unlabelled batches from global step `step` on: their own epochs, in order, endlessly."""
+        epoch, skip = divmod(step, len(self.unlabelled_loader))
+        while True:
+            for batch in self.unlabelled_loader.epoch(epoch):
+                if skip:
+                    skip -= 1
+                    continue
+                yield {"signals": batch["signals"], "mri": batch["mri"]}
+            epoch += 1
 
     def _first_stage(self, state: TrainState, indices) -> np.ndarray:
         """The network's first-stage images of the phantoms `indices` this run reads (`first_stage_images`)."""
@@ -265,6 +306,7 @@ class Trainer:
 
         end = self.total_steps if stop_after_steps is None else min(self.total_steps, stop_after_steps)
         step = int(self.state.step)
+        unlabelled = None if self.unlabelled_loader is None else self._unlabelled_batches(step)
         bar = tqdm(total=end, initial=step, unit="step", disable=not self.progress, desc=f"{self.config.model.name}")
         try:
             while step < end:
@@ -275,6 +317,8 @@ class Trainer:
                     if position > 0:  # resuming inside an epoch: the order is the same, skip what was done
                         position -= 1
                         continue
+                    if unlabelled is not None:
+                        batch = {**batch, "unlabelled": next(unlabelled)}
                     self.state = self.steps.train(self.state, batch, weight)
                     step, taken = step + 1, taken + 1
                     bar.update()

@@ -10,7 +10,7 @@ import pytest
 import nirst_jax as nj
 from nirst_jax.cli import main
 from nirst_jax.formats import read_optodes, write_optodes
-from nirst_jax.geometry import OptodePositions, optodes_from_dict
+from nirst_jax.geometry import DiskDomain, MeasurementSetup, OptodePositions, optodes_from_dict
 from nirst_jax.mesh import read_nirfast
 from nirst_jax.physics import rim_positions
 
@@ -94,6 +94,8 @@ def test_forward_reconstruct_and_mesh_take_an_optode_file(tmp_path, capsys):
                  "--wavelengths", "661,785,913"]) == 0
     data = np.load(forward / "forward.npz")
     assert data["ln_amplitude"].shape == (3, 5, 6) and "detectors_xy" in data
+    setup = MeasurementSetup.from_dict(json.loads((forward / "setup.json").read_text())["setup"])
+    assert setup.domain == DiskDomain(41.0) and setup.optodes == read_optodes(tmp_path / "probe.json")
     args = ["reconstruct", "--method", "tikhonov", "--mesh-spacing", "8", "--basis-size", "6", "--iterations", "1"]
     capsys.readouterr()
     assert main([*args, "--data", str(forward / "forward.npz"), "--out", str(tmp_path / "bad")]) == 2

@@ -2,6 +2,7 @@
 convergence, bad inputs, and `nirst mesh`."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from matplotlib.path import Path as PolygonPath
 import nirst_jax as nj
 from nirst_jax.cli import main
 from nirst_jax.formats import NirfastData, write_nirfast_data
+from nirst_jax.geometry import MeasurementSetup
 from nirst_jax.mesh import closed_contour, fibres_on_contour, mask_contour, mesh_quality, polygon_mesh, read_nirfast
 from nirst_jax.mesh._quality import distance_to_polygon
 
@@ -209,6 +211,9 @@ def test_forward_cli_on_a_mesh_file_and_back_through_snirf(tmp_path, capsys):
                  "--out", str(forward)]) == 0
     data = np.load(forward / "forward.npz")
     assert data["ln_amplitude"].shape == (4, 12, 11) and "detectors_xy" in data and "fibres_xy" not in data
+    record = json.loads((forward / "setup.json").read_text())  # the set-up, as the mesh file gives it
+    assert MeasurementSetup.from_dict(record["setup"]) == MeasurementSetup.from_nirfast(nj.read_nirfast(prefix))
+    assert record["mesh"]["sha256"] == nj.read_nirfast(prefix).mesh.content_hash and record["wavelengths_nm"] == [690, 785, 830, 910]
     args = ["reconstruct", "--method", "tikhonov", "--basis-size", "6", "--iterations", "2"]
     assert main([*args, "--data", str(forward / "forward.snirf"), "--reference", str(forward / "reference.snirf"),
                  "--mesh", str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad")]) == 2  # no such mesh

@@ -456,8 +456,11 @@ def test_semi_supervised_step_takes_the_physics_on_the_unlabelled_part(dataset, 
     from nirst_jax.training import Steps, initial_state
 
     graphdef, state = initial_state(TINY.build(0), optax.sgd(0.0))
+    # The unlabelled store's loss differs from the labelled one's (another reference), so taking
+    # the wrong one shows.
+    other = eqx.tree_at(lambda p: p.normalisation.reference, physics, physics.normalisation.reference + 1.0)
     steps = Steps(graphdef, optax.sgd(0.0), dataset.normalisation, dataset.image_mask, physics=physics,
-                  unlabelled_physics=physics)
+                  unlabelled_physics=other)
     labelled, unlabelled = dataset.indices("train")[:8], dataset.indices("validation")[:8]
     part = lambda rows: {"signals": jnp.asarray(dataset.signals(rows)), "mri": jnp.asarray(dataset.read("mri", rows))}  # noqa: E731
     batch = {**part(labelled), "targets": jnp.asarray(dataset.read("targets", labelled)), "unlabelled": part(unlabelled)}
@@ -465,27 +468,32 @@ def test_semi_supervised_step_takes_the_physics_on_the_unlabelled_part(dataset, 
                               jnp.concatenate([batch["signals"], batch["unlabelled"]["signals"]]),
                               jnp.concatenate([batch["mri"], batch["unlabelled"]["mri"]]), train=True)
     expected_data = float(masked_mse(output[:8], dataset.normalisation.targets(batch["targets"]), dataset.image_mask))
-    expected_physics = float(physics(output[8:], batch["unlabelled"]["signals"]))
-    own_physics = float(physics(output[:8], batch["signals"]))
+    expected_physics = float(other(output[8:], batch["unlabelled"]["signals"]))
+    for wrong in (physics(output[8:], batch["unlabelled"]["signals"]), physics(output[:8], batch["signals"])):
+        assert abs(float(wrong) - expected_physics) > 0.05 * expected_physics
     state = steps.train(state, batch, jnp.float32(0.5))
     total, data, physics_term, _ = np.asarray(state.running)
     np.testing.assert_allclose([data, physics_term, total], [expected_data, expected_physics, expected_data + 0.5 * expected_physics],
                                rtol=1e-4)
-    assert abs(own_physics - expected_physics) > 0.05 * expected_physics
+    with pytest.raises(ValueError, match="needs Steps\\(unlabelled_physics"):
+        Steps(graphdef, optax.sgd(0.0), dataset.normalisation, dataset.image_mask, physics=physics).train(
+            state, batch, jnp.float32(0.5))
 
 
 @pytest.mark.slow
 def test_semi_supervised_training_reads_an_unlabelled_store_and_resumes_exactly(dataset, dataset_3mm, tmp_path):
-    """`unlabelled_data`: the 3 mm store's training split (28 phantoms: one batch of 16 per
-    pass) beside the labelled batches; a run stopped after 3 steps and resumed equals one run
-    straight to 5 (the unlabelled passes resume where they were)."""
-    config = TrainConfig(model=TINY, epochs=1, batch_size=16, physics_weight=1.0, unlabelled_data=str(dataset_3mm.folder))
-    Trainer(dataset, tmp_path / "a", config, progress=False).fit(stop_after_steps=3)
+    """`unlabelled_data`: the 3 mm store's training split (28 phantoms: 3 batches of 8 per
+    pass) beside the labelled batches; a run stopped after 4 steps (inside the second pass) and
+    resumed equals one run straight to 7; a resume on other unlabelled content is refused."""
+    config = TrainConfig(model=TINY, epochs=1, batch_size=8, physics_weight=1.0, unlabelled_data=str(dataset_3mm.folder))
+    Trainer(dataset, tmp_path / "a", config, progress=False).fit(stop_after_steps=4)
+    recorded = json.loads((tmp_path / "a" / "config.json").read_text())["unlabelled_dataset"]
+    assert recorded == {"folder": str(dataset_3mm.folder.absolute()), "sha256": dataset_3mm.fingerprint}
     resumed = Trainer(dataset, tmp_path / "a", config, resume=True, progress=False)
-    assert len(resumed.unlabelled_loader) == 1
-    resumed.fit(stop_after_steps=5)
+    assert len(resumed.unlabelled_loader) == 3
+    resumed.fit(stop_after_steps=7)
     straight = Trainer(dataset, tmp_path / "b", config, progress=False)
-    straight.fit(stop_after_steps=5)
+    straight.fit(stop_after_steps=7)
     for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert float(straight.state.running[2]) > 0  # the physics term ran
@@ -493,6 +501,11 @@ def test_semi_supervised_training_reads_an_unlabelled_store_and_resumes_exactly(
         config.replace(physics_weight=0.0)
     with pytest.raises(ValueError, match="fewer than one batch of 32"):
         Trainer(dataset, tmp_path / "c", config.replace(batch_size=32), progress=False)
+    stored = json.loads((tmp_path / "b" / "config.json").read_text())
+    stored["unlabelled_dataset"]["sha256"] = "0" * 64
+    (tmp_path / "b" / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="its unlabelled store .* has other content"):
+        Trainer(dataset, tmp_path / "b", config, resume=True, progress=False)
 
 
 @pytest.mark.slow  # ≈ 45–110 s on 2 cores, most of it compilation: CI's slow tier

@@ -23,8 +23,9 @@ def add_parser(commands, name: str) -> None:
         help="simulate one phantom (paper geometry) and write data + figure",
         description=(
             "Simulate boundary measurements of an 82 mm disk phantom with one circular "
-            "inclusion at the study's wavelengths, and write OUT/forward.npz, OUT/forward.png and "
-            "OUT/mri.npy (the phantom's noise-free MRI slice, for `nirst reconstruct --mri`)."
+            "inclusion at the study's wavelengths, and write OUT/forward.npz, OUT/forward.png, "
+            "OUT/mri.npy (the phantom's noise-free MRI slice, for `nirst reconstruct --mri`) and OUT/setup.json "
+            "(the measurement set-up, mesh and phantom)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -65,7 +66,7 @@ def run(args) -> int:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from .._atomic import save_figure, save_npy, save_npz
+    from .._atomic import save_figure, save_json, save_npy, save_npz
     from ..formats import SnirfData, read_optodes, write_snirf
     from ..figures import forward_figure
     from ..geometry import DiskDomain, MeasurementSetup, RimFibres
@@ -194,11 +195,20 @@ def run(args) -> int:
         None if phase is None else np.asarray(phase),
     )
     save_figure(figure, out / "forward.png")
+    mesh_record = {"kind": "nirfast", "prefix": str(args.mesh)} if args.mesh else {"kind": "disk", "spacing_mm": args.mesh_spacing}
+    save_json(out / "setup.json", {
+        "setup": setup.to_dict(),  # MeasurementSetup.from_dict rebuilds it
+        "mesh": {**mesh_record, "nodes": mesh.n_nodes, "sha256": mesh.content_hash},
+        "wavelengths_nm": list(model.wavelengths_nm),
+        "phantom": {"inclusion_xy_diameter_mm": list(args.inclusion), "background": list(args.background),
+                    "lesion": list(args.lesion), "lesion_scatter": None if args.lesion_scatter is None else list(args.lesion_scatter)},
+        "noise": args.noise, "phase_noise_deg": args.phase_noise, "seed": args.seed,
+    })
     print(
         f"mesh {mesh.n_nodes} nodes (min angle {mesh.min_angle_deg():.1f}°), "
         f"{model.n_wavelengths} wavelengths × {model.layout.shape[0]} sources × "
         f"{model.layout.shape[1]} detectors; simulated in {elapsed:.1f} s (incl. compile)"
     )
-    print(f"wrote {out / 'forward.npz'}, {out / 'forward.png'}, {out / 'mri.npy'} and the data as SNIRF "
+    print(f"wrote {out / 'forward.npz'}, {out / 'forward.png'}, {out / 'mri.npy'}, {out / 'setup.json'} and the data as SNIRF "
           f"({out / 'forward.snirf'}, homogeneous reference {out / 'reference.snirf'})")
     return 0

@@ -369,7 +369,8 @@ def _prepare(args):
     def file_optodes():
         """The mesh file's or the optode file's optodes and their description."""
         if nirfast is not None:
-            return OptodePositions.from_nirfast(nirfast), f"the optodes and {len(nirfast.link)} link pairs of {args.mesh}"
+            active = int(np.count_nonzero(nirfast.link_active))
+            return OptodePositions.from_nirfast(nirfast), f"the optodes and {active} active link pairs of {args.mesh}"
         return optodes, f"the optodes and {len(optodes.link)} pairs of {args.optodes}"
 
     if "snirf" in data and (nirfast is not None or optodes is not None):

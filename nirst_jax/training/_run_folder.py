@@ -20,12 +20,16 @@ LOSS_FIGURE = "loss.png"
 
 
 def write_run_files(run: Path, config: TrainConfig, dataset, normalisation: Normalisation, image_mask, signal_mask,
-                    inputs: bool = True) -> None:
-    """config.json (training config, dataset description) and, with `inputs`, inputs.npz
-    (normalisation, masks: written once, when the run starts, and never replaced on resume)."""
+                    inputs: bool = True, unlabelled=None) -> None:
+    """config.json (training config, dataset description and, with `unlabelled`, that store's
+    folder and content SHA-256) and, with `inputs`, inputs.npz (normalisation, masks: written
+    once, when the run starts, and never replaced on resume)."""
+    extra = {} if unlabelled is None else {
+        "unlabelled_dataset": {"folder": str(Path(unlabelled.folder).absolute()), "sha256": unlabelled.fingerprint}}
     save_json(
         run / CONFIG,
         {
+            **extra,
             "train": config.to_dict(),
             "dataset": {
                 "folder": str(Path(dataset.folder).absolute()),

@@ -156,6 +156,8 @@ class Steps:
         batch = self._transformed(batch, state.step)
         inputs, mri = self._dropped(batch["signals"], state.step), batch["mri"]
         unlabelled = batch.get("unlabelled")
+        if unlabelled is not None and (self.unlabelled_physics is None or "prepared" in batch):
+            raise ValueError("a batch with an unlabelled part needs Steps(unlabelled_physics=...) and no first stage")
         if unlabelled is not None:  # one forward pass: batch-norm statistics over both parts
             unlabelled = self._transformed({"signals": unlabelled["signals"], "mri": unlabelled["mri"]}, state.step, part=1)
             inputs = jnp.concatenate([inputs, self._dropped(unlabelled["signals"], state.step, part=1)])

@@ -154,13 +154,10 @@ class Trainer:
         if train_count < config.batch_size:  # before any first stage is computed
             raise ValueError(f"the run trains on {train_count} phantoms, fewer than one batch of {config.batch_size}")
         self.optimiser = optimiser_for(config, train_count // config.batch_size)
-        self.unlabelled, unlabelled_physics = self._unlabelled_store(setup), None
+        self.unlabelled = self._unlabelled_store(setup, resume)
         if self.unlabelled is not None:
             unlabelled_normalisation = eqx.tree_at(lambda n: n.reference, self.normalisation,
                                                    jnp.asarray(self.unlabelled.reference, jnp.float32))
-            unlabelled_physics = PhysicsLoss.for_dataset(
-                self.unlabelled, mesh=physics_mesh(config, self.unlabelled.config), active=self.signal_mask,
-                normalisation=unlabelled_normalisation)
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
         self.steps = _STEPS.get(
@@ -173,7 +170,9 @@ class Trainer:
                 dataset.image_mask,
                 None if config.active_fibres is None else self.signal_mask,
                 physics_loss_for(config, dataset, self.signal_mask, self.normalisation),
-                unlabelled_physics,
+                None if self.unlabelled is None else PhysicsLoss.for_dataset(
+                    self.unlabelled, mesh=physics_mesh(config, self.unlabelled.config), active=self.signal_mask,
+                    normalisation=unlabelled_normalisation),
                 data_weight=config.data_weight,
                 loss=config.data_loss,
                 fibre_dropout=config.fibre_dropout,
@@ -211,13 +210,20 @@ class Trainer:
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
         if self.main_process:
             write_run_files(self.run, config, dataset, self.normalisation, dataset.image_mask, self.signal_mask,
-                            inputs=not (resumed and (self.run / INPUTS).is_file()))
+                            inputs=not (resumed and (self.run / INPUTS).is_file()), unlabelled=self.unlabelled)
 
-    def _unlabelled_store(self, setup) -> Dataset | None:
-        """The open `config.unlabelled_data` store (None without one), checked against the run."""
+    def _unlabelled_store(self, setup, resume: bool) -> Dataset | None:
+        """The open `config.unlabelled_data` store (None without one), checked against the run
+        and, when resuming, against the store the run began with (by content)."""
         if self.config.unlabelled_data is None:
             return None
         unlabelled = Dataset(self.config.unlabelled_data)
+        if resume and (self.run / CONFIG).is_file():
+            began = json.loads((self.run / CONFIG).read_text()).get("unlabelled_dataset", {}).get("sha256")
+            if began != unlabelled.fingerprint:
+                raise ValueError(f"cannot resume {self.run}: its unlabelled store {self.config.unlabelled_data} has other "
+                                 f"content (SHA-256 {unlabelled.fingerprint[:12]}…, the run began with {str(began)[:12]}…; "
+                                 "regenerated since?)")
         if self.config.model.name == "dri-unet":
             raise ValueError("unlabelled_data is not supported for dri-unet (its first stage is cached per labelled phantom)")
         theirs = unlabelled.config.measurement_setup()

@@ -181,6 +181,19 @@ def _fixed_batch(size: int, batch: int, seed: int):
     return normalisation, data
 
 
+def test_with_reference_changes_the_reference_only():
+    normalisation, data = _fixed_batch(8, 2, 0)
+    reference = jnp.full((9, 16, 15), -2.0)
+    moved = normalisation.with_reference(reference)
+    np.testing.assert_array_equal(moved.reference, reference)
+    for name in ("signal_mean", "signal_std", "target_mean", "target_std"):
+        np.testing.assert_array_equal(getattr(moved, name), getattr(normalisation, name))
+    ln_amplitude = normalisation.ln_amplitude(data["signals"])
+    np.testing.assert_allclose(moved.signals(ln_amplitude - 2.0), data["signals"], atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(9, 16, 15\), got \(9, 16, 14\)"):
+        normalisation.with_reference(jnp.zeros((9, 16, 14)))
+
+
 def _batch_loss(steps, normalisation, data, mask, loss):
     """Jitted state → `loss` of the network's training-mode output on `data`."""
     @jax.jit

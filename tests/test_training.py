@@ -55,6 +55,12 @@ def test_tiny_training_beats_the_mean_predictor_and_inference_matches(dataset, t
     mse = ((images - dataset.read("targets", test)) ** 2)[:, :, mask].mean(-1)
     np.testing.assert_allclose(mse, metrics["mse"], rtol=2e-3)
     assert (images[:, :, ~mask] == 0).all()
+    # Sets of any size run padded to one batch shape: one compiled program; one phantom runs alone.
+    fewer = best(dataset.read("ln_amplitude", test[:3]), dataset.read("mri", test[:3]))
+    np.testing.assert_allclose(fewer, images[:3], rtol=1e-5, atol=1e-4)
+    assert best._predict._cache_size() == 1
+    single = best(dataset.read("ln_amplitude", test[0])[0], dataset.read("mri", test[0])[0])
+    np.testing.assert_allclose(single, images[0], rtol=1e-5, atol=1e-4)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(12))
     assert records[-1]["train_data"] < 0.5 * records[0]["train_data"]

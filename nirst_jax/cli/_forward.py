@@ -198,7 +198,7 @@ def run(args) -> int:
     mesh_record = {"kind": "nirfast", "prefix": str(args.mesh)} if args.mesh else {"kind": "disk", "spacing_mm": args.mesh_spacing}
     save_json(out / "setup.json", {
         "setup": setup.to_dict(),  # MeasurementSetup.from_dict rebuilds it
-        "mesh": {**mesh_record, "nodes": mesh.n_nodes, "sha256": mesh.content_hash},
+        "mesh": mesh.record(mesh_record),
         "wavelengths_nm": list(model.wavelengths_nm),
         "phantom": {"inclusion_xy_diameter_mm": list(args.inclusion), "background": list(args.background),
                     "lesion": list(args.lesion), "lesion_scatter": None if args.lesion_scatter is None else list(args.lesion_scatter)},

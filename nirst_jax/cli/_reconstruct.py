@@ -451,7 +451,7 @@ def _set_up_record(args, mesh, mesh_record: dict, setup, described: str, model) 
         A JSON-ready dict: mesh, domain, optodes (`optodes_from_dict` rebuilds them), wavelengths,
         scattering law, frequency and, with --mri, the MRI file and its placement.
     """
-    record = {"mesh": {**mesh_record, "nodes": mesh.n_nodes, "sha256": mesh.content_hash},
+    record = {"mesh": mesh.record(mesh_record),
               "domain": setup.domain.to_dict(), "optodes": setup.optodes.to_dict(), "optodes_from": described,
               "wavelengths_nm": list(model.wavelengths_nm), "scatter": [model.scatter_amplitude, model.scatter_power],
               "frequency_hz": model.frequency_hz}

@@ -50,6 +50,14 @@ class Normalisation(eqx.Module):
             **{k: jnp.asarray(norm[k], jnp.float32) for k in ("signal_mean", "signal_std", "target_mean", "target_std")},
         )
 
+    def with_reference(self, reference) -> "Normalisation":
+        """The same statistics with another reference ln A (a dataset from another mesh, or
+        calibrated with another reference measurement): ValueError unless it is (L, S, K) as this one's."""
+        reference = jnp.asarray(reference, jnp.float32)
+        if reference.shape != self.reference.shape:
+            raise ValueError(f"the reference must have shape {self.reference.shape}, got {reference.shape}")
+        return eqx.tree_at(lambda n: n.reference, self, reference)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (inverse: `Normalisation(**arrays)`), e.g. for an npz beside a checkpoint."""
         return {name: np.asarray(getattr(self, name)) for name in ("reference", "signal_mean", "signal_std", "target_mean", "target_std")}

@@ -100,6 +100,5 @@ def dri_stage(method: GaussNewtonMethod, normalisation: Normalisation, reference
     """
     if method.method != "dri":
         raise ValueError(f"the first stage is DRI, got a {method.method!r} method")
-    normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference_ln_amplitude, jnp.float32))
-    return DRIStage(method.reconstructor, normalisation, jnp.asarray(method.image_mask), method.weight)
+    return DRIStage(method.reconstructor, normalisation.with_reference(reference_ln_amplitude), jnp.asarray(method.image_mask), method.weight)
 

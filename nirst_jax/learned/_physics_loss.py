@@ -93,7 +93,7 @@ class PhysicsLoss(eqx.Module):
         if reference_chromophores.shape != (3,) or not (np.isfinite(reference_chromophores).all() and (reference_chromophores >= 0).all()):
             raise ValueError(f"reference_chromophores must be (3,) finite and ≥ 0, got {reference_chromophores}")
         reference = model.homogeneous(jnp.asarray(reference_chromophores, jnp.result_type(float)), *scatter)
-        normalisation = eqx.tree_at(lambda n: n.reference, normalisation, jnp.asarray(reference, jnp.float32))
+        normalisation = normalisation.with_reference(reference)
         return cls(
             model=model,
             interpolation=setup.interpolation(mesh),

@@ -197,6 +197,11 @@ class Mesh:
         digest.update(np.ascontiguousarray(self.elements, dtype="<i4").tobytes())
         return digest.hexdigest()
 
+    def record(self, origin: dict) -> dict:
+        """A JSON-ready account of the mesh for a run's records: `origin` (where it came from,
+        e.g. {"kind": "nirfast", "prefix": …}) with its node count and `content_hash`."""
+        return {**origin, "nodes": self.n_nodes, "sha256": self.content_hash}
+
     def element_angles_deg(self) -> np.ndarray:
         """(M, 3) interior angles of every element, in degrees."""
         p = self.nodes[self.elements]

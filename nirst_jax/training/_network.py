@@ -88,8 +88,9 @@ class TrainedNetwork:
                 training data (same reference system).
             mri: (H, H) or (B, H, H) MRI grey levels (ignored by Z-Net without MRI, but the
                 shape is still checked).
-            batch_size: phantoms per compiled call (default 64; a network with a first stage,
-                DRI + U-Net, `first_stage_batch_size()`: each phantom is a DRI reconstruction).
+            batch_size: phantoms per compiled call (default `default_batch_size`). A batch
+                runs in calls of exactly this size, the last one padded, so sets of any size
+                share one compiled program; a single phantom runs alone.
 
         Returns:
             (3, H, H) or (B, 3, H, H) float32: HbO (µM), Hb (µM), water (%), 0 outside the disk.
@@ -110,11 +111,21 @@ class TrainedNetwork:
         if not np.isfinite(mri).all():
             raise ValueError("mri has NaN or infinite values")
         signals = np.asarray(self.normalisation.signals(ln_amplitude), np.float32)
-        if batch_size is None:
-            batch_size = first_stage_batch_size() if hasattr(self.model, "prepare") else 64
-        out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in padded_batches((signals, mri), batch_size)]
+        chunks = padded_batches((signals, mri), batch_size or self.default_batch_size, pad_single=not single)
+        out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in chunks]
         images = np.concatenate(out)
         return images[0] if single else images
+
+    @property
+    def default_batch_size(self) -> int:
+        """Phantoms per compiled call: 64; DRI + U-Net `first_stage_batch_size()` (a DRI run
+        each); LGN 16 on CPU (64 on accelerators): per phantom as fast as 64 on a 2-core CPU
+        (0.063 against 0.062 s, 8: 0.078 s; measured 2026-12-06) with less padding on small sets."""
+        if hasattr(self.model, "prepare"):
+            return first_stage_batch_size()
+        if self.config.model.name == "lgn" and jax.default_backend() == "cpu":
+            return 16
+        return 64
 
     def from_first_stage(self, first_stage, mri, batch_size: int = 64) -> np.ndarray:
         """Reconstruct from the first stage's images computed elsewhere: for DRI + U-Net, DRI's
@@ -126,7 +137,7 @@ class TrainedNetwork:
         Arguments:
             first_stage: (B, 3, H, H) HbO (µM), Hb (µM), water (%).
             mri: (B, H, H) MRI grey levels.
-            batch_size: phantoms per compiled call.
+            batch_size: phantoms per compiled call (the last one padded).
 
         Returns:
             (B, 3, H, H) float32 images, 0 outside the disk.
@@ -144,5 +155,5 @@ class TrainedNetwork:
             mask = jnp.asarray(self.model.stage.value.mask, jnp.float32)
             self._predict_prepared = jax.jit(lambda images, m: self._forward(
                 None, m, prepared=self.normalisation.targets(images) * mask))
-        out = [np.asarray(self._predict_prepared(*chunk))[:n] for n, chunk in padded_batches((first_stage, mri), batch_size)]
+        out = [np.asarray(self._predict_prepared(*chunk))[:n] for n, chunk in padded_batches((first_stage, mri), batch_size, pad_single=True)]
         return np.concatenate(out)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -90,8 +89,7 @@ def pretrained(config: TrainConfig, dataset: Dataset):
         raise ValueError(f"init_from {config.init_from} holds a {parent.config.model}, this run trains a {config.model}")
     if parent.data_shape != tuple(dataset.reference.shape):
         raise ValueError(f"init_from {config.init_from} was trained on data {parent.data_shape}, this dataset has {dataset.reference.shape}")
-    reference = jnp.asarray(dataset.reference, jnp.float32)
-    return parent, eqx.tree_at(lambda n: n.reference, parent.normalisation, reference)
+    return parent, parent.normalisation.with_reference(dataset.reference)
 
 
 class Trainer:
@@ -156,8 +154,7 @@ class Trainer:
         self.optimiser = optimiser_for(config, train_count // config.batch_size)
         self.unlabelled = self._unlabelled_store(setup, resume)
         if self.unlabelled is not None:
-            unlabelled_normalisation = eqx.tree_at(lambda n: n.reference, self.normalisation,
-                                                   jnp.asarray(self.unlabelled.reference, jnp.float32))
+            unlabelled_normalisation = self.normalisation.with_reference(self.unlabelled.reference)
         model = network_for(config, sim, self.normalisation, self.signal_mask, dataset.mesh) if parent is None else parent.model
         graphdef, state = initial_state(model, self.optimiser)
         self.steps = _STEPS.get(

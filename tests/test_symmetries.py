@@ -185,12 +185,19 @@ def test_symmetry_averaging_keeps_an_equivariant_method_and_symmetrises_a_fixed_
     equivariant = _Recorder(mask, reference)
     averaged = SymmetryAveraged(equivariant, symmetries, reference)
     np.testing.assert_allclose(averaged(ln_amplitude, mri), equivariant(ln_amplitude, mri), rtol=1e-5, atol=1e-6)
-    # It saw each phantom under every symmetry: calibrated data permuted, the reference added back.
-    assert len(equivariant.calls) == 8 + 1 and all(len(data) == 3 for data, _ in equivariant.calls)
+    # It saw each phantom under every symmetry, all in one call (symmetry-major rows): calibrated
+    # data permuted, the reference added back.
+    assert len(equivariant.calls) == 1 + 1 and len(equivariant.calls[0][0]) == 8 * 3
     g = symmetries.names.index("rotation 90°")
-    data, images = equivariant.calls[g]
-    np.testing.assert_allclose(data[1], np.asarray(symmetries.signals((ln_amplitude - reference)[1:2], np.array([g])))[0] + reference, atol=1e-5)
-    np.testing.assert_array_equal(images[1], symmetries.images(mri[1:2], np.array([g]))[0])
+    data, images = equivariant.calls[0]
+    np.testing.assert_allclose(data[3 * g + 1], np.asarray(symmetries.signals((ln_amplitude - reference)[1:2], np.array([g])))[0] + reference, atol=1e-5)
+    np.testing.assert_array_equal(images[3 * g + 1], symmetries.images(mri[1:2], np.array([g]))[0])
+    # Sets larger than one call are split by phantoms, with the same result.
+    import nirst_jax.evaluation._symmetry_average as module
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "PHANTOMS_PER_CALL", 2)
+        np.testing.assert_allclose(averaged(ln_amplitude, mri), equivariant(ln_amplitude, mri), rtol=1e-5, atol=1e-6)
+    assert [len(data) for data, _ in equivariant.calls[2:]] == [16, 8, 3]
     # A method blind to its input: its image is averaged over the orbit of each pixel. On an even
     # grid no pixel centre lies on an axis, so a pixel near the +x axis has an orbit of 8: 1/8 each.
     image = np.zeros((3, SIZE, SIZE))

@@ -14,6 +14,9 @@ import numpy as np
 from ..geometry import Symmetries
 from ..physics import MeasurementLayout
 
+PHANTOMS_PER_CALL = 64
+"""Phantoms whose G transformed copies go to the method in one call (bounds the memory)."""
+
 
 class SymmetryAveraged:
     """A method's images averaged over the symmetries of the data's set-up.
@@ -24,8 +27,8 @@ class SymmetryAveraged:
         reference: (L, S, K) ln A of the homogeneous reference in the data's calibration: the
             permutation acts on calibrated data (ln A − reference), as the set-up's symmetry does.
 
-    The result has the method interface; each call reconstructs every phantom G times (one
-    symmetry at a time). Pixels that the transformed masks do not all cover (a polygon's rim)
+    The result has the method interface; each call reconstructs every phantom G times, all G
+    copies of up to `PHANTOMS_PER_CALL` phantoms in one call of the method. Pixels that the transformed masks do not all cover (a polygon's rim)
     average the images that cover them; pixels outside the method's mask are 0.
     """
 
@@ -70,11 +73,14 @@ class SymmetryAveraged:
         ln_amplitude, mri = np.asarray(ln_amplitude, float), np.asarray(mri)
         if ln_amplitude.ndim == 3:
             return self(ln_amplitude[None], mri[None])[0]
+        if len(ln_amplitude) > PHANTOMS_PER_CALL:
+            return np.concatenate([self(ln_amplitude[i : i + PHANTOMS_PER_CALL], mri[i : i + PHANTOMS_PER_CALL])
+                                   for i in range(0, len(ln_amplitude), PHANTOMS_PER_CALL)])
         symmetries, count = self.symmetries, len(ln_amplitude)
-        total = 0.0
-        for g, back in enumerate(symmetries.inverses):
-            which, undo = np.full(count, g), np.full(count, back)
-            data = np.asarray(symmetries.signals(ln_amplitude - self.reference, which)) + self.reference
-            images = np.asarray(self.method(data, np.asarray(symmetries.images(mri, which))))
-            total = total + np.asarray(symmetries.images(images, undo))
-        return total / self._covered * self._mask
+        # Every symmetry of every phantom in one call of the method: G·B rows, symmetry-major.
+        which = np.repeat(np.arange(len(symmetries)), count)
+        calibrated = np.tile(ln_amplitude - self.reference, (len(symmetries), 1, 1, 1))
+        data = np.asarray(symmetries.signals(calibrated, which)) + self.reference
+        images = np.asarray(self.method(data, np.asarray(symmetries.images(np.tile(mri, (len(symmetries), 1, 1)), which))))
+        back = np.asarray(symmetries.images(images, np.asarray(symmetries.inverses)[which]))
+        return back.reshape(len(symmetries), count, *back.shape[1:]).sum(0) / self._covered * self._mask

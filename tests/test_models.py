@@ -162,7 +162,6 @@ def test_margin_and_resize_upsampling_keep_sizes_and_drop_the_checkerboard():
     assert ModelSpec.from_dict(ModelSpec("ynet").to_dict()) == ModelSpec("ynet")
 
 
-@pytest.mark.extended
 def _fixed_batch(size: int, batch: int, seed: int):
     """(normalisation, batch) of random signals, MRI and targets for one-batch training tests."""
     keys = jax.random.split(jax.random.key(seed), 3)

@@ -60,9 +60,9 @@ def reproduce(folder, scale="small", experiments=None, progress: bool = True) ->
         stage("simulate the learned methods' dataset", lambda: study.learned_dataset)
     for network in NETWORKS:
         stage(f"train {network}", lambda network=network: study.trained(network))
-    # The training programs are dead weight now: dropping them here, where nothing the
-    # experiments use is compiled yet, spares a mid-experiment clear that recompiles DRI and
-    # every network (≈ 1 min at the `small` scale).
+    # The training programs are dead weight now: dropping them here, where little the
+    # experiments use is compiled yet (a dataset's simulation program at most), spares a
+    # mid-experiment clear that recompiles DRI and every network (≈ 1 min at the `small` scale).
     release_compiled_programs(fraction=0.0)
     sections = [stage(name, lambda name=name: run_experiment(study, name)) for name in names]
     write_report(study, sections, seconds)

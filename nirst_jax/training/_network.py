@@ -111,7 +111,10 @@ class TrainedNetwork:
         if not np.isfinite(mri).all():
             raise ValueError("mri has NaN or infinite values")
         signals = np.asarray(self.normalisation.signals(ln_amplitude), np.float32)
-        chunks = padded_batches((signals, mri), batch_size or self.default_batch_size, pad_single=not single)
+        batch_size = self.default_batch_size if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        chunks = padded_batches((signals, mri), batch_size, pad_single=not single)
         out = [np.asarray(self._predict(*chunk))[:n] for n, chunk in chunks]
         images = np.concatenate(out)
         return images[0] if single else images
@@ -120,7 +123,9 @@ class TrainedNetwork:
     def default_batch_size(self) -> int:
         """Phantoms per compiled call: 64; DRI + U-Net `first_stage_batch_size()` (a DRI run
         each); LGN 16 on CPU (64 on accelerators): per phantom as fast as 64 on a 2-core CPU
-        (0.063 against 0.062 s, 8: 0.078 s; measured 2026-12-06) with less padding on small sets."""
+        (0.063 against 0.062 s, 8: 0.078 s; measured 2026-12-06) with less padding on small sets.
+        The price of one compiled program per network: a set smaller than a batch costs a whole
+        batch (e.g. 2 phantoms of DRI + U-Net run 8 DRI reconstructions on CPU)."""
         if hasattr(self.model, "prepare"):
             return first_stage_batch_size()
         if self.config.model.name == "lgn" and jax.default_backend() == "cpu":

@@ -123,8 +123,9 @@ def test_dri_unet_trains_on_its_cached_first_stage_and_reloads(dataset, tmp_path
                                 dataset, indices)
     assert np.abs(images - untrained).max() > 1e-3  # the U-Net learned a correction
     # DRI's images from the study's DRI row stand in for the network's own first stage.
-    dri = GaussNewtonMethod.for_dataset(dataset, progress=False)(dataset.read("ln_amplitude", indices),
-                                                                  dataset.read("mri", indices))
+    # At the network's batch shape, the same compiled DRI program as the model's own call above.
+    dri = GaussNewtonMethod.for_dataset(dataset, progress=False, batch_size=len(indices))(
+        dataset.read("ln_amplitude", indices), dataset.read("mri", indices))
     np.testing.assert_allclose(network.from_first_stage(dri, dataset.read("mri", indices)), images, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="first_stage must be"):
         network.from_first_stage(dri[:, :2], dataset.read("mri", indices))

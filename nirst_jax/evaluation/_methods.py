@@ -129,8 +129,9 @@ class GaussNewtonMethod:
         out, status = [], []
         bar = tqdm(total=len(ln_amplitude), desc=f"{what} reconstructions", unit="phantom",
                    disable=not self.progress, leave=False)
+        weight = jnp.asarray(self.weight, jnp.result_type(float))  # not weakly typed: DRIStage's program too
         for n, chunk in padded_batches(arrays, self.batch_size, pad_single=True):
-            images, codes = reconstruct_batch(self.reconstructor, jnp.asarray(self.weight), *(jnp.asarray(a) for a in chunk))
+            images, codes = reconstruct_batch(self.reconstructor, weight, *(jnp.asarray(a) for a in chunk))
             out.append(np.asarray(images)[:n])
             status.append(np.asarray(codes)[:n])
             bar.update(n)

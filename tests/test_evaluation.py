@@ -163,3 +163,15 @@ def test_recalibrated_dri_on_another_mesh_removes_the_mesh_offset():
     assert recalibrated.settings["recalibrated"] and np.array_equal(recalibrated.image_mask, mask)
     with pytest.raises(ValueError, match="references"):
         Recalibrated(dri, reference[:, :3], reference)
+
+
+@pytest.mark.parametrize("option", [["--examples", "0"], ["--count", "0"]])
+def test_evaluate_refuses_bad_counts_before_reading_anything(tmp_path, capsys, option):
+    """A count the figure or the split cannot take is refused at once, not after the reconstructions."""
+    from nirst_jax.cli import main
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(tmp_path / "absent"), "--run", f"Z-Net={tmp_path / 'absent-run'}", *option, "--out", str(out)]
+    assert main(args) == 2
+    assert f"{option[0]} must be ≥ 1, got 0" in capsys.readouterr().err
+    assert not out.exists()

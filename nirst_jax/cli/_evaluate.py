@@ -71,6 +71,8 @@ def run(args) -> int:
         raise ValueError("--symmetry-average averages networks: give them with --run NAME=RUN")
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
+    if args.examples < 1:  # before any reconstruction: the figure is drawn last
+        raise ValueError(f"--examples must be ≥ 1, got {args.examples}")
     names = [name for name, _ in args.run]
     if len(set(names)) != len(names) or (not args.no_dri and "DRI" in names):
         raise ValueError(f"method names must be unique (DRI is taken), got {names}")

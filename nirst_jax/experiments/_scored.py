@@ -31,6 +31,8 @@ def write_scores(images: dict, test: TestSet, folder, what: str, examples: int, 
     Returns:
         (scores, file name → caption of each file written).
     """
+    if examples < 1:
+        raise ValueError(f"examples must be ≥ 1, got {examples}")
     folder = Path(folder)
     scores = Scores.compute(images, test.truth, test.mask, test.ids)
     scores.write_csv(folder / "scores.csv")

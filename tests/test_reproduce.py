@@ -195,6 +195,8 @@ def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_me
         assert meta["train"]["physics_mesh_spacing_mm"] == scale.mesh_spacing_mm
         assert meta["train"]["data_loss"] == scale.learned_loss
         assert meta["train"]["model"]["width"] == (scale.lgn_network_width if network == "LGN" else scale.width)
+        assert meta["train"]["validation_phantoms"] == (scale.lgn_validation_phantoms if network == "LGN"
+                                                        else scale.dri_unet_validation_phantoms)
         cached = np.load(study / "reconstructions" / "test" / f"{run.name}.npy")[:2]
         ln_amplitude = main_data.read("ln_amplitude", ids).astype(float) - main_data.reference + learned.reference
         images = TrainedNetwork(run, "best")(ln_amplitude, main_data.read("mri", ids))
@@ -217,4 +219,7 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
         replace(SCALES["small"], learned_loss="l1")
     with pytest.raises(ValueError, match="lgn_width"):
         replace(SCALES["small"], lgn_width=0.0)
+    for count in (0, 2.5, True):
+        with pytest.raises(ValueError, match="lgn_validation_phantoms"):
+            replace(SCALES["small"], lgn_validation_phantoms=count)
     assert SCALES["ci"].lgn_network_width != SCALES["ci"].width  # the CI study checks LGN gets its own width

@@ -298,6 +298,7 @@ class Study:
                 epochs=s.lgn_epochs,
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",
+                validation_phantoms=s.lgn_validation_phantoms,
             )
         if recipe.model == "dri-unet":
             config = config.replace(train_phantoms=s.dri_unet_phantoms, validation_phantoms=s.dri_unet_validation_phantoms)

@@ -370,8 +370,13 @@ class GaussNewton(eqx.Module):
             gram = einsum("ltmk,lsmj->ltskj", projected, projected)
             return einsum("lut,lvs,ltskj->ukvj", factors, factors, gram).reshape(n_unknowns * n_basis, -1)
 
+        def normal_trace(projected):
+            # Its diagonal alone, Σ_l Σ_u f_lu·diag(X_lᵀX_l)·f_lu: not worth a 3K×3K product.
+            cross = einsum("ltmk,lsmk->lts", projected, projected)
+            return einsum("lut,lus,lts->", factors, factors, cross)
+
         residual, projected, misfit, offsets = linearise(u0)
-        mean_curvature = jnp.trace(normal_matrix(projected)) / (n_unknowns * n_basis)
+        mean_curvature = normal_trace(projected) / (n_unknowns * n_basis)
         penalty = jnp.kron(jnp.diag(weight), regulariser)
 
         def step(state: _State) -> _State:

@@ -219,7 +219,8 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
         replace(SCALES["small"], learned_loss="l1")
     with pytest.raises(ValueError, match="lgn_width"):
         replace(SCALES["small"], lgn_width=0.0)
-    for count in (0, 2.5, True):
-        with pytest.raises(ValueError, match="lgn_validation_phantoms"):
-            replace(SCALES["small"], lgn_validation_phantoms=count)
+    for name in ("test_count", "lgn_validation_phantoms"):
+        for count in (0, 2.5, True):
+            with pytest.raises(ValueError, match=name):
+                replace(SCALES["small"], **{name: count})
     assert SCALES["ci"].lgn_network_width != SCALES["ci"].width  # the CI study checks LGN gets its own width

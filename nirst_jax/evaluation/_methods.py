@@ -147,7 +147,10 @@ def reconstruct_batch(reconstructor: Reconstructor, weight, ln_amplitude, mri, s
 
     Arguments:
         reconstructor: a `Reconstructor` ("dri" reads the MRI; "tikhonov" ignores it).
-        weight: α.
+        weight: α as a strongly typed array (`jnp.asarray(α, jnp.result_type(float))`): a
+            Python float would be static (one program per value), and `jnp.asarray(α)` is
+            weakly typed, which the jit cache keys on; either compiles another program for the
+            same batch shape.
         ln_amplitude: (B, L, S, K) calibrated ln A.
         mri: (B, H, W).
         start: (B, 3, H, W) images to refine, or None.

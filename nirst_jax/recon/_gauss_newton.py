@@ -371,7 +371,7 @@ class GaussNewton(eqx.Module):
             return einsum("lut,lvs,ltskj->ukvj", factors, factors, gram).reshape(n_unknowns * n_basis, -1)
 
         def normal_trace(projected):
-            # Its diagonal alone, Σ_l Σ_u f_lu·diag(X_lᵀX_l)·f_lu: not worth a 3K×3K product.
+            # tr N = Σ_l Σ_u f_luᵀ C_l f_lu with C_l,ts = tr(X_ltᵀX_ls): no UK×UK product for its diagonal.
             cross = einsum("ltmk,lsmk->lts", projected, projected)
             return einsum("lut,lus,lts->", factors, factors, cross)
 

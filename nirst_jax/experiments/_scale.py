@@ -98,16 +98,16 @@ class Scale:
     seed: int = 2022
 
     def __post_init__(self):
+        optional = ("test_count", "lgn_validation_phantoms")  # None: all
         for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps",
                      "physics_epochs", "lgn_epochs", "lgn_iterations", "dri_unet_phantoms",
-                     "dri_unet_validation_phantoms", "family_count"):
+                     "dri_unet_validation_phantoms", "family_count", *optional):
             value = getattr(self, name)
+            if value is None and name in optional:
+                continue
             if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"scale {self.name!r}: {name} must be a positive integer, got {value!r}")
-        for name in ("test_count", "lgn_validation_phantoms"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"scale {self.name!r}: {name} must be a positive integer or None, got {value!r}")
+                raise ValueError(f"scale {self.name!r}: {name} must be a positive integer"
+                                 f"{' or None' if name in optional else ''}, got {value!r}")
         if not 0 <= self.fibre_dropout <= 1:
             raise ValueError(f"scale {self.name!r}: fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
         if self.dri_mesh_spacing_mm is not None and not self.dri_mesh_spacing_mm > self.fine_mesh_spacing_mm:
@@ -151,8 +151,7 @@ SCALES = {
                 test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
                 refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0,
                 learned_data_mesh_spacing_mm=5.0, learned_loss="log-mse", lgn_width=0.25, lgn_validation_phantoms=12,
-                dri_unet_phantoms=32,
-                dri_unet_validation_phantoms=8, family_count=2),
+                dri_unet_phantoms=32, dri_unet_validation_phantoms=8, family_count=2),
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),

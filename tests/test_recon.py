@@ -157,6 +157,40 @@ def test_gauss_newton_reports_failures_instead_of_a_silent_homogeneous_fit(small
         GaussNewtonMethod(mesh, MeasurementSetup.disk(), nj.physics.PAPER_WAVELENGTHS_NM, weight=0.0)
 
 
+def test_float32_factorisation_refined_in_float64_gives_the_float64_reconstruction(small, monkeypatch):
+    """The damped normal matrix factorised in float32 and each step refined against the float64
+    system gives the float64 factorisation's DRI within 1e-10 (relative); the unrefined float32
+    step does not."""
+    import nirst_jax.recon._gauss_newton as gauss_newton
+
+    mesh, model = small
+    data, mri, _, _, _ = one_inclusion(mesh, model, 0.01)
+
+    def run(factor_in_float32, weight=10.0):
+        solver = GaussNewton(iterations=4, tolerance=0.0, factor_in_float32=factor_in_float32)
+        reconstructor = Reconstructor.create(model, mesh, "dri", basis_size=12, solver=solver)
+        return jax.jit(lambda d, m, w: reconstructor(d, m, w))(data, mri, weight)
+
+    def chromophores(factor_in_float32):
+        result = run(factor_in_float32)
+        assert int(result.steps) >= 2
+        return np.asarray(result.chromophores)
+
+    exact = chromophores(False)
+    error = lambda c: np.abs(c - exact).max() / np.abs(exact).max()  # noqa: E731
+    assert error(chromophores(True)) < 1e-10
+    # A system too ill-conditioned for float32 (α = 1e-9) is a reported failure, not a silently inaccurate step.
+    ill = run(True, 1e-9)
+    assert int(ill.status) == GaussNewtonStatus.INACCURATE_SOLVE and bool(ill.failed) and int(ill.steps) == 0
+    assert not run(False, 1e-9).failed
+    monkeypatch.setattr(gauss_newton, "REFINEMENT_STEPS", 0)
+    jax.clear_caches()  # the solver's program was compiled with the refinements
+    try:
+        assert error(chromophores(True)) > 1e-8  # what the refinement removes
+    finally:
+        jax.clear_caches()  # no program without them for later tests
+
+
 @pytest.mark.extended
 def test_dri_recovers_one_inclusion_and_beats_tikhonov():
     """Paper-size phantom (1797 nodes), 1% noise: DRI within ±15 % / ±5 %, monotone misfit."""

@@ -181,7 +181,7 @@ def test_demo_writes_its_report_and_figure(study, tmp_path):
 def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_mesh(study):
     """LGN and DRI + U-Net train on the main phantoms simulated on the learned-data mesh, with the scale's
     learned loss, reconstruct on the main mesh, and take test data calibrated to their own training
-    store's reference."""
+    store's reference; every network but DRI + U-Net validates on the scale's `validation_phantoms`."""
     main_data, learned = Dataset(study / "data"), Dataset(study / "data-learned")
     scale = SCALES["ci"]
     assert learned.config.mesh_spacing_mm == scale.learned_data_mesh_spacing_mm < scale.mesh_spacing_mm
@@ -195,13 +195,17 @@ def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_me
         assert meta["train"]["physics_mesh_spacing_mm"] == scale.mesh_spacing_mm
         assert meta["train"]["data_loss"] == scale.learned_loss
         assert meta["train"]["model"]["width"] == (scale.lgn_network_width if network == "LGN" else scale.width)
-        assert meta["train"]["validation_phantoms"] == (scale.lgn_validation_phantoms if network == "LGN"
+        assert meta["train"]["validation_phantoms"] == (scale.validation_phantoms if network == "LGN"
                                                         else scale.dri_unet_validation_phantoms)
         cached = np.load(study / "reconstructions" / "test" / f"{run.name}.npy")[:2]
         ln_amplitude = main_data.read("ln_amplitude", ids).astype(float) - main_data.reference + learned.reference
         images = TrainedNetwork(run, "best")(ln_amplitude, main_data.read("mri", ids))
         np.testing.assert_allclose(cached, images, rtol=1e-4, atol=1e-4)
     assert Dataset(study / "data-learned").fingerprint != main_data.fingerprint
+    for run in ("z-net", "z-net-hybrid"):  # the Z-Net family validates on the scale's subset too
+        meta = json.loads((study / "runs" / run / "config.json").read_text())
+        assert meta["train"]["validation_phantoms"] == scale.validation_phantoms
+        assert json.loads((study / "runs" / run / "metrics.jsonl").read_text().splitlines()[0])["val_data"] > 0
 
 
 def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
@@ -219,7 +223,7 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
         replace(SCALES["small"], learned_loss="l1")
     with pytest.raises(ValueError, match="lgn_width"):
         replace(SCALES["small"], lgn_width=0.0)
-    for name in ("test_count", "lgn_validation_phantoms"):
+    for name in ("test_count", "validation_phantoms"):
         for count in (0, 2.5, True):
             with pytest.raises(ValueError, match=name):
                 replace(SCALES["small"], **{name: count})

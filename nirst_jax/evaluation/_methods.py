@@ -81,6 +81,7 @@ class GaussNewtonMethod:
             "scatter": list(setup.scatter),
             "weight": self.weight,
             "iterations": int(iterations),
+            "factor_in_float32": self.reconstructor.solver.factor_in_float32,
         }
         """Everything that determines the images (JSON-ready): what a cache of them is keyed by."""
         if not (isinstance(setup.domain, DiskDomain) and setup.is_ring and setup.optodes.angle_offset_deg == 0):

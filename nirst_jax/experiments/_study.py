@@ -289,6 +289,7 @@ class Study:
             learning_rate=s.learning_rate,
             schedule=s.schedule,
             fibre_dropout=s.fibre_dropout if recipe.fibre_dropout else 0.0,
+            validation_phantoms=s.validation_phantoms,
             seed=s.seed,
         )
         if recipe.model == "lgn":
@@ -298,7 +299,6 @@ class Study:
                 epochs=s.lgn_epochs,
                 learning_rate=s.lgn_learning_rate,
                 schedule="cosine",
-                validation_phantoms=s.lgn_validation_phantoms,
             )
         if recipe.model == "dri-unet":
             config = config.replace(train_phantoms=s.dri_unet_phantoms, validation_phantoms=s.dri_unet_validation_phantoms)

@@ -191,6 +191,16 @@ def test_float32_factorisation_refined_in_float64_gives_the_float64_reconstructi
         jax.clear_caches()  # no program without them for later tests
 
 
+def test_reconstruct_cli_factorises_in_float64_on_request(small):
+    """`--factorise-in-float64` gives `nirst reconstruct` the float64 factorisation (the default
+    is float32, refined)."""
+    mesh, model = small
+    for flags, expected in (([], True), (["--factorise-in-float64"], False)):
+        args = build_parser().parse_args(["reconstruct", "--data", "x.npz", *flags])
+        reconstructor = _reconstruct._reconstructor(args, "tikhonov", model, mesh, nj.recon.image_grid(mesh), 3, None)
+        assert reconstructor.solver.factor_in_float32 is expected
+
+
 @pytest.mark.extended
 def test_dri_recovers_one_inclusion_and_beats_tikhonov():
     """Paper-size phantom (1797 nodes), 1% noise: DRI within ±15 % / ±5 %, monotone misfit."""

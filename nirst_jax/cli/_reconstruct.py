@@ -74,6 +74,8 @@ def add_parser(commands, name: str) -> None:
                         help="modulation frequency of .paa phase data (.npz and SNIRF files carry their own)")
     parser.add_argument("--fit-scatter", action="store_true",
                         help="frequency-domain data: also reconstruct the scattering amplitude and power")
+    parser.add_argument("--factorise-in-float64", action="store_true",
+                        help="factorise each Gauss-Newton system in float64 (default: float32, refined in float64)")
     parser.add_argument("--phase-weight", type=float, default=1.0,
                         help="frequency-domain data: weight of phase (rad) against ln A residuals, σ(ln A)/σ(phase)")
     parser.add_argument("--roi", type=float_list(3), help="x,y,radius (mm): report HbT ROI/background contrast")
@@ -471,7 +473,8 @@ def _reconstructor(args, method, model, mesh, grid, iterations, scatter):
         method,
         basis_size=args.basis_size or None,
         grid=grid,
-        solver=GaussNewton(iterations=iterations, fit_scatter=args.fit_scatter, phase_weight=args.phase_weight),
+        solver=GaussNewton(iterations=iterations, fit_scatter=args.fit_scatter, phase_weight=args.phase_weight,
+                           factor_in_float32=not args.factorise_in_float64),
         scatter=scatter,
     )
 

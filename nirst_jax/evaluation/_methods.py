@@ -174,7 +174,7 @@ def warn_failures(status, what: str) -> None:
         reasons = sorted({GaussNewtonStatus(int(status[i])).describe() for i in failed})
         warnings.warn(
             f"{what}: {len(failed)} of {len(status)} phantoms (positions {failed[:10].tolist()}"
-            f"{', …' if len(failed) > 10 else ''}) {'; '.join(reasons)}; their images are the starting guess",
+            f"{', …' if len(failed) > 10 else ''}) {'; '.join(reasons)}; their images are the last accepted iterate (the starting guess if none)",
             RuntimeWarning,
             stacklevel=3,
         )

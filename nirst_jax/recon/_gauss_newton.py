@@ -32,7 +32,9 @@ DRI 12 % faster (docs/benchmarks.md; each refinement costs two triangular solves
 runs memory-bound, so more do not pay); tests/test_recon.py checks the agreement. A step
 whose refined residual stays above `SOLVE_TOLERANCE` (a system far worse conditioned) is not
 taken: the run stops with `GaussNewtonStatus.INACCURATE_SOLVE`, a failure, never a silently
-inaccurate step. Scatter fits and the homogeneous fit always factorise in float64.
+inaccurate step. Scatter fits, unrolled (differentiated) runs and the homogeneous fit always
+factorise in float64. The condition numbers above are DRI's; Tikhonov, soft-prior, refinement
+and frequency-domain chromophore fits use the same path, guarded by that check.
 
 With a nodal `offset` c₀ (e.g. a network's output), the unknowns are a correction:
 c = c₀ + B(s·u), started and anchored at u₀ = 0, so the prior is centred on c₀ and the
@@ -89,7 +91,7 @@ descend, but such a system is ≈ 10× worse conditioned than any the study met)
 
 
 class GaussNewtonStatus(enum.IntEnum):
-    """Why Gauss-Newton stopped (`GaussNewtonResult.status`); `failed` for the last two."""
+    """Why Gauss-Newton stopped (`GaussNewtonResult.status`); `failed` for the last three."""
 
     CONVERGED = 0
     """The relative misfit improvement fell below `tolerance`."""
@@ -118,7 +120,8 @@ class GaussNewtonStatus(enum.IntEnum):
             GaussNewtonStatus.NOT_FINITE: "failed: a step gave NaN or infinite values",
             GaussNewtonStatus.INVALID_INPUT: "failed: non-finite data or a regularisation weight that is not finite and > 0",
             GaussNewtonStatus.INACCURATE_SOLVE: "failed: the Gauss-Newton system was too ill-conditioned for its float32 "
-                                                "factorisation (use GaussNewton(factor_in_float32=False))",
+                                                "factorisation (use GaussNewton(factor_in_float32=False), or "
+                                                "nirst reconstruct --factorise-in-float64)",
         }[self]
 
 
@@ -219,8 +222,9 @@ class GaussNewton(eqx.Module):
             frequency domain: σ(ln A)/σ(phase) of the data's noise.
         factor_in_float32: in a float64 run, factorise each damped normal matrix in float32
             and refine the step against the float64 system (module docstring); False
-            factorises in float64. No effect in float32 runs and with `fit_scatter` (those
-            systems are ill-conditioned: CW ln A barely separates µa from µs').
+            factorises in float64. No effect in float32 runs, with `fit_scatter` (those
+            systems are ill-conditioned: CW ln A barely separates µa from µs') and when
+            `unrolled` (differentiated).
     """
 
     iterations: int = eqx.field(static=True, default=10)
@@ -402,25 +406,27 @@ class GaussNewton(eqx.Module):
             return einsum("lut,lvs,ltskj->ukvj", f, f, gram).reshape(n_unknowns * n_basis, -1)
 
         def normal_product(projected, v):
-            """N·v (v: (U, K)) without N: Σ_l (f_l ⊗ X_l)ᵀ (f_l ⊗ X_l) v."""
-            measured = einsum("lvs,lsmj,vj->lsm", factors, projected, v)
-            return einsum("lut,ltmk,ltm->uk", factors, projected, measured)
+            """N·v (v: (U, K)) without N: Jᵀ(J v), J's rows Σ_t f_lut X_lt (every type t)."""
+            rows = einsum("lvs,lsmj,vj->lm", factors, projected, v)
+            return einsum("lut,ltmk,lm->uk", factors, projected, rows)
 
         def damped_solve(projected, damping, rhs):
             """(N + damping·penalty)⁻¹ rhs, factorised in float32 and refined in float64
             when `factor_in_float32` applies (module docstring), else in the working precision."""
-            mixed = self.factor_in_float32 and not self.fit_scatter and dtype == jnp.float64
+            # Not for scatter fits (ill-conditioned) nor unrolled runs (differentiated: a float32
+            # breakdown in a masked step would put NaN into the gradient).
+            mixed = self.factor_in_float32 and not (self.fit_scatter or self.unrolled) and dtype == jnp.float64
             low = jnp.float32 if mixed else dtype
             system = normal_matrix(projected.astype(low)) + (damping * penalty).astype(low)
             factor = jsl.cho_factor(system, lower=True)
             solve = lambda b: jsl.cho_solve(factor, b.astype(low)).astype(dtype)  # noqa: E731
-            residual = lambda d: rhs - normal_product(projected, d.reshape(n_unknowns, n_basis)).reshape(-1) - damping * matmul(penalty, d)  # noqa: E731
+            remainder = lambda d: rhs - normal_product(projected, d.reshape(n_unknowns, n_basis)).reshape(-1) - damping * matmul(penalty, d)  # noqa: E731
             delta = solve(rhs)
             if not mixed:
                 return delta, jnp.asarray(True)
             for _ in range(REFINEMENT_STEPS):
-                delta = delta + solve(residual(delta))
-            error = jnp.linalg.norm(residual(delta))
+                delta = delta + solve(remainder(delta))
+            error = jnp.linalg.norm(remainder(delta))
             # A NaN from finite inputs is the float32 factorisation breaking down; from non-finite
             # inputs (e.g. a NaN in the MRI) it is reported as NOT_FINITE.
             inputs_finite = penalty_finite & jnp.isfinite(rhs).all() & jnp.isfinite(projected).all()

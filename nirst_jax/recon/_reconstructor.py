@@ -56,8 +56,9 @@ class Reconstruction(NamedTuple):
             each accepted step.
         steps: accepted Gauss-Newton steps.
         status: int `GaussNewtonStatus` of the Gauss-Newton run (the homogeneous fit's when
-            that failed): ≥ `GaussNewtonStatus.NOT_FINITE` means the images are not a
-            reconstruction (`Reconstruction.failed`).
+            that failed): ≥ `GaussNewtonStatus.NOT_FINITE` means the run failed
+            (`Reconstruction.failed`): the images are its last accepted iterate (the start if
+            no step was accepted), not a finished reconstruction.
         scatter: (2, N) scattering amplitude a (mm⁻¹) and power b at the nodes when the
             solver fits scatter (`GaussNewton.fit_scatter`), else None.
         scatter_images: (2, H, W) the same on the pixel grid, else None.

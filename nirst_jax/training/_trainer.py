@@ -20,6 +20,7 @@ from ..datasets import BatchLoader, Dataset, SimulationConfig
 from ..geometry import Symmetries
 from ..learned import build_network
 from ..mesh import Mesh
+from ..recon import GaussNewton
 from ._checkpoints import Checkpoints
 from .._fingerprint import json_sha256
 from .._version import __version__
@@ -255,6 +256,7 @@ class Trainer:
             mesh=config.physics_mesh_spacing_mm, signal_mask=np.asarray(self.signal_mask).tolist(),
             x64=bool(jax.config.jax_enable_x64), version=__version__,
             normalisation={k: np.asarray(v).tolist() for k, v in self.normalisation.to_arrays().items()},
+            factor_in_float32=GaussNewton().factor_in_float32,  # its DRI's solver is the default one
         ))
         prepare = lambda signals, mri: self.steps.prepare(state, signals, mri)  # noqa: E731
         return first_stage_images(self.run, dataset, indices, prepare, key, normalisation=self.normalisation,

@@ -155,7 +155,7 @@ SCALES = {
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
-    # The whole study: 75.9 min from scratch on a 2-core CPU (measured 2026-12-07; docs/reproduction.md).
+    # The whole study: 68.0 min from scratch on a 2-core CPU (measured 2026-12-07; docs/reproduction.md).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
                    dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5,

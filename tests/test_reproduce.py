@@ -93,7 +93,7 @@ def test_resume_reuses_every_stage_and_a_changed_scale_is_refused(study, monkeyp
 
     # Nothing may be re-simulated, retrained or reconstructed again.
     monkeypatch.setattr(_study, "simulate_dataset", rerun)
-    monkeypatch.setattr(_study, "train", rerun)
+    monkeypatch.setattr(_study, "Trainer", rerun)
     monkeypatch.setattr(GaussNewtonMethod, "__call__", rerun)
     monkeypatch.setattr(TrainedNetwork, "__call__", rerun)
     reproduce(study, "ci", experiments=["lesion-contrast", "test-split"], progress=False)
@@ -202,10 +202,23 @@ def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_me
         images = TrainedNetwork(run, "best")(ln_amplitude, main_data.read("mri", ids))
         np.testing.assert_allclose(cached, images, rtol=1e-4, atol=1e-4)
     assert Dataset(study / "data-learned").fingerprint != main_data.fingerprint
+    first_epochs = {}
     for run in ("z-net", "z-net-hybrid"):  # the Z-Net family validates on the scale's subset too
         meta = json.loads((study / "runs" / run / "config.json").read_text())
         assert meta["train"]["validation_phantoms"] == scale.validation_phantoms
-        assert json.loads((study / "runs" / run / "metrics.jsonl").read_text().splitlines()[0])["val_data"] > 0
+        first_epochs[run] = json.loads((study / "runs" / run / "metrics.jsonl").read_text().splitlines()[0])
+        assert first_epochs[run]["val_data"] > 0
+    # The hybrid is Z-Net's run with the physics term in its last epochs, branched from Z-Net's run
+    # folder before them: the same records (to their timings: copied, not trained again).
+    hybrid = json.loads((study / "runs" / "z-net-hybrid" / "config.json").read_text())["train"]
+    assert hybrid["physics_from_epoch"] == scale.epochs - scale.physics_epochs > 0 and hybrid["init_from"] is None
+    assert first_epochs["z-net-hybrid"]["physics_weight"] == 0.0
+    assert first_epochs["z-net-hybrid"] == first_epochs["z-net"]
+    # The fine-mesh section's physics terms: the truth's at the noise floor, below the networks'.
+    terms = _experiments._physics_terms(Study(study, scale, progress=False), "fine-mesh", ("Z-Net", "Z-Net hybrid"))
+    amplitude_noise = np.log(np.abs(1 + 0.02 * np.random.default_rng(0).standard_normal(10**6)))  # 2 %
+    floor = np.mean(amplitude_noise**2) * np.mean(1 / np.asarray(main_data.normalisation.signal_std) ** 2)
+    assert 0.6 * floor < terms["truth"] < 2 * floor < min(terms["Z-Net"], terms["Z-Net hybrid"]), (terms, floor)
 
 
 def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
@@ -227,4 +240,6 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
         for count in (0, 2.5, True):
             with pytest.raises(ValueError, match=name):
                 replace(SCALES["small"], **{name: count})
+    with pytest.raises(ValueError, match=r"physics_epochs \(41\) must be at most epochs \(40\)"):
+        replace(SCALES["small"], physics_epochs=41)
     assert SCALES["ci"].lgn_network_width != SCALES["ci"].width  # the CI study checks LGN gets its own width

@@ -404,6 +404,61 @@ def test_hybrid_training_lowers_the_physics_term_and_warms_up(dataset, tmp_path)
     assert last["train_data"] < first["train_data"], (first, last)
 
 
+def test_physics_from_epoch_sets_when_the_physics_weight_acts():
+    """`physics_from_epoch`: weight 0 before it, the warm-up counted from it; settings under
+    which the physics term never acts, or has nothing to follow, are refused."""
+    config = TrainConfig(model=TINY, epochs=6, physics_weight=2.0, physics_from_epoch=3, physics_warmup_epochs=2)
+    assert [config.physics_weight_at(e) for e in range(6)] == [0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+    assert [config.replace(physics_warmup_epochs=0).physics_weight_at(e) for e in (2, 3)] == [0.0, 2.0]
+    with pytest.raises(ValueError, match="physics_from_epoch is 3 but physics_weight is 0"):
+        config.replace(physics_weight=0.0)
+    with pytest.raises(ValueError, match=r"physics_from_epoch \(6\) must be below epochs \(6\)"):
+        config.replace(physics_from_epoch=6)
+    with pytest.raises(ValueError, match="physics_from_epoch must be an integer ≥ 0, got -1"):
+        config.replace(physics_from_epoch=-1)
+    with pytest.raises(ValueError, match="needs a supervised term"):
+        config.replace(data_weight=0.0)
+
+
+@pytest.mark.slow
+def test_physics_joining_late_leaves_the_earlier_epochs_to_the_data_only_run(dataset, dataset_3mm, tmp_path):
+    """A semi-supervised run whose physics term joins at epoch 1 (22 steps of 8): its first epoch
+    is the data-only run's to the bit (no unlabelled batch read, no physics computed or logged),
+    then the term acts. The data-only run, resumed with the physics settings before its physics
+    acted, and the late run stopped 2 steps into the physics and resumed, each equal the late run
+    straight through; once the physics acted, other physics settings are refused."""
+    data_only = TrainConfig(model=TINY, epochs=2, batch_size=8)
+    late = data_only.replace(physics_weight=1.0, physics_from_epoch=1, unlabelled_data=str(dataset_3mm.folder))
+    plain = Trainer(dataset, tmp_path / "plain", data_only, progress=False)
+    steps = plain.steps_per_epoch
+    plain.fit(stop_after_steps=steps)
+    plain.close()
+    first = Trainer(dataset, tmp_path / "late", late, progress=False)
+    first.fit(stop_after_steps=steps)
+    for a, b in zip(jax.tree.leaves(first.state), jax.tree.leaves(plain.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    (record,) = first.records
+    assert (record["physics_weight"], record["train_physics"], record["val_physics"]) == (0.0, 0.0, 0.0)
+    first.fit(stop_after_steps=steps + 2)
+    first.close()
+    straight = Trainer(dataset, tmp_path / "straight", late, progress=False)
+    straight.fit()
+    last = straight.records[-1]
+    assert last["physics_weight"] == 1.0 and last["train_physics"] > 0 and last["val_physics"] > 0, last
+    for folder in ("late", "plain"):  # stopped inside the physics, and data-only before it
+        resumed = Trainer(dataset, tmp_path / folder, late, resume=True, progress=False)
+        resumed.fit()
+        for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        assert resumed.records[-1]["train_physics"] == pytest.approx(last["train_physics"], rel=1e-5)
+        assert json.loads((tmp_path / folder / "config.json").read_text())["train"]["physics_from_epoch"] == 1
+        resumed.close()
+    with pytest.raises(ValueError, match="the physics term of its config or of this one acted in its first 44 steps"):
+        Trainer(dataset, tmp_path / "straight", data_only, resume=True, progress=False)
+    with pytest.raises(ValueError, match="differs from this one in learning_rate, physics_weight"):
+        Trainer(dataset, tmp_path / "straight", late.replace(learning_rate=0.01, physics_weight=2.0), resume=True, progress=False)
+
+
 @pytest.mark.slow
 def test_physics_gradient_is_nonzero_and_moves_the_prediction_toward_consistency(dataset, physics):
     """The hybrid objective's physics term reaches the parameters: its gradient is not zero, and a
@@ -603,13 +658,18 @@ def test_reconstruct_cli_calibrates_the_network_input_against_its_training_mesh(
 
 
 def test_physics_weight_defaults_to_the_best_fine_tuning_weight():
-    """`nirst train`: 0 from scratch, `FINE_TUNING_PHYSICS_WEIGHT` with --init-from, as given otherwise."""
+    """`nirst train`: 0 from scratch, `FINE_TUNING_PHYSICS_WEIGHT` with --init-from or
+    --physics-from-epoch, as given otherwise."""
     from argparse import Namespace
 
     from nirst_jax.cli._train import physics_weight
     from nirst_jax.training import FINE_TUNING_PHYSICS_WEIGHT
 
-    assert physics_weight(Namespace(physics_weight=None, init_from=None)) == 0.0
-    assert physics_weight(Namespace(physics_weight=None, init_from="run")) == FINE_TUNING_PHYSICS_WEIGHT == 0.1
-    assert physics_weight(Namespace(physics_weight=1.0, init_from="run")) == 1.0
-    assert physics_weight(Namespace(physics_weight=0.0, init_from="run")) == 0.0
+    def args(weight, init_from=None, physics_from_epoch=0):
+        return Namespace(physics_weight=weight, init_from=init_from, physics_from_epoch=physics_from_epoch)
+
+    assert physics_weight(args(None)) == 0.0
+    assert physics_weight(args(None, "run")) == FINE_TUNING_PHYSICS_WEIGHT == 0.1
+    assert physics_weight(args(None, physics_from_epoch=35)) == FINE_TUNING_PHYSICS_WEIGHT
+    assert physics_weight(args(1.0, "run")) == 1.0
+    assert physics_weight(args(0.0, "run")) == 0.0

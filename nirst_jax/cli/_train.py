@@ -33,9 +33,12 @@ def add_parser(commands, name: str) -> None:
                         help="learning rate: constant (the study's) or cosine decay to 0 over the run")
     parser.add_argument(
         "--physics-weight", type=float,
-        help=f"weight of the physics-consistency loss (default: {FINE_TUNING_PHYSICS_WEIGHT:g} when fine-tuning with "
-             "--init-from, the best schedule measured, docs/training.md; else 0, off)",
+        help=f"weight of the physics-consistency loss (default: {FINE_TUNING_PHYSICS_WEIGHT:g}, the best measured, with "
+             "--physics-from-epoch or --init-from, docs/training.md; else 0, off)",
     )
+    parser.add_argument("--physics-from-epoch", type=int, default=0,
+                        help="the physics term joins at this epoch (0-based); the epochs before train on the supervised loss "
+                             "alone, as without physics (the best schedule measured: the last 5 epochs, docs/training.md)")
     parser.add_argument("--physics-warmup", type=int, default=0, help="epochs over which the physics weight ramps up")
     parser.add_argument("--physics-mesh-spacing", type=float, help="mesh (mm) of the physics loss, and the reconstruction mesh of lgn and dri-unet (default: the dataset's)")
     parser.add_argument("--data-weight", type=float, default=1.0, help="weight of the supervised loss (0: self-supervised)")
@@ -90,12 +93,13 @@ def add_parser(commands, name: str) -> None:
 
 
 def physics_weight(args) -> float:
-    """--physics-weight, or its default: the best measured fine-tuning weight with --init-from, else 0."""
+    """--physics-weight, or its default: the best measured weight with --physics-from-epoch or
+    --init-from, else 0."""
     from ..training import FINE_TUNING_PHYSICS_WEIGHT
 
     if args.physics_weight is not None:
         return args.physics_weight
-    return 0.0 if args.init_from is None else FINE_TUNING_PHYSICS_WEIGHT
+    return FINE_TUNING_PHYSICS_WEIGHT if args.init_from is not None or args.physics_from_epoch > 0 else 0.0
 
 
 def run(args) -> int:
@@ -134,6 +138,7 @@ def run(args) -> int:
         data_loss=args.data_loss,
         physics_weight=physics_weight(args),
         physics_warmup_epochs=args.physics_warmup,
+        physics_from_epoch=args.physics_from_epoch,
         physics_mesh_spacing_mm=args.physics_mesh_spacing,
         active_fibres=args.active_fibres,
         fibre_dropout=args.fibre_dropout,

@@ -30,9 +30,9 @@ class Scale:
         learning_rate: Adam learning rate.
         schedule: "constant" (the study) or "cosine".
         physics_weight: weight of the physics-consistency loss of the hybrid Z-Net, which is
-            the trained Z-Net fine-tuned with that loss (the best schedule, docs/training.md).
-        physics_epochs: epochs of that fine-tuning.
-        physics_learning_rate: its learning rate (same schedule as the others).
+            the Z-Net's run with that loss in its last `physics_epochs` epochs (the best
+            schedule, docs/training.md).
+        physics_epochs: epochs of that run with the physics term.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
         fibre_dropout: fibre-dropout rate of the "Z-Net fibre dropout" network.
         refine_steps: DRI Gauss-Newton steps of each network's refined rows ("… + refine").
@@ -77,7 +77,6 @@ class Scale:
     schedule: str = "constant"
     physics_weight: float = FINE_TUNING_PHYSICS_WEIGHT
     physics_epochs: int = 5
-    physics_learning_rate: float = 0.001
     physics_mesh_spacing_mm: float | None = None
     fibre_dropout: float = 0.4
     refine_steps: int = 5
@@ -108,6 +107,8 @@ class Scale:
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"scale {self.name!r}: {name} must be a positive integer"
                                  f"{' or None' if name in optional else ''}, got {value!r}")
+        if self.physics_epochs > self.epochs:
+            raise ValueError(f"scale {self.name!r}: physics_epochs ({self.physics_epochs}) must be at most epochs ({self.epochs})")
         if not 0 <= self.fibre_dropout <= 1:
             raise ValueError(f"scale {self.name!r}: fibre_dropout must be in [0, 1], got {self.fibre_dropout!r}")
         if self.dri_mesh_spacing_mm is not None and not self.dri_mesh_spacing_mm > self.fine_mesh_spacing_mm:
@@ -148,7 +149,7 @@ class Scale:
 SCALES = {
     # Every stage, seconds each: the reproduction test in CI.
     "ci": Scale("ci", count=160, image_size=32, mesh_spacing_mm=6.0, fine_mesh_spacing_mm=4.0, external_count=6,
-                test_count=6, width=0.125, epochs=2, batch_size=32, physics_mesh_spacing_mm=8.0, examples=2,
+                test_count=6, width=0.125, epochs=2, batch_size=32, physics_epochs=1, physics_mesh_spacing_mm=8.0, examples=2,
                 refine_steps=2, lgn_epochs=1, lgn_iterations=1, lgn_basis_size=6, dri_mesh_spacing_mm=5.0,
                 learned_data_mesh_spacing_mm=5.0, learned_loss="log-mse", lgn_width=0.25, validation_phantoms=12,
                 dri_unet_phantoms=32, dri_unet_validation_phantoms=8, family_count=2),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import shutil
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +38,7 @@ from ..evaluation import GaussNewtonMethod, Recalibrated, RefinedNetwork, Symmet
 from ..geometry import Symmetries
 from ..models import ModelSpec
 from ..phantoms import MRIConfig, PhantomConfig, phantom_config, shape_family
-from ..training import Checkpoints, TrainConfig, TrainedNetwork, train
+from ..training import Checkpoints, TrainConfig, TrainedNetwork, Trainer
 from ._fixed_data import simulate_fixed_phantoms, simulate_phantoms
 from ._scale import Scale
 
@@ -49,8 +50,9 @@ class Recipe:
         model: "znet", "ynet", "znet-nomri", "lgn" (the learned Gauss-Newton network, sized by
             the scale's `lgn_*` settings) or "dri-unet" (DRI + U-Net, on the scale's
             `dri_unet_*` phantoms).
-        hybrid: the trained "Z-Net" fine-tuned with the physics-consistency loss
-            (`Scale.physics_weight`, `physics_epochs`, `physics_learning_rate`).
+        hybrid: "Z-Net"'s training run with the physics-consistency loss in its last
+            `Scale.physics_epochs` epochs (weight `Scale.physics_weight`): its epochs before
+            are Z-Net's.
         fibre_dropout: with fibre dropout (`Scale.fibre_dropout`).
         data: "data" (the study's distribution), "data-realistic" (`realistic`) or "data-learned"
             (the study's distribution on `Scale.learned_data_mesh_spacing_mm`, reconstructed on
@@ -276,8 +278,8 @@ class Study:
     def run_folder(self, network: str) -> Path:
         return self.folder / "runs" / _folder_name(network)
 
-    def trained(self, network: str) -> Path:
-        """Train `network` (a key of `NETWORKS`) unless done; returns its run folder."""
+    def train_config(self, network: str) -> TrainConfig:
+        """The training settings of `network` (a key of `NETWORKS`)."""
         if network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose from {list(NETWORKS)}")
         recipe = NETWORKS[network]
@@ -306,22 +308,51 @@ class Study:
             config = config.replace(data_loss=s.learned_loss)
         if dataset is not self.dataset and dataset.config.mesh_spacing_mm != s.mesh_spacing_mm:
             config = config.replace(physics_mesh_spacing_mm=s.mesh_spacing_mm)  # reconstruct on the main mesh
-        if recipe.hybrid:
+        if recipe.hybrid:  # Z-Net's run, its last epochs with the physics term
             config = config.replace(
-                init_from=str(self.trained("Z-Net").absolute()),
-                epochs=s.physics_epochs,
-                learning_rate=s.physics_learning_rate,
                 physics_weight=s.physics_weight,
+                physics_from_epoch=s.epochs - s.physics_epochs,
                 physics_mesh_spacing_mm=s.physics_mesh_spacing_mm,
             )
+        return config
+
+    def trained(self, network: str) -> Path:
+        """Train `network` (a key of `NETWORKS`) unless done; returns its run folder.
+
+        A hybrid network's epochs before its physics term are its data-only twin's (`Recipe.hybrid`):
+        when the twin trains first, the hybrid's run folder is a copy of the twin's at that epoch,
+        which the hybrid resumes (the same result as training it from the start, without paying
+        for those epochs twice)."""
+        config, dataset = self.train_config(network), self.training_data(network)
         folder = self.run_folder(network)
         done = folder / "done.json"
         if not done.exists():
-            trainer = train(dataset, folder, config, resume=folder.exists(), progress=self.progress)
+            trainer = Trainer(dataset, folder, config, resume=folder.exists(), progress=self.progress)
+            for hybrid in self._hybrids_branching_from(network):
+                branch = self.train_config(hybrid).physics_from_epoch * trainer.steps_per_epoch
+                if int(trainer.state.step) > branch:  # resumed past it: the hybrid trains from the start
+                    continue
+                trainer.fit(stop_after_steps=branch)  # writes the checkpoints at `branch`
+                target = self.run_folder(hybrid)
+                partial = target.with_name(target.name + ".partial")  # a killed copy is redone
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.copytree(folder, partial)
+                partial.rename(target)
+            trainer.fit()
             seconds = sum(r["seconds"] for r in trainer.records) + trainer.first_stage_seconds
             trainer.close()
             save_json(done, {"epochs": config.epochs, "seconds": seconds})
         return folder
+
+    def _hybrids_branching_from(self, network: str) -> list[str]:
+        """The hybrid networks not yet started whose runs are `network`'s until their physics
+        term joins (earliest first)."""
+        config = self.train_config(network)
+        hybrids = [name for name, recipe in NETWORKS.items() if recipe.hybrid and name != network
+                   and not self.run_folder(name).exists() and self.training_data(name) is self.training_data(network)]
+        hybrids = [name for name in hybrids if self.train_config(name).physics_from_epoch > 0
+                   and config.same_run_until(self.train_config(name), 0, 1)]  # differ only in the physics loss
+        return sorted(hybrids, key=lambda name: self.train_config(name).physics_from_epoch)
 
     def method(self, name: str, active_fibres: int | None = None):
         """A reconstruction method: "DRI", `FINE_DRI`, a network name, or a network name +

@@ -11,9 +11,14 @@ from ..models import ModelSpec
 from ._data_loss import DATA_LOSSES
 
 SCHEDULES = ("constant", "cosine")
+PHYSICS_LOSS_SETTINGS = ("physics_weight", "physics_from_epoch", "physics_warmup_epochs", "physics_mesh_spacing_mm",
+                         "unlabelled_data")
+"""The settings of the physics-consistency loss: a run may resume with others while its physics
+term has not yet acted (`TrainConfig.same_run_until`)."""
 FINE_TUNING_PHYSICS_WEIGHT = 0.1
-"""Physics weight of the best schedule measured (docs/training.md, "Which schedule"): a trained
-network fine-tuned with the physics loss at w = 0.1; `nirst train --init-from` uses it by default."""
+"""Physics weight of the best schedules measured (docs/training.md, "Which schedule"): w = 0.1 in
+the last epochs of a run (`physics_from_epoch`) or when fine-tuning a trained network;
+`nirst train --physics-from-epoch` and `--init-from` use it by default."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,11 @@ class TrainConfig:
             the study's) or "log-mse" (the mean of each image's log MSE: the mean PSNR's
             objective; `nirst_jax.training.masked_log_mse`).
         physics_weight: weight w of the physics-consistency loss (0: off).
-        physics_warmup_epochs: w ramps linearly from 0 over this many epochs.
+        physics_warmup_epochs: w ramps linearly from 0 over this many epochs (from
+            `physics_from_epoch` on).
+        physics_from_epoch: the physics term (and the unlabelled batches) join the run at this
+            epoch (0-based); the epochs before it train on the supervised loss alone, exactly as
+            the same run without physics would, and skip the physics' cost. 0: from the start.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's own mesh).
         active_fibres: train on data from this many evenly spaced fibres (None: all).
         fibre_dropout: probability that a training phantom loses a random subset of its
@@ -64,6 +73,7 @@ class TrainConfig:
     data_loss: str = "mse"
     physics_weight: float = 0.0
     physics_warmup_epochs: int = 0
+    physics_from_epoch: int = 0
     physics_mesh_spacing_mm: float | None = None
     active_fibres: int | None = None
     fibre_dropout: float = 0.0
@@ -93,8 +103,17 @@ class TrainConfig:
             raise ValueError(f"data_loss must be one of {DATA_LOSSES}, got {self.data_loss!r}")
         if self.data_weight == 0 and self.physics_weight == 0:
             raise ValueError("data_weight and physics_weight are both 0: nothing to train on")
-        if self.physics_warmup_epochs < 0:
-            raise ValueError(f"physics_warmup_epochs must be ≥ 0, got {self.physics_warmup_epochs!r}")
+        for name in ("physics_warmup_epochs", "physics_from_epoch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
+        if self.physics_from_epoch > 0 and self.physics_weight == 0:
+            raise ValueError(f"physics_from_epoch is {self.physics_from_epoch} but physics_weight is 0: there is no physics term to start")
+        if self.physics_from_epoch >= self.epochs:
+            raise ValueError(f"physics_from_epoch ({self.physics_from_epoch}) must be below epochs ({self.epochs}): "
+                             "the physics term would never act")
+        if self.physics_from_epoch > 0 and self.data_weight == 0:
+            raise ValueError("physics_from_epoch needs a supervised term to train on before it (data_weight > 0)")
         if self.physics_mesh_spacing_mm is not None and not self.physics_mesh_spacing_mm > 0:
             raise ValueError(f"physics_mesh_spacing_mm must be positive, got {self.physics_mesh_spacing_mm!r}")
         if not (np.isfinite(self.fibre_dropout) and 0 <= self.fibre_dropout <= 1):
@@ -112,10 +131,29 @@ class TrainConfig:
             raise ValueError(f"active_fibres must be ≥ 2, got {self.active_fibres!r}")
 
     def physics_weight_at(self, epoch: int) -> float:
-        """The physics weight in `epoch` (0-based), with the linear warm-up."""
+        """The physics weight in `epoch` (0-based): 0 before `physics_from_epoch`, then the
+        linear warm-up."""
+        since = epoch - self.physics_from_epoch
+        if since < 0:
+            return 0.0
         if self.physics_warmup_epochs == 0:
             return self.physics_weight
-        return self.physics_weight * min(1.0, (epoch + 1) / self.physics_warmup_epochs)
+        return self.physics_weight * min(1.0, (since + 1) / self.physics_warmup_epochs)
+
+    def physics_acted(self, steps: int, steps_per_epoch: int) -> bool:
+        """Whether the physics term took part in the first `steps` steps of the run."""
+        return self.physics_weight > 0 and self.physics_from_epoch * steps_per_epoch < steps
+
+    def same_run_until(self, other: "TrainConfig", steps: int, steps_per_epoch: int) -> bool:
+        """Whether `other` trains exactly as this config for the first `steps` steps: equal but for
+        the physics-loss settings (`PHYSICS_LOSS_SETTINGS`), and neither's physics term acted
+        yet (a network with physics inside keeps its physics mesh)."""
+        if self == other:
+            return True
+        mine, theirs = self.to_dict(), other.to_dict()
+        changed = {name for name in mine if mine[name] != theirs[name]}
+        free = set(PHYSICS_LOSS_SETTINGS) - ({"physics_mesh_spacing_mm"} if self.model.needs_physics else set())
+        return changed <= free and not any(c.physics_acted(steps, steps_per_epoch) for c in (self, other))
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

@@ -47,7 +47,8 @@ def loss_figure(records: list[dict], data_loss: str = "mse"):
         values = [r.get(key) for r in records]
         if data_loss == "log-mse" and key.endswith("_data"):
             values = [None if v is None else math.exp(v) for v in values]
-        if any(v is not None and v > 0 for v in values):
+        values = [v if v is not None and v > 0 else math.nan for v in values]  # e.g. epochs before the physics joined
+        if any(v > 0 for v in values):
             axis.plot(epochs, values, style, label=label)
     axis.set_yscale("log")
     axis.set_xlabel("epoch")

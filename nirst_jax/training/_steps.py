@@ -106,8 +106,11 @@ class Steps:
         self.dropout_key = seed_key(seed, "fibre-dropout")  # its own stream, not the model's
         self.symmetries = symmetries
         self.symmetry_key = seed_key(seed, "symmetry")
-        self.train = jax.jit(self._train, donate_argnums=0)
-        self.evaluate = jax.jit(self._evaluate)
+        self.train = jax.jit(self._train, donate_argnums=0, static_argnames="with_physics")
+        """(state, batch, physics_weight, with_physics=True) → the next state. `with_physics=False`
+        leaves the physics term out (0) and costs nothing of it: the epochs before
+        `TrainConfig.physics_from_epoch`, the same program as a run without physics."""
+        self.evaluate = jax.jit(self._evaluate, static_argnames="with_physics")
         self.prepare = self._prepare
         """(state, signals, MRI) → the first stage's images of a network with one (`prepare`).
         Not jitted as a whole: DRI's Gauss-Newton program inside is compiled on its own
@@ -133,8 +136,10 @@ class Steps:
         model = nnx.merge(self.graphdef, state.params, state.batch_stats, copy=True)
         return model.prepare(*self._inputs(signals, mri))
 
-    def _physics(self, output, signals):
-        return jnp.zeros((), output.dtype) if self.physics is None else self.physics(output, signals)
+    def _physics(self, output, signals, with_physics: bool = True):
+        if self.physics is None or not with_physics:
+            return jnp.zeros((), output.dtype)
+        return self.physics(output, signals)
 
     def _dropped(self, signals, step, part: int = 0):
         """Signals with each phantom's randomly dropped fibres zeroed (fibre dropout); `part` 1
@@ -155,12 +160,12 @@ class Steps:
         images = {name: self.symmetries.images(batch[name], which) for name in ("mri", "targets", "prepared") if name in batch}
         return {**batch, **images, "signals": self.symmetries.signals(batch["signals"], which)}
 
-    def _train(self, state: TrainState, batch: dict, physics_weight):
+    def _train(self, state: TrainState, batch: dict, physics_weight, with_physics: bool = True):
         batch = self._transformed(batch, state.step)
         inputs, mri = self._dropped(batch["signals"], state.step), batch["mri"]
         unlabelled = batch.get("unlabelled")
-        if unlabelled is not None and (self.unlabelled_physics is None or "prepared" in batch):
-            raise ValueError("a batch with an unlabelled part needs Steps(unlabelled_physics=...) and no first stage")
+        if unlabelled is not None and (self.unlabelled_physics is None or "prepared" in batch or not with_physics):
+            raise ValueError("a batch with an unlabelled part needs Steps(unlabelled_physics=...), no first stage and the physics term")
         if unlabelled is not None:  # one forward pass: batch-norm statistics over both parts
             unlabelled = self._transformed({"signals": unlabelled["signals"], "mri": unlabelled["mri"]}, state.step, part=1)
             inputs = jnp.concatenate([inputs, self._dropped(unlabelled["signals"], state.step, part=1)])
@@ -175,7 +180,7 @@ class Steps:
             else:
                 data = self.data_loss(output[:labelled], self.normalisation.targets(batch["targets"]), self.image_mask)
             if unlabelled is None:
-                physics = self._physics(output, batch["signals"])
+                physics = self._physics(output, batch["signals"], with_physics)
             else:
                 physics = self.unlabelled_physics(output[labelled:], unlabelled["signals"])
             return self.data_weight * data + physics_weight * physics, (data, physics, batch_stats)
@@ -191,13 +196,14 @@ class Steps:
             running=state.running + losses,
         )
 
-    def _evaluate(self, state: TrainState, batch: dict):
-        """Per-phantom metrics: data loss (normalised), physics MSE, and (B, 3) MSE in µM², µM², %²."""
+    def _evaluate(self, state: TrainState, batch: dict, with_physics: bool = True):
+        """Per-phantom metrics: data loss (normalised), physics MSE (0 without `with_physics`),
+        and (B, 3) MSE in µM², µM², %²."""
         output, _ = self.predict(state.params, state.batch_stats, batch["signals"], batch["mri"],
                                  prepared=batch.get("prepared"))
         targets = self.normalisation.targets(batch["targets"])
         per_sample = jax.vmap(lambda p, t: self.data_loss(p[None], t[None], self.image_mask))(output, targets)
-        physics = jax.vmap(lambda p, s: self._physics(p[None], s[None]))(output, batch["signals"])
+        physics = jax.vmap(lambda p, s: self._physics(p[None], s[None], with_physics))(output, batch["signals"])
         mask = self.image_mask.astype(output.dtype)
         error = jnp.square(self.normalisation.images(output) - batch["targets"]) * mask
         physical = jnp.sum(error, (-2, -1)) / jnp.sum(mask)

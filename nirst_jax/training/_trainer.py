@@ -24,7 +24,7 @@ from ..recon import GaussNewton
 from ._checkpoints import Checkpoints
 from .._fingerprint import json_sha256
 from .._version import __version__
-from ._config import TrainConfig
+from ._config import PHYSICS_LOSS_SETTINGS, TrainConfig
 from ._first_stage import first_stage_batch_size, first_stage_images
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
@@ -203,6 +203,11 @@ class Trainer:
             remove_temporaries(self.run)  # what killed writes of the log and figure left
         resumed = resume and self.checkpoints.latest_step("last") is not None
         if resumed:  # else (killed before its first checkpoint) the run starts over, its log rewritten
+            step = self.checkpoints.latest_step("last")
+            if not self._stored_config.same_run_until(config, step, self.steps_per_epoch):
+                self.checkpoints.close()
+                raise ValueError(f"cannot resume {self.run} with other physics-loss settings: the physics term of its "
+                                 f"config or of this one acted in its first {step} steps (it may change only before)")
             self.state = self.checkpoints.restore("last", self.state)
             step = int(self.state.step)
             self.records = [r for r in read_log(self.run / METRICS) if r["step"] <= step]
@@ -216,7 +221,8 @@ class Trainer:
         if self.config.unlabelled_data is None:
             return None
         unlabelled = Dataset(self.config.unlabelled_data)
-        if resume and (self.run / CONFIG).is_file():
+        # (A resume that names another store than the run's is checked in __init__: its batches were never read.)
+        if resume and (self.run / CONFIG).is_file() and self._stored_config.unlabelled_data == self.config.unlabelled_data:
             began = json.loads((self.run / CONFIG).read_text()).get("unlabelled_dataset", {}).get("sha256")
             if began != unlabelled.fingerprint:
                 raise ValueError(f"cannot resume {self.run}: its unlabelled store {self.config.unlabelled_data} has other "
@@ -235,7 +241,8 @@ class Trainer:
         return unlabelled
 
     def _unlabelled_batches(self, step: int):
-        """The unlabelled batches from global step `step` on: their own epochs, in order, endlessly."""
+        """The unlabelled batches from their `step`-th on (counted from the step the physics term
+        joined the run): their own epochs, in order, endlessly."""
         epoch, skip = divmod(step, len(self.unlabelled_loader))
         while True:
             for batch in self.unlabelled_loader.epoch(epoch):
@@ -264,14 +271,19 @@ class Trainer:
 
     def _check_run_folder(self, resume: bool) -> None:
         config_path = self.run / CONFIG
+        self._stored_config = self.config  # the config the folder's run was trained with so far
         if not config_path.exists():
             return
         if not resume:
             raise ValueError(f"{self.run} already holds a training run: pass resume=True (--resume) or use a new folder")
         stored = json.loads(config_path.read_text())
         previous = TrainConfig.from_dict(stored["train"])
-        if previous.replace(epochs=self.config.epochs) != self.config:
-            raise ValueError(f"cannot resume {self.run}: its config differs from this one (only epochs may change)")
+        self._stored_config = previous.replace(epochs=self.config.epochs)
+        mine, theirs = self._stored_config.to_dict(), self.config.to_dict()
+        changed = sorted(name for name in mine if mine[name] != theirs[name])
+        if not set(changed) <= set(PHYSICS_LOSS_SETTINGS):  # those: checked against the stored step in __init__
+            raise ValueError(f"cannot resume {self.run}: its config differs from this one in {', '.join(changed)} (only "
+                             "epochs may change, and the physics-loss settings while its physics term has not acted)")
         if previous.epochs != self.config.epochs and self.config.schedule == "cosine":
             raise ValueError(
                 f"cannot resume {self.run} with {self.config.epochs} epochs instead of {previous.epochs}: its cosine "
@@ -311,12 +323,16 @@ class Trainer:
 
         end = self.total_steps if stop_after_steps is None else min(self.total_steps, stop_after_steps)
         step = int(self.state.step)
-        unlabelled = None if self.unlabelled_loader is None else self._unlabelled_batches(step)
+        physics_from = self.config.physics_from_epoch * self.steps_per_epoch  # the step the physics term joins at
+        unlabelled = None
         bar = tqdm(total=end, initial=step, unit="step", disable=not self.progress, desc=f"{self.config.model.name}")
         try:
             while step < end:
                 epoch, position = divmod(step, self.steps_per_epoch)
                 weight = np.float32(self.config.physics_weight_at(epoch))
+                with_physics = bool(weight > 0)
+                if with_physics and unlabelled is None and self.unlabelled_loader is not None:
+                    unlabelled = self._unlabelled_batches(max(step - physics_from, 0))
                 started, taken = time.perf_counter(), 0
                 for batch in self.loader.epoch(epoch):
                     if position > 0:  # resuming inside an epoch: the order is the same, skip what was done
@@ -324,7 +340,7 @@ class Trainer:
                         continue
                     if unlabelled is not None:
                         batch = {**batch, "unlabelled": next(unlabelled)}
-                    self.state = self.steps.train(self.state, batch, weight)
+                    self.state = self.steps.train(self.state, batch, weight, with_physics=with_physics)
                     step, taken = step + 1, taken + 1
                     bar.update()
                     if step == end:
@@ -382,7 +398,7 @@ class Trainer:
             "samples_per_s": taken * self.config.batch_size / seconds,
         }
         if len(self.validation):
-            metrics = self.evaluate(self.validation)
+            metrics = self.evaluate(self.validation, with_physics=self.config.physics_weight_at(epoch) > 0)
             record["val_data"] = float(metrics["data"].mean())
             record["val_physics"] = float(metrics["physics"].mean())
             for name, mse in zip(CHROMOPHORES, metrics["mse"].mean(0)):
@@ -411,8 +427,9 @@ class Trainer:
         if due:
             self._save_checkpoints()
 
-    def evaluate(self, indices, state: TrainState | None = None) -> dict[str, np.ndarray]:
-        """Per-phantom metrics of `state` (default the current one) on dataset phantoms.
+    def evaluate(self, indices, state: TrainState | None = None, with_physics: bool = True) -> dict[str, np.ndarray]:
+        """Per-phantom metrics of `state` (default the current one) on dataset phantoms
+        (`with_physics=False`: the physics term is not computed, 0).
 
         Returns:
             {"data": (n,) normalised MSE, "physics": (n,) physics MSE (0 when off),
@@ -424,10 +441,11 @@ class Trainer:
             if missing:
                 raise ValueError(f"the first stage is cached for the training and validation phantoms only, not "
                                  f"{missing[:10]}: use TrainedNetwork(run) (it runs the first stage) for others")
-        return evaluate_batches(self.steps, state, self.loader, indices, self.config.batch_size)
+        return evaluate_batches(self.steps, state, self.loader, indices, self.config.batch_size, with_physics)
 
 
-def evaluate_batches(steps: Steps, state, loader: BatchLoader, indices, batch_size: int) -> dict[str, np.ndarray]:
+def evaluate_batches(steps: Steps, state, loader: BatchLoader, indices, batch_size: int,
+                     with_physics: bool = True) -> dict[str, np.ndarray]:
     """`steps.evaluate` over `indices` in fixed-size batches (the last one padded, then dropped).
 
     Arguments:
@@ -435,6 +453,7 @@ def evaluate_batches(steps: Steps, state, loader: BatchLoader, indices, batch_si
         loader: a loader of the run's dataset (its sharding; `put` reads each process's rows).
         indices: phantom indices.
         batch_size: phantoms per batch (a multiple of the device count).
+        with_physics: compute the physics term (else 0).
 
     Returns:
         Per-phantom metrics, as `Steps.evaluate`, on every process.
@@ -444,7 +463,7 @@ def evaluate_batches(steps: Steps, state, loader: BatchLoader, indices, batch_si
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk))])
-        out = steps.evaluate(state, loader.put(padded))
+        out = steps.evaluate(state, loader.put(padded), with_physics=with_physics)
         out = multihost_utils.process_allgather(out, tiled=True) if loader.multi_process else jax.device_get(out)
         results.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}

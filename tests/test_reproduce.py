@@ -221,6 +221,15 @@ def test_learned_methods_train_on_the_finer_store_and_reconstruct_on_the_main_me
     assert 0.6 * floor < terms["truth"] < 2 * floor < min(terms["Z-Net"], terms["Z-Net hybrid"]), (terms, floor)
 
 
+def test_the_fibre_dropout_network_trains_its_own_epochs(tmp_path):
+    """`Scale.fibre_dropout_epochs` sets the epochs of "Z-Net fibre dropout" alone (None: the scale's)."""
+    small = Study(tmp_path / "small", SCALES["small"], progress=False)
+    assert small.train_config("Z-Net fibre dropout").epochs == SCALES["small"].fibre_dropout_epochs == 60
+    assert small.train_config("Z-Net").epochs == small.train_config("Z-Net hybrid").epochs == 40
+    ci = Study(tmp_path / "ci", SCALES["ci"], progress=False)
+    assert ci.train_config("Z-Net fibre dropout").epochs == SCALES["ci"].epochs
+
+
 def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
     """DRI's finer reconstruction mesh must stay coarser than the data of the fine-mesh sets."""
     from dataclasses import replace
@@ -242,4 +251,6 @@ def test_scales_refuse_an_inverse_crime_for_the_fine_mesh_dri():
                 replace(SCALES["small"], **{name: count})
     with pytest.raises(ValueError, match=r"physics_epochs \(41\) must be at most epochs \(40\)"):
         replace(SCALES["small"], physics_epochs=41)
+    with pytest.raises(ValueError, match="fibre_dropout_epochs must be a positive integer or None"):
+        replace(SCALES["small"], fibre_dropout_epochs=0)
     assert SCALES["ci"].lgn_network_width != SCALES["ci"].width  # the CI study checks LGN gets its own width

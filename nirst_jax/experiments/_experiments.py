@@ -139,7 +139,8 @@ def eight_fibres(study: Study) -> Section:
     section.text.append("Mean PSNR lost going from 16 to 8 fibres: " + ", ".join(f"{m} {v:.1f} dB" for m, v in loss.items())
                         + f". A network trained on 16 fibres alone has never seen inputs at the training mean; \"Z-Net "
                         f"fibre dropout\" was trained with `--fibre-dropout {study.scale.fibre_dropout:g}` (random "
-                        "fibre subsets per phantom), so one network serves both.")
+                        f"fibre subsets per phantom) for {study.train_config('Z-Net fibre dropout').epochs} epochs, so "
+                        "one network serves both.")
     section.numbers["psnr_loss_8_fibres"] = loss
     return section
 

@@ -35,6 +35,8 @@ class Scale:
         physics_epochs: epochs of that run with the physics term.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's).
         fibre_dropout: fibre-dropout rate of the "Z-Net fibre dropout" network.
+        fibre_dropout_epochs: its training epochs (None: `epochs`): it learns every fibre subset
+            with the same network, which takes longer than all 16 fibres alone (docs/training.md).
         refine_steps: DRI Gauss-Newton steps of each network's refined rows ("… + refine").
         lgn_epochs, lgn_iterations, lgn_basis_size, lgn_learning_rate: the learned Gauss-Newton
             network ("LGN", docs/learned.md): its training epochs (cosine schedule), unrolled
@@ -79,6 +81,7 @@ class Scale:
     physics_epochs: int = 5
     physics_mesh_spacing_mm: float | None = None
     fibre_dropout: float = 0.4
+    fibre_dropout_epochs: int | None = None
     refine_steps: int = 5
     lgn_epochs: int = 5
     lgn_iterations: int = 3
@@ -97,7 +100,7 @@ class Scale:
     seed: int = 2022
 
     def __post_init__(self):
-        optional = ("test_count", "validation_phantoms")  # None: all
+        optional = ("test_count", "validation_phantoms", "fibre_dropout_epochs")  # None: all, or the default
         for name in ("count", "image_size", "external_count", "epochs", "batch_size", "examples", "refine_steps",
                      "physics_epochs", "lgn_epochs", "lgn_iterations", "dri_unet_phantoms",
                      "dri_unet_validation_phantoms", "family_count", *optional):
@@ -156,11 +159,12 @@ SCALES = {
     # The end-to-end demo: one Z-Net, minutes on a laptop CPU.
     "demo": Scale("demo", count=600, image_size=32, mesh_spacing_mm=5.0, fine_mesh_spacing_mm=4.0, external_count=6,
                   test_count=3, width=0.25, epochs=40, batch_size=32, schedule="cosine"),
-    # The whole study: 68.0 min from scratch on a 2-core CPU (measured 2026-12-07; docs/reproduction.md).
+    # The whole study: 68.0 min from scratch on a 2-core CPU (measured 2026-12-07; docs/reproduction.md), ≈ 2 min
+    # more since (the fibre-dropout network's 60 epochs, the fine-mesh section's physics terms; not re-measured).
     "small": Scale("small", count=2000, image_size=32, mesh_spacing_mm=4.0, fine_mesh_spacing_mm=1.5,
                    external_count=48, test_count=64, width=0.25, epochs=40, batch_size=32, schedule="cosine",
                    dri_mesh_spacing_mm=2.0, learned_data_mesh_spacing_mm=2.0, learned_loss="log-mse", lgn_width=0.5,
-                   lgn_jacobian_rank=400, validation_phantoms=128),
+                   lgn_jacobian_rank=400, validation_phantoms=128, fibre_dropout_epochs=60),
     # The study's size (20 000 phantoms, 100×100 images, full networks, 200 epochs): a GPU job.
     "paper": Scale("paper", count=20000, image_size=100, mesh_spacing_mm=2.0, fine_mesh_spacing_mm=1.0,
                    external_count=500, test_count=None, width=1.0, epochs=200, batch_size=128, dri_mesh_spacing_mm=1.5,

@@ -294,6 +294,8 @@ class Study:
             validation_phantoms=s.validation_phantoms,
             seed=s.seed,
         )
+        if recipe.fibre_dropout and s.fibre_dropout_epochs is not None:
+            config = config.replace(epochs=s.fibre_dropout_epochs)
         if recipe.model == "lgn":
             config = config.replace(
                 model=replace(config.model, iterations=s.lgn_iterations, basis_size=s.lgn_basis_size,

@@ -41,6 +41,7 @@ class TrainConfig:
         physics_from_epoch: the physics term (and the unlabelled batches) join the run at this
             epoch (0-based); the epochs before it train on the supervised loss alone, exactly as
             the same run without physics would, and skip the physics' cost. 0: from the start.
+            The best checkpoint is then the best of the epochs from this one on.
         physics_mesh_spacing_mm: mesh of the physics loss (None: the dataset's own mesh).
         active_fibres: train on data from this many evenly spaced fibres (None: all).
         fibre_dropout: probability that a training phantom loses a random subset of its

@@ -102,7 +102,9 @@ class Trainer:
         config: the training settings.
         devices: devices to train on, data-parallel (default: all, of every process when
             running under `jax.distributed`: see `initialize_distributed`).
-        resume: continue from RUN/checkpoints/last (the config must match, except `epochs`).
+        resume: continue from RUN/checkpoints/last (the config must match, except `epochs`, and
+            the physics-loss settings while the physics term has not acted:
+            `TrainConfig.same_run_until`).
         progress: show a progress bar.
         checkpoint_interval_s: write the checkpoints at the end of an epoch only when the last
             write is at least this old (0: every epoch), and always at the end, on an early stop
@@ -281,7 +283,8 @@ class Trainer:
         self._stored_config = previous.replace(epochs=self.config.epochs)
         mine, theirs = self._stored_config.to_dict(), self.config.to_dict()
         changed = sorted(name for name in mine if mine[name] != theirs[name])
-        if not set(changed) <= set(PHYSICS_LOSS_SETTINGS):  # those: checked against the stored step in __init__
+        free = set(PHYSICS_LOSS_SETTINGS) - ({"physics_mesh_spacing_mm"} if self.config.model.needs_physics else set())
+        if not set(changed) <= free:  # those: checked against the stored step in __init__
             raise ValueError(f"cannot resume {self.run}: its config differs from this one in {', '.join(changed)} (only "
                              "epochs may change, and the physics-loss settings while its physics term has not acted)")
         if previous.epochs != self.config.epochs and self.config.schedule == "cosine":
@@ -406,10 +409,12 @@ class Trainer:
             score = record["val_data"] if self.config.data_weight > 0 else record["val_physics"]
         else:
             score = record["train_loss"]
-        improved = score < float(self.state.best)
+        # The best checkpoint of a run whose physics joins late is one trained with it.
+        best = np.inf if epoch == self.config.physics_from_epoch > 0 else float(self.state.best)
+        improved = score < best
         self.state = self.state._replace(
             running=np.zeros(self.state.running.shape, np.float32),
-            best=np.asarray(min(score, float(self.state.best)), np.float32),
+            best=np.asarray(min(score, best), np.float32),
         )
         self.state = jax.device_put(self.state, self.replicated)
         # The log first: a run killed between the two resumes from the previous checkpoint and

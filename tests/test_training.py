@@ -20,6 +20,7 @@ from nirst_jax.datasets import Dataset, SimulationConfig, simulate_dataset
 from nirst_jax.models import STUDY_ARCHITECTURE, ModelSpec
 from nirst_jax.recon import calibrate
 from nirst_jax.training import Checkpoints, PhysicsLoss, TrainConfig, TrainedNetwork, Trainer, masked_mse, read_log, train
+from nirst_jax.training._config import PHYSICS_LOSS_SETTINGS
 
 SIZE = 32
 # These tests exercise the trainer, not the architecture (tests/test_models.py covers the default
@@ -418,6 +419,26 @@ def test_physics_from_epoch_sets_when_the_physics_weight_acts():
         config.replace(physics_from_epoch=-1)
     with pytest.raises(ValueError, match="needs a supervised term"):
         config.replace(data_weight=0.0)
+
+
+def test_a_run_is_the_same_run_with_other_physics_settings_only_until_its_physics_acts():
+    """`same_run_until`, the rule a resume and the study's hybrid branch follow: physics-loss
+    settings may differ until either config's physics term acts (here after 3 epochs of 10
+    steps), epochs only under a constant rate, nothing else; a network with physics inside keeps
+    its physics mesh."""
+    base = TrainConfig(model=TINY, epochs=6)
+    late = base.replace(physics_weight=0.1, physics_from_epoch=3, physics_mesh_spacing_mm=4.0)
+    assert base.same_run_until(late, 30, 10) and late.same_run_until(base, 30, 10)
+    assert not base.same_run_until(late, 31, 10) and not late.same_run_until(base, 31, 10)
+    assert base.same_run_until(base.replace(epochs=2), 10**6, 10)
+    assert late.changed_settings(late.replace(epochs=5, schedule="cosine")) == {"epochs", "schedule"}
+    cosine = base.replace(schedule="cosine")
+    assert not cosine.same_run_until(cosine.replace(epochs=2), 0, 10)
+    assert not base.same_run_until(base.replace(learning_rate=0.01), 0, 10)
+    lgn = TrainConfig(model=ModelSpec("lgn", image_size=SIZE, width=0.125, iterations=2, basis_size=8), epochs=6)
+    assert "physics_mesh_spacing_mm" not in lgn.free_before_physics
+    assert not lgn.same_run_until(lgn.replace(physics_mesh_spacing_mm=4.0), 0, 10)
+    assert base.free_before_physics == set(PHYSICS_LOSS_SETTINGS)
 
 
 @pytest.mark.slow

@@ -329,20 +329,19 @@ class Study:
         folder = self.run_folder(network)
         done = folder / "done.json"
         if not done.exists():
-            trainer = Trainer(dataset, folder, config, resume=folder.exists(), progress=self.progress)
-            for hybrid in self._hybrids_branching_from(network):
-                branch = self.train_config(hybrid).physics_from_epoch * trainer.steps_per_epoch
-                if int(trainer.state.step) > branch:  # resumed past it: the hybrid trains from the start
-                    continue
-                trainer.fit(stop_after_steps=branch)  # writes the checkpoints at `branch`
-                target = self.run_folder(hybrid)
-                partial = target.with_name(target.name + ".partial")  # a killed copy is redone
-                shutil.rmtree(partial, ignore_errors=True)
-                shutil.copytree(folder, partial)
-                partial.rename(target)
-            trainer.fit()
-            seconds = sum(r["seconds"] for r in trainer.records) + trainer.first_stage_seconds
-            trainer.close()
+            with Trainer(dataset, folder, config, resume=folder.exists(), progress=self.progress) as trainer:
+                for hybrid in self._hybrids_branching_from(network):
+                    branch = self.train_config(hybrid).physics_from_epoch * trainer.steps_per_epoch
+                    if int(trainer.state.step) > branch:  # resumed past it: the hybrid trains from the start
+                        continue
+                    trainer.fit(stop_after_steps=branch)  # writes the checkpoints at `branch`
+                    target = self.run_folder(hybrid)
+                    partial = target.with_name(target.name + ".partial")  # a killed copy is redone
+                    shutil.rmtree(partial, ignore_errors=True)
+                    shutil.copytree(folder, partial)
+                    partial.rename(target)
+                trainer.fit()
+                seconds = sum(r["seconds"] for r in trainer.records) + trainer.first_stage_seconds
             save_json(done, {"epochs": config.epochs, "seconds": seconds})
         return folder
 

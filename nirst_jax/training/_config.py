@@ -145,16 +145,25 @@ class TrainConfig:
         """Whether the physics term took part in the first `steps` steps of the run."""
         return self.physics_weight > 0 and self.physics_from_epoch * steps_per_epoch < steps
 
-    def same_run_until(self, other: "TrainConfig", steps: int, steps_per_epoch: int) -> bool:
-        """Whether `other` trains exactly as this config for the first `steps` steps: equal but for
-        the physics-loss settings (`PHYSICS_LOSS_SETTINGS`), and neither's physics term acted
-        yet (a network with physics inside keeps its physics mesh)."""
-        if self == other:
-            return True
+    @property
+    def free_before_physics(self) -> frozenset[str]:
+        """The settings a run may change while its physics term has not acted: the physics-loss
+        settings (`PHYSICS_LOSS_SETTINGS`) but the physics mesh of a network with physics inside."""
+        kept = {"physics_mesh_spacing_mm"} if self.model.needs_physics else set()
+        return frozenset(PHYSICS_LOSS_SETTINGS) - kept
+
+    def changed_settings(self, other: "TrainConfig") -> set[str]:
+        """The names of the settings in which `other` differs from this config."""
         mine, theirs = self.to_dict(), other.to_dict()
-        changed = {name for name in mine if mine[name] != theirs[name]}
-        free = set(PHYSICS_LOSS_SETTINGS) - ({"physics_mesh_spacing_mm"} if self.model.needs_physics else set())
-        return changed <= free and not any(c.physics_acted(steps, steps_per_epoch) for c in (self, other))
+        return {name for name in mine if mine[name] != theirs[name]}
+
+    def same_run_until(self, other: "TrainConfig", steps: int, steps_per_epoch: int) -> bool:
+        """Whether `other` trains exactly as this config for the first `steps` steps: equal but
+        for the number of epochs under a constant learning rate, and for the settings in
+        `free_before_physics` while neither config's physics term acted."""
+        changed = self.changed_settings(other) - ({"epochs"} if self.schedule == "constant" else set())
+        physics = changed & self.free_before_physics
+        return changed == physics and not (physics and any(c.physics_acted(steps, steps_per_epoch) for c in (self, other)))
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

@@ -24,7 +24,7 @@ from ..recon import GaussNewton
 from ._checkpoints import Checkpoints
 from .._fingerprint import json_sha256
 from .._version import __version__
-from ._config import PHYSICS_LOSS_SETTINGS, TrainConfig
+from ._config import TrainConfig
 from ._first_stage import first_stage_batch_size, first_stage_images
 from ._log import read_log, save_loss_figure, write_log
 from ..learned import PhysicsLoss
@@ -205,7 +205,8 @@ class Trainer:
             remove_temporaries(self.run)  # what killed writes of the log and figure left
         resumed = resume and self.checkpoints.latest_step("last") is not None
         if resumed:  # else (killed before its first checkpoint) the run starts over, its log rewritten
-            step = self.checkpoints.latest_step("last")
+            # A `best` newer than `last` (killed between their writes) was trained with the stored settings too.
+            step = max(s for s in map(self.checkpoints.latest_step, ("last", "best")) if s is not None)
             if not self._stored_config.same_run_until(config, step, self.steps_per_epoch):
                 self.checkpoints.close()
                 raise ValueError(f"cannot resume {self.run} with other physics-loss settings: the physics term of its "
@@ -279,20 +280,17 @@ class Trainer:
         if not resume:
             raise ValueError(f"{self.run} already holds a training run: pass resume=True (--resume) or use a new folder")
         stored = json.loads(config_path.read_text())
-        previous = TrainConfig.from_dict(stored["train"])
-        self._stored_config = previous.replace(epochs=self.config.epochs)
-        mine, theirs = self._stored_config.to_dict(), self.config.to_dict()
-        changed = sorted(name for name in mine if mine[name] != theirs[name])
-        free = set(PHYSICS_LOSS_SETTINGS) - ({"physics_mesh_spacing_mm"} if self.config.model.needs_physics else set())
-        if not set(changed) <= free:  # those: checked against the stored step in __init__
-            raise ValueError(f"cannot resume {self.run}: its config differs from this one in {', '.join(changed)} (only "
-                             "epochs may change, and the physics-loss settings while its physics term has not acted)")
+        previous = self._stored_config = TrainConfig.from_dict(stored["train"])
         if previous.epochs != self.config.epochs and self.config.schedule == "cosine":
             raise ValueError(
                 f"cannot resume {self.run} with {self.config.epochs} epochs instead of {previous.epochs}: its cosine "
                 "learning-rate schedule spans the original epochs (the rate would jump mid-run); fine-tune the run "
                 "with --init-from instead, or use --schedule constant"
             )
+        if not previous.same_run_until(self.config, 0, 1):  # the step the physics acted from: checked in __init__
+            raise ValueError(f"cannot resume {self.run}: its config differs from this one in "
+                             f"{', '.join(sorted(previous.changed_settings(self.config)))} (only epochs may change, and the "
+                             "physics-loss settings while its physics term has not acted)")
         # The dataset is identified by its content: a store regenerated at the same path is another dataset.
         fingerprint = stored["dataset"].get("sha256")
         if fingerprint is None:  # runs from before content fingerprints: the path is all there is

@@ -83,6 +83,23 @@ def test_scores_compute_table_best_and_csv_round_trip(scores, tmp_path):
         Scores.compute({"x": truth[:2]}, truth, mask)
 
 
+def test_paired_difference_of_two_methods_and_its_standard_error(scores):
+    """`Scores.difference`: per-chromophore mean of the per-phantom differences, and a standard
+    error whose ratio to it is scipy's paired t statistic."""
+    from scipy.stats import ttest_rel
+
+    scores = scores[0]
+    gain, error = scores.difference("good", "bad")
+    good, bad = scores.values["good"]["psnr"], scores.values["bad"]["psnr"]
+    np.testing.assert_allclose(gain, good.mean(0) - bad.mean(0))
+    np.testing.assert_allclose(gain / error, ttest_rel(good, bad, axis=0).statistic)
+    assert np.all(gain > 0)
+    same, zero = scores.difference("good", "good", "ssim")
+    assert np.all(same == 0) and np.all(zero == 0)
+    one = Scores(scores.phantoms[:1], {k: {m: v[:1] for m, v in d.items()} for k, d in scores.values.items()})
+    assert np.all(np.isnan(one.difference("good", "bad")[1]))
+
+
 def test_figures_of_scores_and_comparisons(scores):
     scores, images, truth, mask = scores
     figure = box_plots(scores, title="t")

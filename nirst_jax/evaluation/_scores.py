@@ -48,6 +48,18 @@ class Scores:
         """(3,) mean over phantoms per chromophore."""
         return self.values[method][metric].mean(0)
 
+    def difference(self, method: str, baseline: str, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
+        """`method` minus `baseline`, paired by phantom.
+
+        Returns:
+            (3,) mean difference per chromophore and (3,) its standard error (the differences'
+            sample standard deviation over √B; NaN for one phantom).
+        """
+        differences = self.values[method][metric] - self.values[baseline][metric]
+        count = len(differences)
+        error = differences.std(0, ddof=1) / np.sqrt(count) if count > 1 else np.full(3, np.nan)
+        return differences.mean(0), error
+
     def table(self) -> str:
         """Markdown: mean ± std per method and chromophore (rows) and metric (columns)."""
         lines = ["| method | chromophore | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |",

@@ -74,11 +74,10 @@ def test_split(study: Study) -> Section:
                     "measure how much of its lead that accounts for).")
     section.text.append(verdict)
     section.numbers["znet_best_psnr"] = wins
-    gain = scores.mean("Z-Net hybrid", "psnr") - scores.mean("Z-Net", "psnr")
     s = study.scale
     section.text.append(f"The physics-consistency loss in the last {s.physics_epochs} of the Z-Net's {s.epochs} epochs "
                         f"(hybrid Z-Net, weight {s.physics_weight:g}; the same run before them) changes its mean PSNR by "
-                        + ", ".join(f"{g:+.2f} dB ({c.split()[0]})" for g, c in zip(gain, CHROMOPHORE_LABELS)) + ".")
+                        f"{_hybrid_gain(scores)} (HbO / Hb / water; ± the paired standard error over the phantoms).")
     rows = ["| method | water MSE | water PSNR (dB) | water SSIM |", "|---|---|---|---|"]
     for method in ("DRI", "Y-Net", "Z-Net"):
         ours = [scores.mean(method, m)[2] for m in ("mse", "psnr", "ssim")]
@@ -260,14 +259,20 @@ def fine_mesh(study: Study) -> Section:
     text, section.numbers["learned"] = _against_best_dri(scores)
     section.text.append(text)
     terms = _physics_terms(study, "fine-mesh", ("Z-Net", "Z-Net hybrid"))
-    gain = scores.mean("Z-Net hybrid", "psnr") - scores.mean("Z-Net", "psnr")
+    gain, error = scores.difference("Z-Net hybrid", "Z-Net")
     section.text.append(
-        "Z-Net hybrid against Z-Net here: " + " / ".join(f"{g:+.2f}" for g in gain) + " dB (HbO / Hb / water). "
+        f"Z-Net hybrid against Z-Net here: {_hybrid_gain(scores)} (HbO / Hb / water; ± the paired standard error). "
         f"Physics term of their images (the training loss's: mean square normalised ln A misfit, re-simulated on the "
         f"data's own {s.fine_mesh_spacing_mm:g} mm mesh): Z-Net {terms['Z-Net']:.5f}, Z-Net hybrid "
         f"{terms['Z-Net hybrid']:.5f}; the true images {terms['truth']:.5f} (the noise floor).")
-    section.numbers["hybrid"] = {"psnr_gain": gain.tolist(), "physics_term": terms}
+    section.numbers["hybrid"] = {"psnr_gain": gain.tolist(), "psnr_gain_error": error.tolist(), "physics_term": terms}
     return section
+
+
+def _hybrid_gain(scores: Scores) -> str:
+    """Z-Net hybrid's mean PSNR minus Z-Net's, per chromophore, ± its paired standard error."""
+    gain, error = scores.difference("Z-Net hybrid", "Z-Net")
+    return " / ".join(f"{g:+.3f} ± {e:.3f}" for g, e in zip(gain, error)) + " dB"
 
 
 def _physics_terms(study: Study, name: str, methods) -> dict[str, float]:

@@ -147,6 +147,24 @@ def test_checkpoints_written_at_an_interval_keep_the_best_epochs_state(dataset, 
         Trainer(dataset, tmp_path / "bad", config, progress=False, checkpoint_interval_s=-1)
 
 
+def test_a_run_that_starts_over_discards_a_best_checkpoint_written_before(dataset, tmp_path):
+    """A run killed between its first `best` and `last` writes starts over on resume; its stale
+    `best` (here: the untrained state, stored as step 5) is deleted, not kept because the new
+    run's best has the same step."""
+    config = TrainConfig(model=TINY, epochs=1, batch_size=32)  # 5 steps
+    first = Trainer(dataset, tmp_path / "run", config, progress=False)
+    untrained = jax.tree.map(np.asarray, first.state)
+    first.checkpoints.save("best", first.state._replace(step=np.asarray(5, np.int32)))
+    first.close()
+    again = Trainer(dataset, tmp_path / "run", config, resume=True, progress=False)
+    assert again.checkpoints.latest_step("best") is None
+    again.fit()
+    best = again.checkpoints.restore("best", again.state)
+    assert int(best.step) == 5
+    assert any(not np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(best.params), jax.tree.leaves(untrained.params)))
+    again.close()
+
+
 def test_the_writer_deletes_unfinished_saves_before_its_managers_open(tmp_path):
     """A killed save's temporary folder is gone when the writer's `Checkpoints` returns (orbax's
     background cleanup raced the managers' listing), and a reader leaves it alone."""
@@ -435,6 +453,8 @@ def test_a_run_is_the_same_run_with_other_physics_settings_only_until_its_physic
     cosine = base.replace(schedule="cosine")
     assert not cosine.same_run_until(cosine.replace(epochs=2), 0, 10)
     assert not base.same_run_until(base.replace(learning_rate=0.01), 0, 10)
+    assert base.fixed_changes(late.replace(learning_rate=0.01, epochs=5)) == {"learning_rate"}
+    assert base.fixed_changes(base.replace(schedule="cosine", epochs=5)) == {"schedule"}
     lgn = TrainConfig(model=ModelSpec("lgn", image_size=SIZE, width=0.125, iterations=2, basis_size=8), epochs=6)
     assert "physics_mesh_spacing_mm" not in lgn.free_before_physics
     assert not lgn.same_run_until(lgn.replace(physics_mesh_spacing_mm=4.0), 0, 10)
@@ -476,7 +496,7 @@ def test_physics_joining_late_leaves_the_earlier_epochs_to_the_data_only_run(dat
         resumed.close()
     with pytest.raises(ValueError, match="the physics term of its config or of this one acted in its first 44 steps"):
         Trainer(dataset, tmp_path / "straight", data_only, resume=True, progress=False)
-    with pytest.raises(ValueError, match="differs from this one in learning_rate, physics_weight"):
+    with pytest.raises(ValueError, match=r"differs from this one in learning_rate \(only"):
         Trainer(dataset, tmp_path / "straight", late.replace(learning_rate=0.01, physics_weight=2.0), resume=True, progress=False)
 
 

@@ -352,7 +352,7 @@ class Study:
         hybrids = [name for name, recipe in NETWORKS.items() if recipe.hybrid and name != network
                    and not self.run_folder(name).exists() and self.training_data(name) is self.training_data(network)]
         hybrids = [name for name in hybrids if self.train_config(name).physics_from_epoch > 0
-                   and config.same_run_until(self.train_config(name), 0, 1)]  # differ only in the physics loss
+                   and config.same_run_until(self.train_config(name), 0, 1)]  # differ only in the physics loss (or epochs)
         return sorted(hybrids, key=lambda name: self.train_config(name).physics_from_epoch)
 
     def method(self, name: str, active_fibres: int | None = None):

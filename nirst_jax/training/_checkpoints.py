@@ -55,6 +55,13 @@ class Checkpoints:
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()
 
+    def discard(self, kind: str) -> None:
+        """Delete the stored checkpoint of this kind, if any."""
+        manager = self._manager(kind)
+        step = manager.latest_step()
+        if step is not None:
+            manager.delete(step)
+
     def restore(self, kind: str, template):
         """The stored state, with the structure, dtypes and shardings of `template`.
 

@@ -157,13 +157,19 @@ class TrainConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         return {name for name in mine if mine[name] != theirs[name]}
 
+    def fixed_changes(self, other: "TrainConfig") -> set[str]:
+        """The settings in which `other` differs from this config that no resume may change: all
+        but the number of epochs under a constant learning rate and `free_before_physics`."""
+        changed = self.changed_settings(other) - ({"epochs"} if self.schedule == "constant" else set())
+        return changed - self.free_before_physics
+
     def same_run_until(self, other: "TrainConfig", steps: int, steps_per_epoch: int) -> bool:
         """Whether `other` trains exactly as this config for the first `steps` steps: equal but
         for the number of epochs under a constant learning rate, and for the settings in
         `free_before_physics` while neither config's physics term acted."""
-        changed = self.changed_settings(other) - ({"epochs"} if self.schedule == "constant" else set())
-        physics = changed & self.free_before_physics
-        return changed == physics and not (physics and any(c.physics_acted(steps, steps_per_epoch) for c in (self, other)))
+        physics = self.changed_settings(other) & self.free_before_physics
+        acted = any(c.physics_acted(steps, steps_per_epoch) for c in (self, other))
+        return not self.fixed_changes(other) and not (physics and acted)
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

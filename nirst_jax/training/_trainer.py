@@ -102,7 +102,8 @@ class Trainer:
         config: the training settings.
         devices: devices to train on, data-parallel (default: all, of every process when
             running under `jax.distributed`: see `initialize_distributed`).
-        resume: continue from RUN/checkpoints/last (the config must match, except `epochs`, and
+        resume: continue from RUN/checkpoints/last (the config must match, except `epochs` under
+            the constant schedule, and
             the physics-loss settings while the physics term has not acted:
             `TrainConfig.same_run_until`).
         progress: show a progress bar.
@@ -204,7 +205,9 @@ class Trainer:
         if resume and self.main_process:
             remove_temporaries(self.run)  # what killed writes of the log and figure left
         resumed = resume and self.checkpoints.latest_step("last") is not None
-        if resumed:  # else (killed before its first checkpoint) the run starts over, its log rewritten
+        if not resumed:  # (killed before its first `last`) the run starts over, its log rewritten, and
+            self.checkpoints.discard("best")  # a `best` written before that kill is another start's
+        if resumed:
             # A `best` newer than `last` (killed between their writes) was trained with the stored settings too.
             step = max(s for s in map(self.checkpoints.latest_step, ("last", "best")) if s is not None)
             if not self._stored_config.same_run_until(config, step, self.steps_per_epoch):
@@ -281,16 +284,17 @@ class Trainer:
             raise ValueError(f"{self.run} already holds a training run: pass resume=True (--resume) or use a new folder")
         stored = json.loads(config_path.read_text())
         previous = self._stored_config = TrainConfig.from_dict(stored["train"])
-        if previous.epochs != self.config.epochs and self.config.schedule == "cosine":
+        if previous.epochs != self.config.epochs and previous.schedule == self.config.schedule == "cosine":
             raise ValueError(
                 f"cannot resume {self.run} with {self.config.epochs} epochs instead of {previous.epochs}: its cosine "
                 "learning-rate schedule spans the original epochs (the rate would jump mid-run); fine-tune the run "
                 "with --init-from instead, or use --schedule constant"
             )
-        if not previous.same_run_until(self.config, 0, 1):  # the step the physics acted from: checked in __init__
-            raise ValueError(f"cannot resume {self.run}: its config differs from this one in "
-                             f"{', '.join(sorted(previous.changed_settings(self.config)))} (only epochs may change, and the "
-                             "physics-loss settings while its physics term has not acted)")
+        fixed = previous.fixed_changes(self.config)  # (the physics-loss settings: checked against the step in __init__)
+        if fixed:
+            raise ValueError(f"cannot resume {self.run}: its config differs from this one in {', '.join(sorted(fixed))} "
+                             "(only epochs may change, under the constant schedule, and the physics-loss settings while "
+                             "its physics term has not acted, but the physics mesh of a network with physics inside)")
         # The dataset is identified by its content: a store regenerated at the same path is another dataset.
         fingerprint = stored["dataset"].get("sha256")
         if fingerprint is None:  # runs from before content fingerprints: the path is all there is

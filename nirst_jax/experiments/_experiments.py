@@ -397,9 +397,11 @@ def realistic(study: Study) -> Section:
     section.numbers["hbt_contrast"] = contrasts
     change = np.mean(section.numbers["mean_psnr_test"]["Z-Net realistic"]) - np.mean(section.numbers["mean_psnr_test"]["Z-Net"])
     section.text.append(f"On the study's test split the realistic Z-Net's mean PSNR differs from the study-trained one's by "
-                        f"{change:+.1f} dB; benign-like lesion (true {contrasts['benign']['truth']:.2f}): Z-Net "
-                        f"{contrasts['benign']['Z-Net']:.2f}, realistic {contrasts['benign']['Z-Net realistic']:.2f}, "
-                        f"refined {contrasts['benign']['Z-Net realistic' + REFINED]:.2f}.")
+                        f"{change:+.2f} dB; HbT contrast "
+                        + "; ".join(f"{kind}-like lesion (true {contrasts[kind]['truth']:.2f}): Z-Net {contrasts[kind]['Z-Net']:.2f}, "
+                                    f"realistic {contrasts[kind]['Z-Net realistic']:.2f}, refined "
+                                    f"{contrasts[kind]['Z-Net realistic' + REFINED]:.2f}" for kind in ("malignant", "benign"))
+                        + ".")
     return section
 
 

@@ -207,7 +207,7 @@ class Trainer:
         resumed = resume and self.checkpoints.latest_step("last") is not None
         if not resumed:  # (killed before its first `last`) the run starts over, its log rewritten, and
             self.checkpoints.discard("best")  # a `best` written before that kill is another start's
-        if resumed:
+        else:
             # A `best` newer than `last` (killed between their writes) was trained with the stored settings too.
             step = max(s for s in map(self.checkpoints.latest_step, ("last", "best")) if s is not None)
             if not self._stored_config.same_run_until(config, step, self.steps_per_epoch):

@@ -103,9 +103,8 @@ class Trainer:
         devices: devices to train on, data-parallel (default: all, of every process when
             running under `jax.distributed`: see `initialize_distributed`).
         resume: continue from RUN/checkpoints/last (the config must match, except `epochs` under
-            the constant schedule, and
-            the physics-loss settings while the physics term has not acted:
-            `TrainConfig.same_run_until`).
+            the constant schedule, and the physics-loss settings while the physics term has not
+            acted: `TrainConfig.same_run_until`).
         progress: show a progress bar.
         checkpoint_interval_s: write the checkpoints at the end of an epoch only when the last
             write is at least this old (0: every epoch), and always at the end, on an early stop
